@@ -1,0 +1,152 @@
+"""One generic bus for the three address spaces of a vCPU: port I/O, MMIO and MSR indices.
+
+Devices are registered over half-open ranges ``[base, base + size)``.  Ranges are kept
+sorted; a new range that overlaps an existing one, is empty, or runs past the end of the
+address space is refused at registration with a typed error.  Lookup is a bisect over the
+range starts, never a scan.
+
+Every access carries an :class:`Access`: the absolute address, the offset inside the
+device's range, the access size in bytes, the vCPU id and whether the host (not the guest)
+made it (save/restore of MSRs bypasses guest-only rules).
+
+Device protocol (plain objects, duck-typed):
+
+* ``read(access) -> int | Fault``
+* ``write(access, value) -> None | Fault``
+
+MSR handlers return a value or a :data:`GP` fault and never raise into the CPU loop; port
+I/O and MMIO devices return plain values.  An access that straddles a range boundary is a
+misuse of the bus and raises :class:`InvalidAccessError`.
+
+Not supported: partial overlaps resolved by priority (QEMU-style memory regions), and
+ranges registered for only one direction.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+
+class BusError(Exception):
+    """Base class of the bus's closed set of errors."""
+
+
+class OverlapError(BusError):
+    """A registration overlaps a range that is already registered."""
+
+
+class InvalidRangeError(BusError):
+    """A registration is empty, negative or outside the address space."""
+
+
+class InvalidAccessError(BusError):
+    """An access has a bad size or crosses the end of a device's range."""
+
+
+class DeviceNotFoundError(BusError):
+    """No device is registered at the base given to unregister()."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """An architectural fault a handler asks the vCPU to raise in the guest."""
+
+    vector: int
+    error_code: int = 0
+    name: str = ""
+
+    def __repr__(self) -> str:
+        return f"Fault({self.name or self.vector}, error_code={self.error_code})"
+
+
+#: General-protection fault with error code 0: what a rejected RDMSR/WRMSR/RDPMC raises.
+GP = Fault(13, 0, "#GP")
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who accesses what: absolute address, offset in the device's range, size, vCPU."""
+
+    address: int
+    offset: int
+    size: int
+    vcpu_id: int = 0
+    host: bool = False
+
+
+class Bus:
+    """Sorted, non-overlapping ranges of one address space, each owned by one device."""
+
+    def __init__(self, name: str, limit: int, sizes: tuple[int, ...] = (1, 2, 4, 8), indexed: bool = False):
+        """``indexed``: an access of any size occupies one address (MSR indices: an 8-byte
+        RDMSR of index 0x1B touches only 0x1B); otherwise it occupies ``size`` addresses."""
+        self.name = name
+        self.limit = limit
+        self._sizes = sizes
+        self._indexed = indexed
+        self._starts: list[int] = []
+        self._entries: list[tuple[int, int, object]] = []  # (base, end, device)
+
+    def register(self, base: int, size: int, device: object) -> None:
+        """Own ``[base, base + size)`` for ``device``; refuse empty, overflowing or overlapping ranges."""
+        if size <= 0 or base < 0 or base + size > self.limit:
+            raise InvalidRangeError(
+                f"{self.name} bus: range {base:#x}+{size:#x} is empty or outside 0..{self.limit:#x}"
+            )
+        i = bisect_right(self._starts, base)
+        end = base + size
+        if i > 0 and self._entries[i - 1][1] > base:
+            other = self._entries[i - 1]
+            raise OverlapError(f"{self.name} bus: {base:#x}-{end - 1:#x} overlaps {other[0]:#x}-{other[1] - 1:#x}")
+        if i < len(self._entries) and self._entries[i][0] < end:
+            other = self._entries[i]
+            raise OverlapError(f"{self.name} bus: {base:#x}-{end - 1:#x} overlaps {other[0]:#x}-{other[1] - 1:#x}")
+        self._starts.insert(i, base)
+        self._entries.insert(i, (base, end, device))
+
+    def unregister(self, base: int) -> object:
+        """Remove the range that starts at ``base`` and return its device."""
+        i = bisect_right(self._starts, base) - 1
+        if i < 0 or self._starts[i] != base:
+            raise DeviceNotFoundError(f"{self.name} bus: no range starts at {base:#x}")
+        del self._starts[i]
+        return self._entries.pop(i)[2]
+
+    def ranges(self) -> list[tuple[int, int, object]]:
+        """``(base, size, device)`` of every registered range, in address order."""
+        return [(b, e - b, d) for b, e, d in self._entries]
+
+    def lookup(self, address: int, size: int = 1) -> tuple[int, object] | None:
+        """The ``(base, device)`` owning ``[address, address + size)``, or None if unowned."""
+        i = bisect_right(self._starts, address) - 1
+        if i < 0:
+            return None
+        base, end, device = self._entries[i]
+        if address >= end:
+            return None
+        if address + size > end:
+            raise InvalidAccessError(
+                f"{self.name} bus: access {address:#x}+{size} crosses the end of {base:#x}-{end - 1:#x}")
+        return base, device
+
+    def _access(self, address: int, size: int, vcpu_id: int, host: bool):
+        if size not in self._sizes:
+            raise InvalidAccessError(f"{self.name} bus: access size {size} not one of {self._sizes}")
+        found = self.lookup(address, 1 if self._indexed else size)
+        if found is None:
+            return None, None
+        base, device = found
+        return device, Access(address, address - base, size, vcpu_id, host)
+
+    def read(self, address: int, size: int, vcpu_id: int = 0, host: bool = False):
+        """The device's answer (int or Fault), or None when no device owns the address."""
+        device, access = self._access(address, size, vcpu_id, host)
+        return None if device is None else device.read(access)
+
+    def write(self, address: int, size: int, value: int, vcpu_id: int = 0, host: bool = False):
+        """Deliver a write; returns the device's Fault if it refused, False when unowned, else None."""
+        device, access = self._access(address, size, vcpu_id, host)
+        if device is None:
+            return False
+        return device.write(access, value)
