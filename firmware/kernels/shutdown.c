@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Ends in a guest shutdown the way a broken kernel does: prints a line, then loads an empty
+ * IDT and executes ud2.  #UD cannot be delivered (#GP), neither can the #GP (#DF), nor the
+ * #DF: a triple fault.  The VMM must report "guest shut down" with this output intact.
+ * With "halt" on the command line it instead executes cli; hlt, which nothing can wake.
+ */
+#include "libfw.h"
+#include "multiboot.h"
+#include "processor.h"
+
+static bool has_word(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (; *text; text++)
+		if ((text[n] == ' ' || text[n] == 0) && strncmp(text, word, n) == 0)
+			return true;
+	return false;
+}
+
+int main(struct multiboot_info *mbi)
+{
+	static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) empty = { 0, 0 };
+
+	if (has_word(mbi_cmdline(mbi), "halt")) {
+		printf("halting with interrupts off\n");
+		asm volatile("cli; hlt");
+	} else {
+		printf("about to triple fault\n");
+		asm volatile("lidt %0; ud2" : : "m"(empty));
+	}
+	printf("FAIL: still running\n");
+	return 1;
+}
