@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Build: the Cython extensions (vCPU hook layer, PMU core) and the firmware, from source.
+
+The extensions do not link libunicorn: the hook layer resolves the engine's entry points at
+run time from the library the unicorn Python binding has loaded, so both share one engine.
+The firmware (boot trampoline and test kernels) is built with the system gcc/as/ld by
+`make -C firmware` and shipped as package data.
+"""
+
+import os
+import subprocess
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildWithFirmware(build_py):
+    def run(self):
+        subprocess.check_call(["make", "-C", os.path.join(HERE, "firmware"), "-j2"])
+        super().run()
+
+
+extensions = [
+    Extension("vmm._ucvcpu", ["vmm/_ucvcpu.pyx"], extra_compile_args=["-O2"]),
+    Extension("pmu._core", ["pmu/_core.pyx"], extra_compile_args=["-O2"]),
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
+    cmdclass={"build_py": BuildWithFirmware},
+)

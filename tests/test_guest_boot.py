@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Boot-contract kernels from firmware/ on the real machine: every check inside must pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.guest import assert_all_pass, boot
+
+BOOT_KERNELS = ["hello64", "hello32", "boot64", "exceptions", "usermode", "iobitmap", "fwcfg", "serial",
+                "msr", "vmware"]
+
+
+@pytest.mark.parametrize("kernel", BOOT_KERNELS)
+def test_kernel_passes(kernel):
+    result, serial = boot(kernel, cmdline="test=1")
+    assert_all_pass(result, serial)
+
+
+@pytest.mark.parametrize("kernel", ["msr", "exceptions", "usermode"])
+def test_kernel_passes_on_amd(kernel):
+    result, serial = boot(kernel, cpu="amd")
+    assert_all_pass(result, serial)
+
+
+def test_hello64_sees_command_line_and_module():
+    result, serial = boot("hello32", cmdline="alpha beta", initrd=b"NR_CPUS=1\nFOO=bar\n")
+    assert_all_pass(result, serial)
+    assert "hello32.elf alpha beta" in serial
+    assert "FOO=bar" in serial
+
+
+def test_same_kernel_same_instruction_count_every_run():
+    counts = {boot("exceptions")[0].instructions for _ in range(3)}
+    assert len(counts) == 1
+
+
+def test_triple_fault_is_a_clean_shutdown_with_serial_intact():
+    result, serial = boot("shutdown")
+    assert result.reason == "shutdown"
+    assert result.status == 125
+    assert "triple fault" in result.detail
+    assert "about to triple fault" in serial
+
+
+def test_hlt_with_interrupts_off_is_halted_forever():
+    result, serial = boot("shutdown", cmdline="halt")
+    assert (result.reason, result.status) == ("halted", 126)
+    assert "halting with interrupts off" in serial
+
+
+def test_instruction_limit_stops_the_guest():
+    result, _ = boot("serial", max_insns=20_000)
+    assert result.reason == "limit"
+    assert 20_000 <= result.instructions < 21_000

@@ -1,0 +1,1027 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The Unicorn vCPU backend: a C-level hook layer over libunicorn 2.1.4.
+
+What it does (all hot paths are C; Python is reached only on cold paths):
+
+* Exact instruction accounting.  A translation block's instructions are *in flight* from
+  its block hook until the next block hook or until something leaves the block early (a
+  fault, an emulated instruction, an injected interrupt); only then are they committed to
+  the retired-instruction total (the virtual clock) and to the PMU, at the CPL the block ran
+  at.  Leaving early commits exactly the instructions before the exit point, so nothing is
+  ever subtracted.  REP string instructions, which re-enter their own block once per
+  iteration, are committed once.
+* RDMSR/WRMSR interception: the first time a block is seen it is decoded (vmm.decode); each
+  RDMSR/WRMSR gets a per-address code hook, the block is dropped from the translation cache
+  and restarted.  MSRs the engine models itself (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS bases,
+  SYSENTER, PAT, TSC_AUX) run natively, with the SDM's canonical-address #GP added; the rest
+  are exits (or the PMU's C fast path).  Unknown MSRs are a #GP in the guest.
+* Exceptions and interrupts are delivered through the guest IDT by the engine's own
+  delivery code (IDT gates, TSS.RSP0 stack switch, error codes, CR2, #DF, triple fault),
+  called from inside hooks.  RDPMC (which the engine turns into #UD, or a wrong #GP at CPL3),
+  SYSCALL, CPUID, RDTSC/RDTSCP, port I/O and MMIO are emulated here.
+* Interrupt injection and timers: a block hook checks one attention flag and the pending-
+  interrupt flag; delivery happens at a block boundary when RFLAGS.IF=1 and no STI/MOV SS
+  shadow is active.
+
+It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
+inside unicorn 2.1.4); :func:`self_test` checks every one of them at start-up and fails with
+a clear message on a mismatch.
+
+Not supported: more than one vCPU per engine, SYSENTER/SYSEXIT from 64-bit user code,
+self-modifying code that keeps a block's address and size but changes its instructions
+(the decoded-block cache is keyed by address and size), interrupt delivery in the middle of
+a block (an interrupt that becomes deliverable mid-block is taken at the next block boundary).
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
+
+import ctypes
+import time
+
+import unicorn
+from unicorn import unicorn_const as ucc
+from unicorn import x86_const as uxc
+from unicorn.unicorn_py3 import unicorn as _ucmod
+
+from devices.bus import Fault
+from vmm.decode import ENDS_IN_BRANCH, ENDS_WITH_REP, STARTS_WITH_REP, decode_block
+from vmm.exits import Exit, ExitKind
+
+# ---------------------------------------------------------------------------------------
+# libunicorn entry points, resolved at run time from the library the Python binding loaded
+# (same engine instance, no link-time path to get wrong).
+
+ctypedef int (*fn_hook_add)(void*, size_t*, int, void*, void*, uint64_t, uint64_t, ...) noexcept nogil
+ctypedef int (*fn_hook_del)(void*, size_t) noexcept nogil
+ctypedef int (*fn_reg)(void*, int, void*) noexcept nogil
+ctypedef int (*fn_emu_start)(void*, uint64_t, uint64_t, uint64_t, size_t) noexcept nogil
+ctypedef int (*fn_emu_stop)(void*) noexcept nogil
+ctypedef int (*fn_ctl)(void*, int, ...) noexcept nogil
+ctypedef int (*fn_vmem_read)(void*, uint64_t, int, void*, size_t) noexcept nogil
+ctypedef int (*fn_vmem_write)(void*, uint64_t, int, void*, size_t) noexcept nogil
+ctypedef int (*fn_mmio_map)(void*, uint64_t, size_t, void*, void*, void*, void*) noexcept nogil
+ctypedef int (*fn_mem_unmap)(void*, uint64_t, size_t) noexcept nogil
+ctypedef void (*fn_do_interrupt)(void*) noexcept nogil
+ctypedef void (*fn_hardirq)(void*, int, int) noexcept nogil
+ctypedef void (*fn_load_seg)(void*, int, int) noexcept nogil
+
+cdef fn_hook_add uc_hook_add
+cdef fn_hook_del uc_hook_del
+cdef fn_reg uc_reg_read
+cdef fn_reg uc_reg_write
+cdef fn_emu_start uc_emu_start
+cdef fn_emu_stop uc_emu_stop
+cdef fn_ctl uc_ctl
+cdef fn_vmem_read uc_vmem_read
+cdef fn_vmem_write uc_vmem_write
+cdef fn_mmio_map uc_mmio_map
+cdef fn_mem_unmap uc_mem_unmap
+cdef fn_do_interrupt x86_do_interrupt
+cdef fn_hardirq x86_hardirq
+cdef fn_load_seg x86_load_seg
+
+
+cdef uintptr_t _sym(lib, str name) except 0:
+    return <uintptr_t> ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+
+
+cdef void _resolve() except *:
+    global uc_hook_add, uc_hook_del, uc_reg_read, uc_reg_write, uc_emu_start, uc_emu_stop, uc_ctl
+    global uc_vmem_read, uc_vmem_write, uc_mmio_map, uc_mem_unmap, x86_do_interrupt, x86_hardirq, x86_load_seg
+    lib = _ucmod.uclib
+    uc_hook_add = <fn_hook_add> _sym(lib, "uc_hook_add")
+    uc_hook_del = <fn_hook_del> _sym(lib, "uc_hook_del")
+    uc_reg_read = <fn_reg> _sym(lib, "uc_reg_read")
+    uc_reg_write = <fn_reg> _sym(lib, "uc_reg_write")
+    uc_emu_start = <fn_emu_start> _sym(lib, "uc_emu_start")
+    uc_emu_stop = <fn_emu_stop> _sym(lib, "uc_emu_stop")
+    uc_ctl = <fn_ctl> _sym(lib, "uc_ctl")
+    uc_vmem_read = <fn_vmem_read> _sym(lib, "uc_vmem_read")
+    uc_vmem_write = <fn_vmem_write> _sym(lib, "uc_vmem_write")
+    uc_mmio_map = <fn_mmio_map> _sym(lib, "uc_mmio_map")
+    uc_mem_unmap = <fn_mem_unmap> _sym(lib, "uc_mem_unmap")
+    x86_do_interrupt = <fn_do_interrupt> _sym(lib, "x86_cpu_do_interrupt_x86_64")
+    x86_hardirq = <fn_hardirq> _sym(lib, "do_interrupt_x86_hardirq_x86_64")
+    x86_load_seg = <fn_load_seg> _sym(lib, "cpu_x86_load_seg_x86_64")
+
+
+_resolve()
+
+# ---------------------------------------------------------------------------------------
+# Engine constants (from the binding, so a renumbering cannot slip by) and private layout.
+
+cdef int HOOK_INTR = ucc.UC_HOOK_INTR
+cdef int HOOK_INSN = ucc.UC_HOOK_INSN
+cdef int HOOK_CODE = ucc.UC_HOOK_CODE
+cdef int HOOK_BLOCK = ucc.UC_HOOK_BLOCK
+cdef int HOOK_MEM_UNMAPPED = ucc.UC_HOOK_MEM_UNMAPPED
+cdef int HOOK_INSN_INVALID = ucc.UC_HOOK_INSN_INVALID
+cdef int INS_IN = uxc.UC_X86_INS_IN
+cdef int INS_OUT = uxc.UC_X86_INS_OUT
+cdef int INS_SYSCALL = uxc.UC_X86_INS_SYSCALL
+cdef int INS_CPUID = uxc.UC_X86_INS_CPUID
+cdef int INS_RDTSC = uxc.UC_X86_INS_RDTSC
+cdef int INS_RDTSCP = uxc.UC_X86_INS_RDTSCP
+cdef int REG_RIP = uxc.UC_X86_REG_RIP
+cdef int REG_RFLAGS = uxc.UC_X86_REG_RFLAGS
+cdef int REG_MSR = uxc.UC_X86_REG_MSR
+cdef int CTL_IO_WRITE = 1
+cdef int CTL_TB_REMOVE_CACHE = ucc.UC_CTL_TB_REMOVE_CACHE
+cdef int CTL_UC_EXITS = ucc.UC_CTL_UC_EXITS
+cdef int CTL_UC_USE_EXITS = ucc.UC_CTL_UC_USE_EXITS
+
+cdef inline int ctl_write(int ctl, int nargs) noexcept nogil:
+    return ctl | (nargs << 26) | (CTL_IO_WRITE << 30)
+
+# Offsets inside CPUX86State (QEMU 5.0.1 in unicorn 2.1.4), verified by self_test().
+DEF OFF_REGS = 0
+DEF OFF_EIP = 128
+DEF OFF_EFLAGS = 136
+DEF OFF_HFLAGS = 176
+DEF OFF_HFLAGS2 = 180
+DEF OFF_TR_BASE = 360               # segment cache of TR: base, limit, flags
+DEF OFF_TR_LIMIT = 368
+DEF OFF_CR = 424
+DEF UC_CPU_SLOT_FROM_REG_READ = 38   # CPUState* is this many pointer slots after reg_read_x86_64
+DEF CPU_ENV_SLOT = 37                # CPUState field holding the CPUX86State* (env_ptr)
+
+DEF HF_CPL_MASK = 3
+DEF HF_INHIBIT_IRQ = 1 << 3
+DEF HF_LMA = 1 << 14
+DEF HF_CS64 = 1 << 15
+DEF HF2_NMI_MASK = 1 << 2
+DEF EFLAGS_IF = 1 << 9
+DEF EFLAGS_IOPL_SHIFT = 12
+DEF EFER_ALLOWED = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)   # SCE, LME, LMA, NXE
+DEF MSR_EFER = 0xC0000080
+DEF R_RAX = 0
+DEF R_RCX = 1
+DEF R_RDX = 2
+DEF R_RBX = 3
+DEF R_RSP = 4
+DEF SEG_CS = 1
+DEF SEG_SS = 2
+
+DEF EXC_UD = 6
+DEF EXC_GP = 13
+DEF VEC_NMI = 2
+
+# Why run() returned.
+DEF STOP_NONE = 0
+DEF STOP_REQUESTED = 1
+DEF STOP_SHUTDOWN = 2
+DEF STOP_ERROR = 3
+DEF STOP_LIMIT = 4
+
+# MSRs the engine models itself; writes of non-canonical addresses to some of them #GP.
+DEF MSR_TSC = 0x10
+DEF MSR_HIGH = 0xC0000000
+
+cdef inline bint msr_is_native(uint32_t index) noexcept nogil:
+    cdef uint32_t hi
+    if index == 0x174 or index == 0x175 or index == 0x176 or index == 0x277 or index == 0x1A0:
+        return True
+    hi = index - <uint32_t> MSR_HIGH
+    return (hi >= 0x80 and hi <= 0x84) or (hi >= 0x100 and hi <= 0x103)   # EFER..FMASK, FS/GS/KGS_BASE, TSC_AUX
+
+
+cdef inline bint msr_needs_canonical(uint32_t index) noexcept nogil:
+    cdef uint32_t hi = index - <uint32_t> MSR_HIGH
+    return index == 0x175 or index == 0x176 or hi == 0x82 or hi == 0x83 or (hi >= 0x100 and hi <= 0x102)
+
+
+cdef inline bint canonical(uint64_t v) noexcept nogil:
+    cdef int64_t s = <int64_t>(v << 16) >> 16
+    return <uint64_t>s == v
+
+
+# ---------------------------------------------------------------------------------------
+# Decoded-block cache: open addressing keyed by (address, size).
+
+cdef struct Block:
+    uint64_t addr
+    uint32_t size
+    uint16_t n            # instructions
+    uint8_t flags         # vmm.decode flags
+    uint8_t used
+    uint16_t *offs        # n instruction offsets
+
+
+cdef class BlockTable:
+    cdef Block *slots
+    cdef size_t cap
+    cdef size_t count
+
+    def __cinit__(self):
+        self.cap = 1 << 14
+        self.slots = <Block*> calloc(self.cap, sizeof(Block))
+        if self.slots == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        self._free_offs()
+        free(self.slots)
+
+    cdef void _free_offs(self) noexcept:
+        cdef size_t i
+        for i in range(self.cap):
+            if self.slots[i].used:
+                free(self.slots[i].offs)
+
+    cdef inline size_t _hash(self, uint64_t addr, uint32_t size) noexcept nogil:
+        cdef uint64_t h = (addr ^ (<uint64_t>size << 48)) * <uint64_t>0x9E3779B97F4A7C15
+        return <size_t>(h >> 20) & (self.cap - 1)
+
+    cdef Block* find(self, uint64_t addr, uint32_t size) noexcept nogil:
+        cdef size_t i = self._hash(addr, size)
+        while self.slots[i].used:
+            if self.slots[i].addr == addr and self.slots[i].size == size:
+                return &self.slots[i]
+            i = (i + 1) & (self.cap - 1)
+        return NULL
+
+    cdef Block* insert(self, uint64_t addr, uint32_t size, offsets, uint8_t flags) except NULL:
+        if (self.count + 1) * 2 > self.cap:
+            self._grow()
+        cdef size_t i = self._hash(addr, size)
+        while self.slots[i].used:
+            i = (i + 1) & (self.cap - 1)
+        cdef Block *b = &self.slots[i]
+        b.addr = addr
+        b.size = size
+        b.n = len(offsets)
+        b.flags = flags
+        b.offs = <uint16_t*> malloc(sizeof(uint16_t) * b.n)
+        if b.offs == NULL:
+            raise MemoryError()
+        cdef int k
+        for k in range(b.n):
+            b.offs[k] = offsets[k]
+        b.used = 1
+        self.count += 1
+        return b
+
+    cdef void _grow(self) except *:
+        cdef Block *old = self.slots
+        cdef size_t old_cap = self.cap, i, j
+        self.cap *= 2
+        self.slots = <Block*> calloc(self.cap, sizeof(Block))
+        if self.slots == NULL:
+            raise MemoryError()
+        for i in range(old_cap):
+            if old[i].used:
+                j = self._hash(old[i].addr, old[i].size)
+                while self.slots[j].used:
+                    j = (j + 1) & (self.cap - 1)
+                self.slots[j] = old[i]
+        free(old)
+
+
+cdef inline int index_in_block(Block *b, uint64_t rip) noexcept nogil:
+    """Instructions of ``b`` that lie before ``rip`` (all of them if rip is past the block)."""
+    cdef uint64_t off
+    cdef int k
+    if rip < b.addr or rip >= b.addr + b.size:
+        return b.n
+    off = rip - b.addr
+    for k in range(b.n):
+        if b.offs[k] >= off:
+            return k
+    return b.n
+
+
+# ---------------------------------------------------------------------------------------
+# MMIO windows: the engine calls these with an offset into the mapped region.
+
+cdef struct MmioRegion:
+    void *vcpu
+    uint64_t base
+
+
+DEF MAX_MMIO = 8
+
+
+cdef uint64_t _mmio_read(void *uc, uint64_t offset, unsigned size, void *ud) noexcept:
+    cdef MmioRegion *r = <MmioRegion*> ud
+    return (<UcVcpu> r.vcpu)._py_mmio(ExitKind.MMIO_READ, r.base + offset, size, 0)
+
+
+cdef void _mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *ud) noexcept:
+    cdef MmioRegion *r = <MmioRegion*> ud
+    (<UcVcpu> r.vcpu)._py_mmio(ExitKind.MMIO_WRITE, r.base + offset, size, value)
+
+
+# ---------------------------------------------------------------------------------------
+# Hook trampolines: user_data is the UcVcpu.
+
+cdef void _on_block(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
+    (<UcVcpu> ud).on_block(address, size)
+
+cdef void _on_hooked_insn(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
+    (<UcVcpu> ud).on_hooked_insn(address)
+
+cdef void _on_intr(void *uc, uint32_t intno, void *ud) noexcept:
+    (<UcVcpu> ud).on_intr(intno)
+
+cdef int _on_invalid(void *uc, void *ud) noexcept:
+    return (<UcVcpu> ud).on_invalid()
+
+cdef uint32_t _on_in(void *uc, uint32_t port, int size, void *ud) noexcept:
+    return (<UcVcpu> ud).on_in(port, size)
+
+cdef void _on_out(void *uc, uint32_t port, int size, uint32_t value, void *ud) noexcept:
+    (<UcVcpu> ud).on_out(port, size, value)
+
+cdef void _on_syscall(void *uc, void *ud) noexcept:
+    (<UcVcpu> ud).on_syscall()
+
+cdef int _on_cpuid(void *uc, void *ud) noexcept:
+    return (<UcVcpu> ud).on_cpuid()
+
+cdef int _on_rdtsc(void *uc, void *ud) noexcept:
+    return (<UcVcpu> ud).on_rdtsc(False)
+
+cdef int _on_rdtscp(void *uc, void *ud) noexcept:
+    return (<UcVcpu> ud).on_rdtsc(True)
+
+cdef int _on_unmapped(void *uc, int access, uint64_t address, int size, int64_t value, void *ud) noexcept:
+    (<UcVcpu> ud).on_unmapped(access, address, size)
+    return 0
+
+
+cdef struct MsrArg:
+    uint32_t rid
+    uint64_t value
+
+
+# ---------------------------------------------------------------------------------------
+
+cdef class UcVcpu:
+    """One vCPU on a unicorn engine.  ``handler`` answers exits (vmm.dispatch.Dispatcher)."""
+
+    cdef void *uc
+    cdef char *env
+    cdef void *cpu
+    cdef object engine           # the binding's Uc, kept alive
+    cdef public object handler   # .handle(Exit) -> int | Fault | tuple | None
+    cdef public object intc      # interrupt source: .next_injection() -> (vector, is_nmi) | None
+    cdef public object on_attention  # called on the vCPU side when kick()ed (timers, PMIs, work)
+    cdef BlockTable blocks
+    cdef set hooked_insns
+    cdef list work
+    cdef MmioRegion mmio[MAX_MMIO]
+    cdef int n_mmio
+
+    # accounting
+    cdef Block *cur
+    cdef int cur_done            # instructions of cur already committed
+    cdef int cur_cpl
+    cdef uint64_t rep_addr       # address of the REP string instruction the last block ended in
+    cdef public uint64_t retired
+    cdef public uint64_t branches
+    cdef uint64_t retired_cpl[4]
+    cdef public uint64_t tsc_offset
+
+    # control
+    cdef public bint in_guest
+    cdef public bint attention
+    cdef public bint irq_pending
+    cdef public bint forced_emulation
+    cdef public int vcpu_id
+    cdef public uint64_t deadline     # virtual ns at which on_attention must run (timers)
+    cdef public uint64_t idle_ns      # virtual time skipped in HLT
+    cdef public uint64_t max_insns
+    cdef int stop_reason
+    cdef object stop_text
+    cdef bint delivering_df      # set while the engine delivers a #DF; still set later = triple fault
+    cdef object error
+    cdef public uint64_t tsc_aux
+
+    def __cinit__(self):
+        self.blocks = BlockTable()
+        self.hooked_insns = set()
+        self.work = []
+        self.deadline = <uint64_t> -1
+        self.max_insns = <uint64_t> -1
+
+    def __init__(self, engine, handler=None, vcpu_id=0):
+        self.engine = engine
+        self.uc = <void*> <uintptr_t> engine._uch.value
+        self.handler = handler
+        self.vcpu_id = vcpu_id
+        self._locate_state()
+        self._add_hooks()
+
+    # -- engine internals ---------------------------------------------------------------
+    cdef void _locate_state(self) except *:
+        cdef uint64_t rax = 0
+        uc_reg_read(self.uc, uxc.UC_X86_REG_RAX, &rax)   # the engine initialises lazily
+        lib = _ucmod.uclib
+        cdef uintptr_t rr = _sym(lib, "reg_read_x86_64")
+        cdef uintptr_t rw = _sym(lib, "reg_write_x86_64")
+        cdef uintptr_t *words = <uintptr_t*> self.uc
+        cdef int i, slot = -1
+        for i in range(512):
+            if words[i] == rr and words[i + 1] == rw:
+                slot = i
+                break
+        if slot < 0:
+            raise RuntimeError("unicorn self-test: reg_read_x86_64 not found in the engine struct "
+                               "(not unicorn 2.1.4 x86_64?)")
+        self.cpu = <void*> words[slot + UC_CPU_SLOT_FROM_REG_READ]
+        self.env = <char*> (<uintptr_t*> self.cpu)[CPU_ENV_SLOT]
+        if self.env == NULL or <uintptr_t> self.env < <uintptr_t> self.cpu \
+                or <uintptr_t> self.env > <uintptr_t> self.cpu + 0x20000:
+            raise RuntimeError("unicorn self-test: CPUX86State pointer not where unicorn 2.1.4 keeps it")
+
+    cdef inline uint64_t *regs(self) noexcept nogil:
+        return <uint64_t*> (self.env + OFF_REGS)
+
+    cdef inline uint64_t eip(self) noexcept nogil:
+        return (<uint64_t*> (self.env + OFF_EIP))[0]
+
+    cdef inline void set_eip(self, uint64_t v) noexcept nogil:
+        (<uint64_t*> (self.env + OFF_EIP))[0] = v
+
+    cdef inline uint32_t hflags(self) noexcept nogil:
+        return (<uint32_t*> (self.env + OFF_HFLAGS))[0]
+
+    cdef inline int c_cpl(self) noexcept nogil:
+        return (<uint32_t*> (self.env + OFF_HFLAGS))[0] & HF_CPL_MASK
+
+    cdef inline uint64_t c_cr(self, int n) noexcept nogil:
+        return (<uint64_t*> (self.env + OFF_CR))[n]
+
+    cdef inline bint c_interruptible(self) noexcept nogil:
+        return ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & EFLAGS_IF) != 0 and \
+               (self.hflags() & HF_INHIBIT_IRQ) == 0
+
+    def self_test(self):
+        """Check every engine internal this layer relies on; raise RuntimeError on a mismatch."""
+        eng = self.engine
+        checks = []
+        eng.reg_write(uxc.UC_X86_REG_RAX, 0x1122334455667788)
+        eng.reg_write(uxc.UC_X86_REG_RCX, 0x99AABBCCDDEEFF00)
+        checks.append(("general registers at env+0", self.regs()[0] == 0x1122334455667788
+                       and self.regs()[1] == 0x99AABBCCDDEEFF00))
+        eng.reg_write(uxc.UC_X86_REG_RIP, 0x123456)
+        checks.append(("EIP at env+128", self.eip() == 0x123456))
+        old_flags = eng.reg_read(uxc.UC_X86_REG_RFLAGS)
+        eng.reg_write(uxc.UC_X86_REG_RFLAGS, 0x202)
+        checks.append(("EFLAGS.IF at env+136", ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & EFLAGS_IF) != 0))
+        eng.reg_write(uxc.UC_X86_REG_RFLAGS, old_flags)
+        checks.append(("CR0 at env+424", self.c_cr(0) == eng.reg_read(uxc.UC_X86_REG_CR0)))
+        checks.append(("CR4 at env+456", self.c_cr(4) == eng.reg_read(uxc.UC_X86_REG_CR4)))
+        checks.append(("hflags LMA bit at env+176", (self.hflags() & HF_LMA) != 0))
+        eng.reg_write(uxc.UC_X86_REG_RAX, 0)
+        eng.reg_write(uxc.UC_X86_REG_RCX, 0)
+        bad = [name for name, ok in checks if not ok]
+        if bad:
+            raise RuntimeError("unicorn self-test failed (engine is not the unicorn 2.1.4 layout this VMM "
+                               "was built for): " + ", ".join(bad))
+        return [name for name, _ in checks]
+
+    cdef void _hook(self, int kind, void *cb, uint64_t begin, uint64_t end, int insn=-1) except *:
+        cdef size_t h = 0
+        cdef int err
+        if insn >= 0:
+            err = uc_hook_add(self.uc, &h, kind, cb, <void*> self, begin, end, insn)
+        else:
+            err = uc_hook_add(self.uc, &h, kind, cb, <void*> self, begin, end)
+        if err:
+            raise RuntimeError(f"uc_hook_add({kind}) failed: {err}")
+
+    cdef void _add_hooks(self) except *:
+        self._hook(HOOK_BLOCK, <void*> _on_block, 1, 0)
+        self._hook(HOOK_INTR, <void*> _on_intr, 1, 0)
+        self._hook(HOOK_INSN_INVALID, <void*> _on_invalid, 1, 0)
+        self._hook(HOOK_MEM_UNMAPPED, <void*> _on_unmapped, 1, 0)
+        self._hook(HOOK_INSN, <void*> _on_in, 1, 0, INS_IN)
+        self._hook(HOOK_INSN, <void*> _on_out, 1, 0, INS_OUT)
+        self._hook(HOOK_INSN, <void*> _on_syscall, 1, 0, INS_SYSCALL)
+        self._hook(HOOK_INSN, <void*> _on_cpuid, 1, 0, INS_CPUID)
+        self._hook(HOOK_INSN, <void*> _on_rdtsc, 1, 0, INS_RDTSC)
+        self._hook(HOOK_INSN, <void*> _on_rdtscp, 1, 0, INS_RDTSCP)
+        # Exits mode with an empty list: emu_start's `until` would otherwise walk the page
+        # tables after every run and clobber CR2.
+        uc_ctl(self.uc, ctl_write(CTL_UC_USE_EXITS, 1), <int> 1)
+        cdef uint64_t none = 0
+        uc_ctl(self.uc, ctl_write(CTL_UC_EXITS, 2), &none, <size_t> 0)
+
+    # -- accounting -----------------------------------------------------------------------
+    cdef inline void commit(self, int upto) noexcept:
+        """Retire instructions [cur_done, upto) of the current block."""
+        cdef Block *b = self.cur
+        cdef int k
+        if b == NULL or upto <= self.cur_done:
+            return
+        k = upto - self.cur_done
+        if self.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
+            k -= 1      # another iteration of the REP instruction that already retired
+        self.retired += k
+        self.retired_cpl[self.cur_cpl] += k
+        if upto == b.n:
+            if b.flags & ENDS_IN_BRANCH:
+                self.branches += 1
+            self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
+        self.cur_done = upto
+
+    cdef inline void commit_before(self, uint64_t rip) noexcept:
+        if self.cur != NULL:
+            self.commit(index_in_block(self.cur, rip))
+
+    cdef inline void leave_block(self) noexcept:
+        """The current block is abandoned at this point: later instructions never ran."""
+        self.cur = NULL
+        self.cur_done = 0
+
+    cdef void finish_block(self) noexcept:
+        if self.cur != NULL:
+            self.commit(self.cur.n)
+            self.leave_block()
+
+    def now(self):
+        """Virtual ns: committed instructions plus idle time."""
+        return self.retired + self.idle_ns
+
+    def retired_at_cpl(self, int cpl):
+        return self.retired_cpl[cpl & 3]
+
+    # -- block hook ---------------------------------------------------------------------
+    cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
+        cdef Block *b
+        if self.triple_faulted():
+            return
+        if self.cur != NULL:
+            self.commit(self.cur.n)
+        self.cur = NULL
+        self.cur_done = 0
+        b = self.blocks.find(address, size)
+        if b == NULL:
+            if self._learn_block(address, size):
+                self.restart(address)       # re-translate with the new MSR code hooks
+                return
+            b = self.blocks.find(address, size)
+            if b == NULL:
+                return
+        if self.attention or (self.retired + self.idle_ns) >= self.deadline:
+            self.attention = False
+            self._py_attention()
+            if self.stop_reason != STOP_NONE:
+                uc_emu_stop(self.uc)
+        if self.irq_pending and self.c_interruptible():
+            if self.inject_pending():
+                return
+        if self.retired >= self.max_insns:
+            self.stop_reason = STOP_LIMIT
+            self.stop_text = f"instruction limit of {self.max_insns} reached"
+            uc_emu_stop(self.uc)
+        self.cur = b
+        self.cur_cpl = self.c_cpl()
+
+    cdef bint triple_faulted(self) noexcept:
+        """True if a #DF delivery never completed: the engine then silently retries the
+        faulting instruction, so the next hook we see is where a CPU would have shut down."""
+        if not self.delivering_df:
+            return False
+        self.delivering_df = False
+        self.leave_block()
+        self.stop_reason = STOP_SHUTDOWN
+        self.stop_text = f"triple fault at RIP {self.eip():#x}"
+        uc_emu_stop(self.uc)
+        return True
+
+    cdef void restart(self, uint64_t rip) noexcept:
+        """Abandon the current translation block and continue at ``rip``."""
+        uc_reg_write(self.uc, REG_RIP, &rip)
+
+    cdef bint _learn_block(self, uint64_t address, uint32_t size) noexcept:
+        """Decode a new block; returns True if it needed new code hooks (caller restarts it)."""
+        cdef bytes code
+        cdef char *buf = <char*> malloc(size)
+        cdef bint hooked = False
+        cdef uint64_t a
+        if buf == NULL:
+            return False
+        try:
+            if uc_vmem_read(self.uc, address, 4, buf, size) != 0:     # UC_PROT_EXEC
+                return False
+            code = buf[:size]
+            bits = 64 if (self.hflags() & HF_CS64) else 32
+            d = decode_block(code, address, bits)
+            self.blocks.insert(address, size, d.offsets, d.flags)
+            for off in d.hooked_offsets:
+                a = address + off
+                if a not in self.hooked_insns:
+                    self.hooked_insns.add(a)
+                    self._hook(HOOK_CODE, <void*> _on_hooked_insn, a, a)
+                    hooked = True
+            if hooked:
+                uc_ctl(self.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), address, address + size)
+            return hooked
+        except BaseException as e:
+            self._fail(f"decoding the block at {address:#x}: {e!r}")
+            return False
+        finally:
+            free(buf)
+
+    # -- interrupts -----------------------------------------------------------------------
+    cdef bint inject_pending(self) noexcept:
+        """Deliver the interrupt source's next interrupt through the IDT; True if one was."""
+        cdef int vector
+        cdef bint nmi
+        try:
+            got = self.intc.next_injection() if self.intc is not None else None
+            if got is None:
+                self.irq_pending = False
+                return False
+            vector, nmi = got
+        except BaseException as e:
+            self._fail(f"interrupt controller: {e!r}")
+            return False
+        self.deliver_external(vector, nmi)
+        return True
+
+    cdef void deliver_external(self, int vector, bint nmi) noexcept:
+        cdef uint64_t rip
+        if nmi:
+            (<uint32_t*> (self.env + OFF_HFLAGS2))[0] |= HF2_NMI_MASK   # cleared by the guest's IRET
+        x86_hardirq(self.env, vector, 1)
+        self.leave_block()
+        rip = self.eip()
+        self.restart(rip)
+
+    cdef void raise_fault(self, int vector) noexcept:
+        """Deliver a fault whose frame points at the current instruction (error code 0)."""
+        cdef uint64_t rip
+        self.leave_block()
+        x86_hardirq(self.env, vector, 0)
+        rip = self.eip()
+        self.restart(rip)
+
+    def nmi_blocked(self):
+        return ((<uint32_t*> (self.env + OFF_HFLAGS2))[0] & HF2_NMI_MASK) != 0
+
+    cdef void on_intr(self, uint32_t intno) noexcept:
+        cdef uint64_t rip = self.eip()
+        cdef uint8_t op[2]
+        cdef uint64_t insn
+        if self.triple_faulted():
+            return
+        # Exceptions report RIP at the faulting instruction (which did not retire); INT n,
+        # INT3 and INTO report RIP after it (it did).  Either way: retire what lies before RIP.
+        insn = self.software_interrupt_at(rip, intno)
+        self.commit_before(rip)
+        self.leave_block()
+        if insn:
+            # The engine moved RIP past INT n before this hook; the return address it pushes
+            # comes from its next-EIP, but a fault while delivering (not-present gate, DPL)
+            # must point at the INT instruction itself.
+            self.set_eip(insn)
+        if intno == EXC_GP and self.c_cpl() > 0 and uc_vmem_read(self.uc, rip, 4, op, 2) == 0:
+            if op[0] == 0x0F and op[1] == 0x33:
+                # The engine's RDPMC raises #GP at CPL>0 when CR4.PCE=1 (its check is inverted).
+                self.emulate_rdpmc(rip)
+                return
+        self.delivering_df = intno == 8
+        x86_do_interrupt(self.cpu)
+        self.delivering_df = False
+        if (intno == 11 or intno == 13) and (self.hflags() & HF_LMA):
+            self.fix_idt_error_code()
+
+    cdef uint64_t software_interrupt_at(self, uint64_t rip, uint32_t intno) noexcept:
+        """Address of the INT n / INT3 / INTO / INT1 that raised ``intno`` just before ``rip``, or 0."""
+        cdef Block *b = self.cur
+        cdef int k
+        cdef uint64_t at
+        cdef uint8_t op[2]
+        if b == NULL:
+            return 0
+        k = index_in_block(b, rip)
+        if k == 0 or (k < b.n and b.addr + b.offs[k] != rip) or (k == b.n and rip != b.addr + b.size):
+            return 0
+        at = b.addr + b.offs[k - 1]
+        if uc_vmem_read(self.uc, at, 4, op, 2) != 0:
+            return 0
+        if (op[0] == 0xCD and op[1] == intno) or (op[0] == 0xCC and intno == 3) or \
+                (op[0] == 0xCE and intno == 4) or (op[0] == 0xF1 and intno == 1):
+            return at
+        return 0
+
+    cdef void fix_idt_error_code(self) noexcept:
+        """The engine's 64-bit IDT checks push vector*16+2 as the error code of the #GP/#NP
+        they raise; the SDM says vector*8+2 (selector index into the IDT, IDT bit set).  In long
+        mode only those checks produce IDT error codes, so any with the IDT bit is rewritten."""
+        cdef uint64_t rsp = self.regs()[R_RSP], ec = 0
+        if uc_vmem_read(self.uc, rsp, 1, &ec, 8) != 0 or (ec & 3) != 2:
+            return
+        ec = ((ec >> 4) << 3) | 2
+        uc_vmem_write(self.uc, rsp, 2, &ec, 8)
+
+    cdef int on_invalid(self) noexcept:
+        cdef uint64_t rip = self.eip()
+        cdef uint8_t op[5]
+        if self.triple_faulted():
+            return 0
+        self.commit_before(rip)
+        self.leave_block()
+        if uc_vmem_read(self.uc, rip, 4, op, 2) == 0 and op[0] == 0x0F:
+            if op[1] == 0x33:
+                self.emulate_rdpmc(rip)
+                return 1
+            if op[1] == 0x0B and self.forced_emulation and uc_vmem_read(self.uc, rip, 4, op, 5) == 0 \
+                    and op[2] == 0x6B and op[3] == 0x76 and op[4] == 0x6D:
+                self.set_eip(rip + 5)   # "ud2; .ascii kvm": run the next instruction as if emulated
+                return 1
+        x86_hardirq(self.env, EXC_UD, 0)
+        return 1
+
+    cdef void emulate_rdpmc(self, uint64_t rip) noexcept:
+        """RDPMC outside any translation block: answer it, retire it, step over it."""
+        cdef uint64_t *r = self.regs()
+        res = self._py_exit(ExitKind.RDPMC, r[R_RCX] & 0xFFFFFFFF, 4, 0)
+        if res is None or isinstance(res, Fault):
+            x86_hardirq(self.env, EXC_GP, 0)
+            return
+        cdef uint64_t v = res
+        r[R_RAX] = v & 0xFFFFFFFF
+        r[R_RDX] = v >> 32
+        self.retired += 1
+        self.retired_cpl[self.c_cpl()] += 1
+        self.set_eip(rip + 2)
+
+    # -- intercepted instructions: MSR accesses and port I/O ------------------------------
+    cdef void on_hooked_insn(self, uint64_t address) noexcept:
+        cdef uint8_t op[4]
+        cdef int i = 0
+        if uc_vmem_read(self.uc, address, 4, op, 4) != 0:
+            return
+        if op[0] == 0x0F and (op[1] == 0x30 or op[1] == 0x32):
+            self.on_msr_insn(address, op[1] == 0x30)
+            return
+        while i < 3 and (op[i] == 0x66 or op[i] == 0xF3 or op[i] == 0xF2 or (op[i] & 0xF0) == 0x40):
+            i += 1
+        if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
+                (op[i] >= 0x6C and op[i] <= 0x6F):
+            self.check_io_permission(address, op, i)
+
+    cdef void check_io_permission(self, uint64_t address, uint8_t *op, int i) noexcept:
+        """Port I/O at CPL > IOPL must be allowed by the TSS I/O bitmap, or it is a #GP (SDM
+        vol. 1 19.5.2).  The VMware backdoor ports are exempt, as KVM makes them."""
+        cdef uint64_t eflags = (<uint64_t*> (self.env + OFF_EFLAGS))[0]
+        cdef uint32_t port, size, limit, bits = 0
+        cdef uint64_t base
+        cdef uint16_t map_base = 0
+        if self.c_cpl() <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3):
+            return
+        port = op[i + 1] if (op[i] >= 0xE4 and op[i] <= 0xE7) else (self.regs()[R_RDX] & 0xFFFF)
+        if port == 0x5658 or port == 0x5659:
+            return
+        size = 1 if (op[i] & 1) == 0 else (2 if (i > 0 and op[0] == 0x66) else 4)
+        base = (<uint64_t*> (self.env + OFF_TR_BASE))[0]
+        limit = (<uint32_t*> (self.env + OFF_TR_LIMIT))[0]
+        if limit >= 103 and uc_vmem_read(self.uc, base + 0x66, 1, &map_base, 2) == 0 \
+                and map_base + (port >> 3) + 1 <= limit \
+                and uc_vmem_read(self.uc, base + map_base + (port >> 3), 1, &bits, 2) == 0 \
+                and ((bits >> (port & 7)) & ((1 << size) - 1)) == 0:
+            return
+        self.commit_before(address)
+        self.raise_fault(EXC_GP)
+
+    cdef void on_msr_insn(self, uint64_t address, bint write) noexcept:
+        cdef uint64_t *r = self.regs()
+        cdef uint32_t index = r[R_RCX] & 0xFFFFFFFF
+        cdef uint64_t value = (r[R_RDX] << 32) | (r[R_RAX] & 0xFFFFFFFF)
+        if msr_is_native(index):
+            if write and ((msr_needs_canonical(index) and not canonical(value))
+                          or (index == MSR_EFER and (value & ~<uint64_t>EFER_ALLOWED))):
+                self.commit_before(address)
+                self.raise_fault(EXC_GP)
+            return      # the engine executes it
+        self.commit_before(address)
+        if index == MSR_TSC:
+            if write:
+                self.tsc_offset = value - (self.retired + self.idle_ns)
+            else:
+                value = self.retired + self.idle_ns + self.tsc_offset
+        else:
+            res = self._py_exit(ExitKind.MSR_WRITE if write else ExitKind.MSR_READ, index, 8, value)
+            if res is None and not write or isinstance(res, Fault):
+                self.raise_fault(EXC_GP)
+                return
+            if not write:
+                value = res
+        if not write:
+            r[R_RAX] = value & 0xFFFFFFFF
+            r[R_RDX] = value >> 32
+        # The MSR instruction retires now, under the state it just set.
+        self.commit_before(address + 2)
+        self.leave_block()
+        self.restart(address + 2)
+
+    # -- other instructions ---------------------------------------------------------------
+    cdef uint32_t on_in(self, uint32_t port, int size) noexcept:
+        cdef uint64_t *r
+        if port == 0x5658 or port == 0x5659:
+            return self._py_port_in(port, size)
+        res = self._py_exit(ExitKind.IO_IN, port, size, 0)
+        return 0xFFFFFFFF if res is None else <uint32_t> res
+
+    cdef uint32_t _py_port_in(self, uint32_t port, int size) noexcept:
+        """Port reads that need the guest's registers (the VMware backdoor)."""
+        cdef uint64_t *r = self.regs()
+        try:
+            regs = {"rax": r[R_RAX], "rbx": r[R_RBX], "rcx": r[R_RCX], "rdx": r[R_RDX]}
+            self.handler.backdoor(port, regs)
+            r[R_RBX] = regs["rbx"]
+            r[R_RCX] = regs["rcx"]
+            r[R_RDX] = regs["rdx"]
+            return regs["rax"] & 0xFFFFFFFF
+        except BaseException as e:
+            self._fail(f"VMware backdoor: {e!r}")
+            return 0xFFFFFFFF
+
+    cdef void on_out(self, uint32_t port, int size, uint32_t value) noexcept:
+        self._py_exit(ExitKind.IO_OUT, port, size, value)
+        if self.stop_reason != STOP_NONE:
+            uc_emu_stop(self.uc)
+
+    cdef int on_cpuid(self) noexcept:
+        cdef uint64_t *r = self.regs()
+        res = self._py_exit(ExitKind.CPUID, r[R_RAX] & 0xFFFFFFFF, 0, r[R_RCX] & 0xFFFFFFFF)
+        if res is None:
+            return 0
+        for i in range(4):
+            r[(R_RAX, R_RBX, R_RCX, R_RDX)[i]] = <uint32_t> res[i]
+        return 1
+
+    cdef int on_rdtsc(self, bint rdtscp) noexcept:
+        cdef uint64_t *r = self.regs()
+        self.commit_before(self.eip())
+        cdef uint64_t tsc = self.retired + self.idle_ns + self.tsc_offset
+        r[R_RAX] = tsc & 0xFFFFFFFF
+        r[R_RDX] = tsc >> 32
+        if rdtscp:
+            r[R_RCX] = self.tsc_aux & 0xFFFFFFFF
+        return 1
+
+    cdef void on_syscall(self) noexcept:
+        """SYSCALL in long mode: RCX=return RIP, R11=RFLAGS, CS/SS from STAR, RIP=LSTAR."""
+        cdef uint64_t *r = self.regs()
+        cdef MsrArg m
+        cdef uint64_t rflags = 0, star, lstar, fmask, rip = self.eip()
+        m.rid = 0xC0000080
+        uc_reg_read(self.uc, REG_MSR, &m)
+        if not (m.value & 1):       # EFER.SCE clear
+            self.commit_before(rip)
+            self.raise_fault(EXC_UD)
+            return
+        m.rid = 0xC0000081
+        uc_reg_read(self.uc, REG_MSR, &m)
+        star = m.value
+        m.rid = 0xC0000082
+        uc_reg_read(self.uc, REG_MSR, &m)
+        lstar = m.value
+        m.rid = 0xC0000084
+        uc_reg_read(self.uc, REG_MSR, &m)
+        fmask = m.value
+        uc_reg_read(self.uc, REG_RFLAGS, &rflags)
+        r[R_RCX] = rip + 2
+        r[11] = rflags & ~<uint64_t>0x10000     # RF reads as 0 in the saved image
+        rflags &= ~(fmask | 0x10000)
+        uc_reg_write(self.uc, REG_RFLAGS, &rflags)
+        (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_CPL_MASK
+        x86_load_seg(self.env, SEG_CS, (star >> 32) & 0xFFFC)
+        x86_load_seg(self.env, SEG_SS, ((star >> 32) & 0xFFFC) + 8)
+        self.set_eip(lstar - 2)     # the engine adds the instruction length afterwards
+
+    cdef void on_unmapped(self, int access, uint64_t address, int size) noexcept:
+        self.stop_reason = STOP_ERROR
+        self.stop_text = f"guest accessed unmapped physical memory at {address:#x} (size {size})"
+
+    # -- Python side (cold paths) ---------------------------------------------------------
+    cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
+        try:
+            return self.handler.handle(Exit(ExitKind(kind), address, size, value, self.vcpu_id))
+        except BaseException as e:
+            self._fail(f"{ExitKind(kind).name} {address:#x}: {e!r}")
+            return None
+
+    cdef uint64_t _py_mmio(self, int kind, uint64_t address, unsigned size, uint64_t value) noexcept:
+        res = self._py_exit(kind, address, size, value)
+        if self.stop_reason != STOP_NONE:
+            uc_emu_stop(self.uc)
+        if kind == ExitKind.MMIO_READ:
+            return 0 if (res is None or isinstance(res, Fault)) else <uint64_t> res
+        return 0
+
+    cdef void _py_attention(self) noexcept:
+        try:
+            while self.work:
+                self.work.pop(0)()
+            if self.on_attention is not None:
+                self.on_attention()
+        except BaseException as e:
+            self._fail(f"device work on the vCPU: {e!r}")
+
+    cdef void _fail(self, str text) noexcept:
+        self.stop_reason = STOP_ERROR
+        self.stop_text = text
+        uc_emu_stop(self.uc)
+
+    # -- the view devices use (docs/design.md) -------------------------------------------
+    def cpl(self):
+        return self.c_cpl()
+
+    def cr0(self):
+        return self.c_cr(0)
+
+    def cr4(self):
+        return self.c_cr(4)
+
+    def interrupts_enabled(self):
+        return self.c_interruptible()
+
+    def kick(self):
+        """Something changed for this vCPU (interrupt, timer, deferred work): look at it soon."""
+        self.attention = True
+        self.irq_pending = True
+
+    def queue_work(self, fn):
+        self.work.append(fn)
+        self.kick()
+
+    def request_stop(self, str text="stopped by the VMM"):
+        if self.stop_reason == STOP_NONE:
+            self.stop_reason = STOP_REQUESTED
+            self.stop_text = text
+        uc_emu_stop(self.uc)
+
+    def map_mmio(self, uint64_t base, uint64_t size):
+        if self.n_mmio >= MAX_MMIO:
+            raise RuntimeError("too many MMIO windows")
+        cdef MmioRegion *reg = &self.mmio[self.n_mmio]
+        reg.vcpu = <void*> self
+        reg.base = base
+        err = uc_mmio_map(self.uc, base, size, <void*> _mmio_read, reg, <void*> _mmio_write, reg)
+        if err:
+            raise RuntimeError(f"mapping MMIO at {base:#x}: {unicorn.UcError(err)}")
+        self.n_mmio += 1
+
+    def unmap_mmio(self, uint64_t base, uint64_t size):
+        cdef int i
+        for i in range(self.n_mmio):
+            if self.mmio[i].base == base:
+                uc_mem_unmap(self.uc, base, size)
+                self.mmio[i] = self.mmio[self.n_mmio - 1]
+                self.n_mmio -= 1
+                return
+        raise KeyError(f"no MMIO window at {base:#x}")
+
+    def flush_blocks(self):
+        """Forget decoded blocks (after the guest rewrote code in place)."""
+        self.blocks = BlockTable()
+
+    # -- running --------------------------------------------------------------------------
+    def run(self, double timeout=0.0):
+        """Run until a terminal exit: HLT, SHUTDOWN, STOPPED or INTERNAL_ERROR."""
+        cdef uint64_t rip = 0
+        cdef int err
+        cdef uint8_t op = 0
+        cdef size_t timeout_us
+        cdef double end = time.monotonic() + timeout if timeout > 0 else 0.0
+        while True:
+            self.stop_reason = STOP_NONE
+            if self.work or self.deadline <= self.retired + self.idle_ns:
+                self._py_attention()
+                if self.stop_reason != STOP_NONE:
+                    return self._terminal()
+            uc_reg_read(self.uc, REG_RIP, &rip)
+            timeout_us = 0
+            if end:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
+                timeout_us = <size_t> (remaining * 1e6) + 1
+            self.in_guest = True
+            err = uc_emu_start(self.uc, rip, 0, timeout_us, 0)
+            self.in_guest = False
+            self.finish_block()
+            if self.stop_reason != STOP_NONE:
+                return self._terminal()
+            if err:
+                return Exit(ExitKind.INTERNAL_ERROR, reason=f"engine error: {unicorn.UcError(err)}",
+                            vcpu_id=self.vcpu_id)
+            uc_reg_read(self.uc, REG_RIP, &rip)
+            if rip > 0 and uc_vmem_read(self.uc, rip - 1, 4, &op, 1) == 0 and op == 0xF4:
+                return Exit(ExitKind.HLT, address=rip, vcpu_id=self.vcpu_id)
+            if end and time.monotonic() >= end:
+                return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
+
+    cdef object _terminal(self):
+        kinds = {STOP_REQUESTED: ExitKind.STOPPED, STOP_LIMIT: ExitKind.STOPPED,
+                 STOP_SHUTDOWN: ExitKind.SHUTDOWN, STOP_ERROR: ExitKind.INTERNAL_ERROR}
+        return Exit(kinds[self.stop_reason], reason=self.stop_text or "", vcpu_id=self.vcpu_id)
