@@ -46,6 +46,8 @@ from unicorn import unicorn_const as ucc
 from unicorn import x86_const as uxc
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
+from pmu._core cimport PmuCore
+
 from devices.bus import Fault
 from vmm.decode import ENDS_IN_BRANCH, ENDS_WITH_REP, STARTS_WITH_REP, decode_block
 from vmm.exits import Exit, ExitKind
@@ -168,6 +170,12 @@ DEF SEG_SS = 2
 DEF EXC_UD = 6
 DEF EXC_GP = 13
 DEF VEC_NMI = 2
+
+# Generic PMU events (pmu/events.py) the block accounting feeds.
+DEF EV_CORE_CYCLES = 0
+DEF EV_INSTRUCTIONS = 1
+DEF EV_REF_CYCLES = 2
+DEF CYCLE_EVENTS = (1 << EV_CORE_CYCLES) | (1 << EV_INSTRUCTIONS) | (1 << EV_REF_CYCLES)
 
 # Why run() returned.
 DEF STOP_NONE = 0
@@ -400,6 +408,10 @@ cdef class UcVcpu:
     cdef object error
     cdef public uint64_t tsc_aux
 
+    # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
+    cdef PmuCore pmu
+    cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
+
     def __cinit__(self):
         self.blocks = BlockTable()
         self.hooked_insns = set()
@@ -521,13 +533,29 @@ cdef class UcVcpu:
         k = upto - self.cur_done
         if self.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
             k -= 1      # another iteration of the REP instruction that already retired
+        cdef uint64_t branch = 0
         self.retired += k
         self.retired_cpl[self.cur_cpl] += k
         if upto == b.n:
             if b.flags & ENDS_IN_BRANCH:
+                branch = 1
                 self.branches += 1
             self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
         self.cur_done = upto
+        if self.pmu is not None and self.pmu.active_events:
+            self.pmu.count_block(k, branch, self.cur_cpl)
+            if self.pmu.pmi_requested:
+                self.attention = True
+
+    cdef void retire_one(self) noexcept:
+        """An instruction emulated outside any block (RDPMC in the engine's #UD/#GP path) retires."""
+        cdef int cpl = self.c_cpl()
+        self.retired += 1
+        self.retired_cpl[cpl] += 1
+        if self.pmu is not None and self.pmu.active_events:
+            self.pmu.count_block(1, 0, cpl)
+            if self.pmu.pmi_requested:
+                self.attention = True
 
     cdef inline void commit_before(self, uint64_t rip) noexcept:
         if self.cur != NULL:
@@ -581,6 +609,37 @@ cdef class UcVcpu:
             uc_emu_stop(self.uc)
         self.cur = b
         self.cur_cpl = self.c_cpl()
+        if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS):
+            self.stop_at_overflow(b)
+
+    cdef void stop_at_overflow(self, Block *b) noexcept:
+        """If a counter of instructions/cycles overflows before the block's last instruction,
+        re-translate the block to end right after the overflowing one (zero skid).  An overflow on
+        the last instruction needs nothing: the next block hook commits it before anything runs."""
+        cdef uint64_t budget = self.pmu.events_to_overflow(EV_INSTRUCTIONS, self.cur_cpl)
+        cdef uint64_t d = self.pmu.events_to_overflow(EV_CORE_CYCLES, self.cur_cpl)
+        cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr) else 0
+        cdef int stop
+        if d < budget:
+            budget = d
+        d = self.pmu.events_to_overflow(EV_REF_CYCLES, self.cur_cpl)
+        if d < budget:
+            budget = d
+        if budget >= <uint64_t> (b.n - skip):
+            return
+        stop = <int> budget + skip         # instructions of the block that run before the stop
+        self.trunc_exit = b.addr + b.offs[stop]
+        uc_ctl(self.uc, ctl_write(CTL_UC_EXITS, 2), &self.trunc_exit, <size_t> 1)
+        uc_ctl(self.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), b.addr, b.addr + b.size)
+        self.leave_block()
+        self.restart(b.addr)
+
+    cdef void disarm_truncation(self) noexcept:
+        cdef uint64_t none = 0
+        uc_ctl(self.uc, ctl_write(CTL_UC_EXITS, 2), &none, <size_t> 0)
+        # The truncated translation must not be reused once the counter state changes.
+        uc_ctl(self.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), self.trunc_exit - 1, self.trunc_exit)
+        self.trunc_exit = 0
 
     cdef bint triple_faulted(self) noexcept:
         """True if a #DF delivery never completed: the engine then silently retries the
@@ -742,15 +801,21 @@ cdef class UcVcpu:
     cdef void emulate_rdpmc(self, uint64_t rip) noexcept:
         """RDPMC outside any translation block: answer it, retire it, step over it."""
         cdef uint64_t *r = self.regs()
-        res = self._py_exit(ExitKind.RDPMC, r[R_RCX] & 0xFFFFFFFF, 4, 0)
-        if res is None or isinstance(res, Fault):
+        cdef uint64_t v = 0
+        cdef bint fault
+        if self.pmu is not None:
+            fault = self.pmu.rdpmc(r[R_RCX] & 0xFFFFFFFF, self.c_cpl(), self.c_cr(0), self.c_cr(4), &v) != 0
+        else:
+            res = self._py_exit(ExitKind.RDPMC, r[R_RCX] & 0xFFFFFFFF, 4, 0)
+            fault = res is None or isinstance(res, Fault)
+            if not fault:
+                v = res
+        if fault:
             x86_hardirq(self.env, EXC_GP, 0)
             return
-        cdef uint64_t v = res
         r[R_RAX] = v & 0xFFFFFFFF
         r[R_RDX] = v >> 32
-        self.retired += 1
-        self.retired_cpl[self.c_cpl()] += 1
+        self.retire_one()
         self.set_eip(rip + 2)
 
     # -- intercepted instructions: MSR accesses and port I/O ------------------------------
@@ -807,6 +872,10 @@ cdef class UcVcpu:
                 self.tsc_offset = value - (self.retired + self.idle_ns)
             else:
                 value = self.retired + self.idle_ns + self.tsc_offset
+        elif self.pmu is not None and self.pmu.owns_msr(index):
+            if (self.pmu.wrmsr(index, value, False) if write else self.pmu.rdmsr(index, &value, False)) != 0:
+                self.raise_fault(EXC_GP)
+                return
         else:
             res = self._py_exit(ExitKind.MSR_WRITE if write else ExitKind.MSR_READ, index, 8, value)
             if res is None and not write or isinstance(res, Fault):
@@ -981,6 +1050,10 @@ cdef class UcVcpu:
                 return
         raise KeyError(f"no MMIO window at {base:#x}")
 
+    def attach_pmu(self, PmuCore core):
+        """Route this PMU core's MSRs, RDPMC and event counts through the C fast paths."""
+        self.pmu = core
+
     def flush_blocks(self):
         """Forget decoded blocks (after the guest rewrote code in place)."""
         self.blocks = BlockTable()
@@ -995,7 +1068,8 @@ cdef class UcVcpu:
         cdef double end = time.monotonic() + timeout if timeout > 0 else 0.0
         while True:
             self.stop_reason = STOP_NONE
-            if self.work or self.deadline <= self.retired + self.idle_ns:
+            if self.work or self.attention or self.deadline <= self.retired + self.idle_ns:
+                self.attention = False
                 self._py_attention()
                 if self.stop_reason != STOP_NONE:
                     return self._terminal()
@@ -1010,6 +1084,12 @@ cdef class UcVcpu:
             err = uc_emu_start(self.uc, rip, 0, timeout_us, 0)
             self.in_guest = False
             self.finish_block()
+            if self.trunc_exit:
+                uc_reg_read(self.uc, REG_RIP, &rip)
+                if rip == self.trunc_exit:
+                    self.disarm_truncation()
+                    if self.stop_reason == STOP_NONE and not err:
+                        continue        # stopped right after an overflowing instruction
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
             if err:

@@ -145,6 +145,7 @@ class Machine:
         pmu_config.apply_to_cpuid(self.cpuid)
         self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config)
         self.pmu.attach(self.msr)
+        self.vcpu.attach_pmu(self.pmu.core)
         if cfg.test_hooks:
             TestHooks(self.lapic, Lvt.PMC).register(self.pio)
 
@@ -200,6 +201,8 @@ class Machine:
         return self.lapic.accept_interrupt(vector), False
 
     def _service(self) -> None:
+        """Work on the vCPU side before the next guest instruction: PMIs, timers."""
+        self.pmu.service_pmi()
         self.lapic.tick(self.clock.now())
         self._sync_timers()
 
@@ -225,6 +228,8 @@ class Machine:
 
     def _run(self) -> RunResult:
         while True:
+            self.pmu.sched_in()
+            self.pmu.before_guest_entry()
             ex = self.vcpu.run(timeout=self.config.timeout)
             if ex.kind is ExitKind.HLT:
                 if self._wait_in_hlt():
@@ -243,6 +248,7 @@ class Machine:
     def _wait_in_hlt(self) -> bool:
         """HLT: True when something will wake the vCPU (the clock is moved to it)."""
         while True:
+            self._service()
             if self.lapic.has_wakeup() and (self.vcpu.interrupts_enabled() or self._nmi_pending()):
                 self.vcpu.kick()
                 return True
