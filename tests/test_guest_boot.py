@@ -53,3 +53,10 @@ def test_instruction_limit_stops_the_guest():
     result, _ = boot("serial", max_insns=20_000)
     assert result.reason == "limit"
     assert 20_000 <= result.instructions < 21_000
+
+
+@pytest.mark.parametrize("enabled,expected", [(False, "#UD (not supported)"), (True, "honoured")])
+def test_forced_emulation_prefix(enabled, expected):
+    result, serial = boot("exceptions", forced_emulation=enabled)
+    assert_all_pass(result, serial)
+    assert f"INFO: forced emulation prefix: {expected}" in serial

@@ -479,8 +479,10 @@ cdef class UcVcpu:
         eng.reg_write(uxc.UC_X86_REG_RCX, 0x99AABBCCDDEEFF00)
         checks.append(("general registers at env+0", self.regs()[0] == 0x1122334455667788
                        and self.regs()[1] == 0x99AABBCCDDEEFF00))
+        old_rip = eng.reg_read(uxc.UC_X86_REG_RIP)
         eng.reg_write(uxc.UC_X86_REG_RIP, 0x123456)
         checks.append(("EIP at env+128", self.eip() == 0x123456))
+        eng.reg_write(uxc.UC_X86_REG_RIP, old_rip)
         old_flags = eng.reg_read(uxc.UC_X86_REG_RFLAGS)
         eng.reg_write(uxc.UC_X86_REG_RFLAGS, 0x202)
         checks.append(("EFLAGS.IF at env+136", ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & EFLAGS_IF) != 0))
@@ -488,6 +490,11 @@ cdef class UcVcpu:
         checks.append(("CR0 at env+424", self.c_cr(0) == eng.reg_read(uxc.UC_X86_REG_CR0)))
         checks.append(("CR4 at env+456", self.c_cr(4) == eng.reg_read(uxc.UC_X86_REG_CR4)))
         checks.append(("hflags LMA bit at env+176", (self.hflags() & HF_LMA) != 0))
+        old_tr = eng.reg_read(uxc.UC_X86_REG_TR)
+        eng.reg_write(uxc.UC_X86_REG_TR, (0x28, 0x12345000, 0x2067, 0x8900))
+        checks.append(("TR base/limit at env+360/368", (<uint64_t*> (self.env + OFF_TR_BASE))[0] == 0x12345000
+                       and (<uint32_t*> (self.env + OFF_TR_LIMIT))[0] == 0x2067))
+        eng.reg_write(uxc.UC_X86_REG_TR, old_tr)
         eng.reg_write(uxc.UC_X86_REG_RAX, 0)
         eng.reg_write(uxc.UC_X86_REG_RCX, 0)
         bad = [name for name, ok in checks if not ok]

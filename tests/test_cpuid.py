@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+from __future__ import annotations
+
+import pytest
+
+from vmm.cpuid import CpuidError, CpuidModel
+
+
+def _vendor(model):
+    _, b, c, d = model.query(0)
+    return b"".join(r.to_bytes(4, "little") for r in (b, d, c))
+
+
+def test_vendors():
+    assert _vendor(CpuidModel("intel")) == b"GenuineIntel"
+    assert _vendor(CpuidModel("amd")) == b"AuthenticAMD"
+    with pytest.raises(CpuidError):
+        CpuidModel("via")
+
+
+def test_signature_encodes_extended_family_and_model():
+    m = CpuidModel("amd", family=0x19, model=0x21, stepping=2)
+    eax = m.query(1)[0]
+    assert (eax >> 8) & 0xF == 0xF and (eax >> 20) & 0xFF == 0x19 - 0xF
+    assert ((eax >> 16) & 0xF) << 4 | (eax >> 4) & 0xF == 0x21
+    assert eax & 0xF == 2
+
+
+def test_features_and_generation():
+    m = CpuidModel("intel")
+    assert m.has("x2apic") and m.has("apic") and not m.has("pdcm")
+    gen = m.generation
+    m.set_feature("pdcm", True)
+    assert m.has("pdcm") and m.query(1)[2] >> 15 & 1
+    assert m.generation > gen
+    with pytest.raises(CpuidError):
+        m.set_feature("warp_drive", True)
+
+
+def test_out_of_range_leaf_returns_highest_basic_leaf():
+    m = CpuidModel("intel")
+    assert m.query(0x40) == m.query(m.query(0)[0])
+    assert m.query(0x80000002)[0] != 0  # brand string
