@@ -515,6 +515,11 @@ class Lapic:
             return vector
         return self._spiv & SPIV_VECTOR
 
+    @property
+    def nmi_pending(self) -> bool:
+        """An NMI is latched and not yet taken by the vCPU."""
+        return self._nmi_pending
+
     def take_nmi(self) -> bool:
         """Consume the pending NMI, if any.  IF does not block NMIs; NMI-blocking until IRET is the vCPU's."""
         taken, self._nmi_pending = self._nmi_pending, False

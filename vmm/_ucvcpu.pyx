@@ -397,6 +397,7 @@ cdef class UcVcpu:
     cdef public bint in_guest
     cdef public bint attention
     cdef public bint irq_pending
+    cdef public bint nmi_check        # an NMI may be waiting: deliverable whatever RFLAGS.IF says
     cdef public bint forced_emulation
     cdef public int vcpu_id
     cdef public uint64_t deadline     # virtual ns at which on_attention must run (timers)
@@ -607,8 +608,19 @@ cdef class UcVcpu:
             self._py_attention()
             if self.stop_reason != STOP_NONE:
                 uc_emu_stop(self.uc)
-        if self.irq_pending and self.c_interruptible():
-            if self.inject_pending():
+        if self.nmi_check and not self.c_nmi_masked():
+            self.nmi_check = False
+            if self.inject_pending(False):
+                return
+        if self.irq_pending:
+            if self.c_interruptible():
+                if self.inject_pending(True):
+                    return
+            elif (self.hflags() & HF_INHIBIT_IRQ) and b.n > 1 and \
+                    ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & EFLAGS_IF):
+                # STI (or MOV SS) shadow: an interrupt that is waiting is taken right after the
+                # shadowed instruction, not at the end of this block.
+                self.truncate_after(b, 1)
                 return
         if self.retired >= self.max_insns:
             self.stop_reason = STOP_LIMIT
@@ -626,16 +638,17 @@ cdef class UcVcpu:
         cdef uint64_t budget = self.pmu.events_to_overflow(EV_INSTRUCTIONS, self.cur_cpl)
         cdef uint64_t d = self.pmu.events_to_overflow(EV_CORE_CYCLES, self.cur_cpl)
         cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr) else 0
-        cdef int stop
         if d < budget:
             budget = d
         d = self.pmu.events_to_overflow(EV_REF_CYCLES, self.cur_cpl)
         if d < budget:
             budget = d
-        if budget >= <uint64_t> (b.n - skip):
-            return
-        stop = <int> budget + skip         # instructions of the block that run before the stop
-        self.trunc_exit = b.addr + b.offs[stop]
+        if budget < <uint64_t> (b.n - skip):
+            self.truncate_after(b, <int> budget + skip)
+
+    cdef void truncate_after(self, Block *b, int k) noexcept:
+        """Re-translate ``b`` so that execution stops (back in run()) after its first k instructions."""
+        self.trunc_exit = b.addr + b.offs[k]
         uc_ctl(self.uc, ctl_write(CTL_UC_EXITS, 2), &self.trunc_exit, <size_t> 1)
         uc_ctl(self.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), b.addr, b.addr + b.size)
         self.leave_block()
@@ -659,6 +672,14 @@ cdef class UcVcpu:
         self.stop_text = f"triple fault at RIP {self.eip():#x}"
         uc_emu_stop(self.uc)
         return True
+
+    cdef void step_over(self, uint64_t next_rip) noexcept:
+        """An instruction emulated here retires and execution continues after it, in a new block.
+        Like any executed instruction it ends an STI/MOV SS interrupt shadow."""
+        self.commit_before(next_rip)
+        self.leave_block()
+        (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
+        self.restart(next_rip)
 
     cdef void restart(self, uint64_t rip) noexcept:
         """Abandon the current translation block and continue at ``rip``."""
@@ -695,14 +716,16 @@ cdef class UcVcpu:
             free(buf)
 
     # -- interrupts -----------------------------------------------------------------------
-    cdef bint inject_pending(self) noexcept:
-        """Deliver the interrupt source's next interrupt through the IDT; True if one was."""
+    cdef bint inject_pending(self, bint interrupts) noexcept:
+        """Deliver the interrupt source's next NMI (or, if ``interrupts``, maskable interrupt)
+        through the IDT; True if one was."""
         cdef int vector
         cdef bint nmi
         try:
-            got = self.intc.next_injection() if self.intc is not None else None
+            got = self.intc.next_injection(interrupts) if self.intc is not None else None
             if got is None:
-                self.irq_pending = False
+                if interrupts:
+                    self.irq_pending = False
                 return False
             vector, nmi = got
         except BaseException as e:
@@ -728,8 +751,12 @@ cdef class UcVcpu:
         rip = self.eip()
         self.restart(rip)
 
-    def nmi_blocked(self):
+    cdef inline bint c_nmi_masked(self) noexcept nogil:
+        """NMIs are blocked from one NMI's delivery until the guest's next IRET."""
         return ((<uint32_t*> (self.env + OFF_HFLAGS2))[0] & HF2_NMI_MASK) != 0
+
+    def nmi_blocked(self):
+        return self.c_nmi_masked()
 
     cdef void on_intr(self, uint32_t intno) noexcept:
         cdef uint64_t rip = self.eip()
@@ -823,46 +850,91 @@ cdef class UcVcpu:
         r[R_RAX] = v & 0xFFFFFFFF
         r[R_RDX] = v >> 32
         self.retire_one()
+        (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
         self.set_eip(rip + 2)
 
     # -- intercepted instructions: MSR accesses and port I/O ------------------------------
     cdef void on_hooked_insn(self, uint64_t address) noexcept:
-        cdef uint8_t op[4]
+        cdef uint8_t op[6]
         cdef int i = 0
-        if uc_vmem_read(self.uc, address, 4, op, 4) != 0:
+        cdef uint8_t rex = 0
+        cdef bint opsize16 = False
+        cdef uint32_t port, size
+        if uc_vmem_read(self.uc, address, 4, op, 6) != 0:
             return
         if op[0] == 0x0F and (op[1] == 0x30 or op[1] == 0x32):
             self.on_msr_insn(address, op[1] == 0x30)
             return
-        while i < 3 and (op[i] == 0x66 or op[i] == 0xF3 or op[i] == 0xF2 or (op[i] & 0xF0) == 0x40):
+        while i < 4 and (op[i] == 0x66 or op[i] == 0xF3 or op[i] == 0xF2 or (op[i] & 0xF0) == 0x40):
+            if op[i] == 0x66:
+                opsize16 = True
+            elif (op[i] & 0xF0) == 0x40:
+                rex = op[i]
             i += 1
+        if op[i] == 0x0F and (op[i + 1] == 0x20 or op[i + 1] == 0x22) and (rex & 4) and (op[i + 2] & 0x38) == 0:
+            self.emulate_cr8(address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
+            return
         if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
                 (op[i] >= 0x6C and op[i] <= 0x6F):
-            self.check_io_permission(address, op, i)
+            port = op[i + 1] if (op[i] >= 0xE4 and op[i] <= 0xE7) else (self.regs()[R_RDX] & 0xFFFF)
+            size = 1 if (op[i] & 1) == 0 else (2 if opsize16 else 4)
+            if not self.io_permitted(port, size):
+                self.commit_before(address)
+                self.raise_fault(EXC_GP)
+            elif op[i] >= 0xE4:     # not INS/OUTS: the engine runs those through its I/O hooks
+                self.emulate_port_io(address, address + i + (2 if op[i] <= 0xE7 else 1), port, size,
+                                     (op[i] & 2) != 0)
 
-    cdef void check_io_permission(self, uint64_t address, uint8_t *op, int i) noexcept:
+    cdef bint io_permitted(self, uint32_t port, uint32_t size) noexcept:
         """Port I/O at CPL > IOPL must be allowed by the TSS I/O bitmap, or it is a #GP (SDM
         vol. 1 19.5.2).  The VMware backdoor ports are exempt, as KVM makes them."""
         cdef uint64_t eflags = (<uint64_t*> (self.env + OFF_EFLAGS))[0]
-        cdef uint32_t port, size, limit, bits = 0
+        cdef uint32_t limit, bits = 0
         cdef uint64_t base
         cdef uint16_t map_base = 0
-        if self.c_cpl() <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3):
-            return
-        port = op[i + 1] if (op[i] >= 0xE4 and op[i] <= 0xE7) else (self.regs()[R_RDX] & 0xFFFF)
-        if port == 0x5658 or port == 0x5659:
-            return
-        size = 1 if (op[i] & 1) == 0 else (2 if (i > 0 and op[0] == 0x66) else 4)
+        if self.c_cpl() <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3) or port == 0x5658 or port == 0x5659:
+            return True
         base = (<uint64_t*> (self.env + OFF_TR_BASE))[0]
         limit = (<uint32_t*> (self.env + OFF_TR_LIMIT))[0]
-        if limit >= 103 and uc_vmem_read(self.uc, base + 0x66, 1, &map_base, 2) == 0 \
-                and map_base + (port >> 3) + 1 <= limit \
-                and uc_vmem_read(self.uc, base + map_base + (port >> 3), 1, &bits, 2) == 0 \
-                and ((bits >> (port & 7)) & ((1 << size) - 1)) == 0:
-            return
-        self.commit_before(address)
-        self.raise_fault(EXC_GP)
+        return limit >= 103 and uc_vmem_read(self.uc, base + 0x66, 1, &map_base, 2) == 0 \
+            and map_base + (port >> 3) + 1 <= limit \
+            and uc_vmem_read(self.uc, base + map_base + (port >> 3), 1, &bits, 2) == 0 \
+            and ((bits >> (port & 7)) & ((1 << size) - 1)) == 0
 
+    cdef void emulate_port_io(self, uint64_t address, uint64_t next_rip, uint32_t port, uint32_t size,
+                              bint write) noexcept:
+        """IN/OUT answered here, before the instruction, then stepped over: an interrupt or NMI the
+        access raised is taken right after it (the next instruction starts a new block)."""
+        cdef uint64_t *r = self.regs()
+        cdef uint64_t mask = (<uint64_t> 1 << (8 * size)) - 1
+        cdef uint64_t value
+        self.commit_before(address)
+        if write:
+            self._py_exit(ExitKind.IO_OUT, port, size, r[R_RAX] & mask)
+        else:
+            value = self._py_port_in(port, size) if (port == 0x5658 or port == 0x5659) else \
+                self._py_in(port, size)
+            # A 32-bit IN zero-extends into RAX; 8- and 16-bit INs keep the rest of RAX.
+            r[R_RAX] = (value & mask) if size == 4 else ((r[R_RAX] & ~mask) | (value & mask))
+        if self.stop_reason != STOP_NONE:
+            uc_emu_stop(self.uc)
+        self.step_over(next_rip)
+
+    cdef void emulate_cr8(self, uint64_t address, uint64_t next_rip, bint write, int gpr) noexcept:
+        """MOV to/from CR8 is the LAPIC's TPR[7:4] (the engine keeps a private copy instead)."""
+        cdef uint64_t *r = self.regs()
+        self.commit_before(address)
+        if write and (r[gpr] >> 4):
+            self.raise_fault(EXC_GP)        # CR8 bits 63:4 are reserved
+            return
+        try:
+            if write:
+                self.handler.write_cr8(r[gpr])
+            else:
+                r[gpr] = self.handler.read_cr8()
+        except BaseException as e:
+            self._fail(f"CR8: {e!r}")
+        self.step_over(next_rip)
     cdef void on_msr_insn(self, uint64_t address, bint write) noexcept:
         cdef uint64_t *r = self.regs()
         cdef uint32_t index = r[R_RCX] & 0xFFFFFFFF
@@ -894,15 +966,14 @@ cdef class UcVcpu:
             r[R_RAX] = value & 0xFFFFFFFF
             r[R_RDX] = value >> 32
         # The MSR instruction retires now, under the state it just set.
-        self.commit_before(address + 2)
-        self.leave_block()
-        self.restart(address + 2)
+        self.step_over(address + 2)
 
     # -- other instructions ---------------------------------------------------------------
     cdef uint32_t on_in(self, uint32_t port, int size) noexcept:
-        cdef uint64_t *r
-        if port == 0x5658 or port == 0x5659:
-            return self._py_port_in(port, size)
+        """The engine's own I/O path: only INS reaches it (IN is emulated in on_hooked_insn)."""
+        return self._py_in(port, size)
+
+    cdef uint32_t _py_in(self, uint32_t port, int size) noexcept:
         res = self._py_exit(ExitKind.IO_IN, port, size, 0)
         return 0xFFFFFFFF if res is None else <uint32_t> res
 
@@ -1025,6 +1096,7 @@ cdef class UcVcpu:
         """Something changed for this vCPU (interrupt, timer, deferred work): look at it soon."""
         self.attention = True
         self.irq_pending = True
+        self.nmi_check = True
 
     def queue_work(self, fn):
         self.work.append(fn)
@@ -1096,7 +1168,7 @@ cdef class UcVcpu:
                 if rip == self.trunc_exit:
                     self.disarm_truncation()
                     if self.stop_reason == STOP_NONE and not err:
-                        continue        # stopped right after an overflowing instruction
+                        continue        # stopped where a counter overflowed or a shadow ended
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
             if err:

@@ -4,9 +4,9 @@ The C hook layer needs, per block: the offset of every instruction (to retire ex
 instructions before a fault or an emulated instruction), whether the block ends in a branch
 (branch instructions retired), whether it starts with or ends in a REP string instruction
 (one retired instruction however many iterations), and where its RDMSR/WRMSR instructions
-and port I/O instructions are (they get per-address code hooks: MSR accesses are emulated
-there, and port I/O is checked against the TSS I/O permission bitmap, which the engine does
-not enforce).  Capstone does the decoding; this runs once per new
+port I/O and CR8 instructions are (they get per-address code hooks where they are emulated;
+port I/O is also checked against the TSS I/O permission bitmap, which the engine does not
+enforce).  Capstone does the decoding; this runs once per new
 block, so its cost is not on any hot path.
 
 Not decoded: anything the hook layer does not use (operands, prefixes other than REP).
@@ -49,7 +49,7 @@ ENDS_WITH_REP = 4
 class DecodedBlock:
     offsets: tuple[int, ...]        # offset of each instruction from the block start
     flags: int
-    hooked_offsets: tuple[int, ...]  # offsets of RDMSR/WRMSR and IN/OUT/INS/OUTS
+    hooked_offsets: tuple[int, ...]  # offsets of RDMSR/WRMSR, IN/OUT/INS/OUTS and MOV to/from CR8
 
 
 def _is_rep_string(insn) -> bool:
@@ -74,5 +74,6 @@ def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
         flags |= STARTS_WITH_REP
     if _is_rep_string(insns[-1]):
         flags |= ENDS_WITH_REP
-    hooked = tuple(i.address - address for i in insns if i.id in _HOOKED)
+    hooked = tuple(i.address - address for i in insns
+                   if i.id in _HOOKED or (i.id == cx.X86_INS_MOV and "cr8" in i.op_str))
     return DecodedBlock(offsets, flags, hooked)

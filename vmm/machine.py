@@ -143,7 +143,10 @@ class Machine:
         self.vcpu.map_mmio(self.lapic.base, 0x1000)
         pmu_config = cfg.pmu or PmuConfig(vendor=cfg.cpu)
         pmu_config.apply_to_cpuid(self.cpuid)
-        self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config)
+        # VMware pseudo-PMCs are on with the backdoor port; their "real time" is virtual time too,
+        # so every counter the guest can read stays deterministic.
+        self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config, real_clock=self.clock,
+                       vmware_backdoor=True)
         self.pmu.attach(self.msr)
         self.vcpu.attach_pmu(self.pmu.core)
         if cfg.test_hooks:
@@ -191,10 +194,19 @@ class Machine:
         else:
             regs["rax"] = 0xFFFFFFFF
 
-    def next_injection(self):
-        """The interrupt to deliver now, as (vector, is_nmi), or None."""
+    def read_cr8(self) -> int:
+        return self.lapic.get_cr8()
+
+    def write_cr8(self, value: int) -> None:
+        self.lapic.set_cr8(value)
+        self._sync_timers()
+
+    def next_injection(self, interrupts: bool):
+        """The NMI or (if ``interrupts``) maskable interrupt to deliver now, as (vector, is_nmi), or None."""
         if not self.vcpu.nmi_blocked() and self.lapic.take_nmi():
             return 2, True
+        if not interrupts:
+            return None
         vector = self.lapic.interrupt_for(self.vcpu)
         if vector is None:
             return None
@@ -249,7 +261,7 @@ class Machine:
         """HLT: True when something will wake the vCPU (the clock is moved to it)."""
         while True:
             self._service()
-            if self.lapic.has_wakeup() and (self.vcpu.interrupts_enabled() or self._nmi_pending()):
+            if self.lapic.nmi_pending or (self.lapic.has_wakeup() and self.vcpu.interrupts_enabled()):
                 self.vcpu.kick()
                 return True
             deadline = self.lapic.next_deadline()
@@ -257,9 +269,6 @@ class Machine:
                 return False
             self.clock.skip_to(deadline)
             self._service()
-
-    def _nmi_pending(self) -> bool:
-        return self.lapic.has_wakeup() and self.lapic.pending_interrupt() is None
 
     def _result(self, status: int, reason: str, detail: str = "") -> RunResult:
         self.uart.flush()
