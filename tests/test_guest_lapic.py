@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Guest-side LAPIC tests: firmware/kernels/lapic_*.c on the real machine, both vendors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.guest import assert_all_pass, boot
+
+
+@pytest.mark.parametrize("cpu", ["intel", "amd"])
+@pytest.mark.parametrize("kernel", ["lapic_xapic", "lapic_x2apic", "lapic_timer"])
+def test_lapic_kernel(kernel, cpu):
+    assert_all_pass(*boot(kernel, cpu=cpu))
+
+
+@pytest.mark.parametrize("cpu", ["intel", "amd"])
+def test_lapic_irq(cpu):
+    # hooks=1: the PMI-style LVTPC delivery through the test hook port must work
+    assert_all_pass(*boot("lapic_irq", cpu=cpu, test_hooks=True, cmdline="hooks=1"))
+
+
+def test_lapic_irq_without_hooks_skips_the_hook_part():
+    result, serial = boot("lapic_irq")
+    assert "SKIP: PMI test hook" in serial, serial
+    assert_all_pass(result, serial)

@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Guest-side PMU tests: firmware/kernels/pmu_*.c on the real machine, both vendors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.guest import assert_all_pass, boot
+
+
+@pytest.mark.parametrize("cpu", ["intel", "amd"])
+@pytest.mark.parametrize("kernel", ["pmu_msr", "pmu_rdpmc"])
+def test_pmu_kernel(kernel, cpu):
+    assert_all_pass(*boot(kernel, cpu=cpu))
+
+
+@pytest.mark.parametrize("cpu", ["intel", "amd"])
+def test_pmu_count_small(cpu):
+    result, serial = boot("pmu_count", cpu=cpu, cmdline="n=1000")
+    assert_all_pass(result, serial)
+    assert "expect 10017 instructions, 1002 branches" in serial
+
+
+def test_pmu_count_reference_n():
+    """The reference measurement: N = 1,000,000 -> exactly 10000017 instructions, 1000002 branches."""
+    result, serial = boot("pmu_count", cmdline="n=1000000", timeout=120)
+    assert_all_pass(result, serial)
+    assert "GP0 instructions 10000017 == 10N+17 = 10000017" in serial
+    assert "branches 1000002 == N+2 = 1000002" in serial
+
+
+def test_pmu_count_is_deterministic():
+    """Same kernel, same counts and same instruction total on every run (the spread is 0)."""
+    runs = [boot("pmu_count", cmdline="n=20000") for _ in range(3)]
+    assert len({r.instructions for r, _ in runs}) == 1
+    assert len({s for _, s in runs}) == 1
