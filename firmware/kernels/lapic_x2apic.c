@@ -26,19 +26,6 @@ static void irq_handler(struct ex_regs *regs)
 	wrmsr(X2(APIC_EOI), 0);
 }
 
-static void expect_rd_gp(uint32_t msr, const char *what)
-{
-	uint64_t v;
-	report(rdmsr_safe(msr, &v) && faulted_with(GP_VECTOR),
-	       "RDMSR 0x%x (%s) -> #GP", msr, what);
-}
-
-static void expect_wr_gp(uint32_t msr, uint64_t val, const char *what)
-{
-	report(wrmsr_safe(msr, val) && faulted_with(GP_VECTOR),
-	       "WRMSR 0x%x = 0x%lx (%s) -> #GP", msr, val, what);
-}
-
 static void test_registers(uint32_t xapic_ver, uint32_t initial_id)
 {
 	uint64_t v;
@@ -56,44 +43,44 @@ static void test_registers(uint32_t xapic_ver, uint32_t initial_id)
 	report(rdmsr(X2(APIC_TPR)) == 0x47, "0x808 TPR write/read 0x47");
 	report(rdmsr(X2(APIC_PPR)) == 0x47, "0x80A PPR = TPR (0x%lx)",
 	       rdmsr(X2(APIC_PPR)));
-	expect_wr_gp(X2(APIC_TPR), 0x100, "TPR reserved bit 8");
+	expect_wrmsr_gp(X2(APIC_TPR), 0x100, "TPR reserved bit 8");
 	report(rdmsr(X2(APIC_TPR)) == 0x47, "TPR unchanged after #GP");
 	wrmsr(X2(APIC_TPR), 0);
 	wrmsr(X2(APIC_SPIV), 0x1ff);
 	report(rdmsr(X2(APIC_SPIV)) == 0x1ff, "0x80F SPIV write/read 0x1ff");
-	expect_wr_gp(X2(APIC_SPIV), 0x1ff | (1ull << 32), "SPIV bit 32");
+	expect_wrmsr_gp(X2(APIC_SPIV), 0x1ff | (1ull << 32), "SPIV bit 32");
 	uint32_t ldr = ((initial_id >> 4) << 16) | (1u << (initial_id & 0xf));
 	report(rdmsr(X2(APIC_LDR)) == ldr, "0x80D LDR 0x%lx derived from ID "
 					   "(0x%x)",
 	       rdmsr(X2(APIC_LDR)), ldr);
 
 	/* read-only registers */
-	expect_wr_gp(X2(APIC_ID), 0, "ID is read-only");
-	expect_wr_gp(X2(APIC_LVR), 0, "version is read-only");
-	expect_wr_gp(X2(APIC_LDR), 0, "LDR is read-only");
-	expect_wr_gp(X2(APIC_PPR), 0, "PPR is read-only");
-	expect_wr_gp(X2(APIC_ISR), 0, "ISR is read-only");
-	expect_wr_gp(X2(APIC_IRR), 0, "IRR is read-only");
-	expect_wr_gp(X2(APIC_TMCCT), 0, "current count is read-only");
+	expect_wrmsr_gp(X2(APIC_ID), 0, "ID is read-only");
+	expect_wrmsr_gp(X2(APIC_LVR), 0, "version is read-only");
+	expect_wrmsr_gp(X2(APIC_LDR), 0, "LDR is read-only");
+	expect_wrmsr_gp(X2(APIC_PPR), 0, "PPR is read-only");
+	expect_wrmsr_gp(X2(APIC_ISR), 0, "ISR is read-only");
+	expect_wrmsr_gp(X2(APIC_IRR), 0, "IRR is read-only");
+	expect_wrmsr_gp(X2(APIC_TMCCT), 0, "current count is read-only");
 	/* registers that do not exist in x2APIC mode */
-	expect_rd_gp(0x804, "reserved");
-	expect_rd_gp(X2(APIC_APR), "APR");
-	expect_rd_gp(X2(APIC_DFR), "DFR");
-	expect_rd_gp(X2(APIC_ICR2), "ICR2");
-	expect_wr_gp(X2(APIC_DFR), 0xffffffff, "DFR");
-	expect_rd_gp(0x8ff, "reserved");
+	expect_rdmsr_gp(0x804, "reserved");
+	expect_rdmsr_gp(X2(APIC_APR), "APR");
+	expect_rdmsr_gp(X2(APIC_DFR), "DFR");
+	expect_rdmsr_gp(X2(APIC_ICR2), "ICR2");
+	expect_wrmsr_gp(X2(APIC_DFR), 0xffffffff, "DFR");
+	expect_rdmsr_gp(0x8ff, "reserved");
 	/* write-only registers */
-	expect_rd_gp(X2(APIC_EOI), "EOI is write-only");
-	expect_rd_gp(X2(APIC_SELF_IPI), "SELF_IPI is write-only");
+	expect_rdmsr_gp(X2(APIC_EOI), "EOI is write-only");
+	expect_rdmsr_gp(X2(APIC_SELF_IPI), "SELF_IPI is write-only");
 	/* reserved bits */
-	expect_wr_gp(X2(APIC_EOI), 1, "non-zero EOI");
-	expect_wr_gp(X2(APIC_ESR), 1, "non-zero ESR");
-	expect_wr_gp(X2(APIC_LVTPC), 1u << 17, "LVTPC reserved bit 17");
-	expect_wr_gp(X2(APIC_LVTERR), APIC_DM_NMI, "LVTERR delivery mode");
-	expect_wr_gp(X2(APIC_ICR), APIC_DEST_SELF | APIC_ICR_BUSY | 0x40,
+	expect_wrmsr_gp(X2(APIC_EOI), 1, "non-zero EOI");
+	expect_wrmsr_gp(X2(APIC_ESR), 1, "non-zero ESR");
+	expect_wrmsr_gp(X2(APIC_LVTPC), 1u << 17, "LVTPC reserved bit 17");
+	expect_wrmsr_gp(X2(APIC_LVTERR), APIC_DM_NMI, "LVTERR delivery mode");
+	expect_wrmsr_gp(X2(APIC_ICR), APIC_DEST_SELF | APIC_ICR_BUSY | 0x40,
 		     "ICR bit 12");
-	expect_wr_gp(X2(APIC_TDCR), 0x10, "TDCR bit 4");
-	expect_wr_gp(X2(APIC_SELF_IPI), 0x100, "SELF_IPI bit 8");
+	expect_wrmsr_gp(X2(APIC_TDCR), 0x10, "TDCR bit 4");
+	expect_wrmsr_gp(X2(APIC_SELF_IPI), 0x100, "SELF_IPI bit 8");
 	gp = wrmsr_safe(X2(APIC_ESR), 0) || rdmsr_safe(X2(APIC_ESR), &v);
 	report(!gp && v == 0,
 	       "ESR zero write and read (0x%lx)", v);
@@ -161,8 +148,8 @@ int main(struct multiboot_info *mbi)
 	uint32_t xapic_ver = xapic_read(APIC_LVR);
 	uint32_t initial_id = cpuid(1).b >> 24;
 
-	expect_rd_gp(X2(APIC_ID), "x2APIC MSR in xAPIC mode");
-	expect_wr_gp(X2(APIC_TPR), 0, "x2APIC MSR in xAPIC mode");
+	expect_rdmsr_gp(X2(APIC_ID), "x2APIC MSR in xAPIC mode");
+	expect_wrmsr_gp(X2(APIC_TPR), 0, "x2APIC MSR in xAPIC mode");
 	report(apic_to_x2apic(), "APIC_BASE.EXTD set");
 	base = rdmsr(MSR_IA32_APICBASE);
 	report((base & (APIC_BASE_EN | APIC_BASE_EXTD)) ==
@@ -173,14 +160,14 @@ int main(struct multiboot_info *mbi)
 	test_registers(xapic_ver, initial_id);
 	test_self_ipi();
 
-	expect_wr_gp(MSR_IA32_APICBASE, base & ~APIC_BASE_EXTD,
+	expect_wrmsr_gp(MSR_IA32_APICBASE, base & ~APIC_BASE_EXTD,
 		     "x2APIC -> xAPIC");
 	report(rdmsr(MSR_IA32_APICBASE) == base, "still in x2APIC mode");
 	report(!wrmsr_safe(MSR_IA32_APICBASE,
 			   base & ~(APIC_BASE_EN | APIC_BASE_EXTD)),
 	       "x2APIC -> disabled");
-	expect_rd_gp(X2(APIC_ID), "x2APIC MSR while disabled");
-	expect_wr_gp(MSR_IA32_APICBASE, base, "disabled -> x2APIC");
+	expect_rdmsr_gp(X2(APIC_ID), "x2APIC MSR while disabled");
+	expect_wrmsr_gp(MSR_IA32_APICBASE, base, "disabled -> x2APIC");
 	report(!wrmsr_safe(MSR_IA32_APICBASE, base & ~APIC_BASE_EXTD),
 	       "disabled -> xAPIC");
 	report(xapic_read(APIC_LVR) == xapic_ver &&

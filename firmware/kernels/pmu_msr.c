@@ -18,19 +18,6 @@
 #include "pmu.h"
 #include "processor.h"
 
-static void expect_gp_rd(uint32_t msr, const char *what)
-{
-	uint64_t v;
-	report(rdmsr_safe(msr, &v) && faulted_with(GP_VECTOR),
-	       "RDMSR 0x%x (%s) -> #GP", msr, what);
-}
-
-static void expect_gp_wr(uint32_t msr, uint64_t val, const char *what)
-{
-	report(wrmsr_safe(msr, val) && faulted_with(GP_VECTOR),
-	       "WRMSR 0x%x = 0x%lx (%s) -> #GP", msr, val, what);
-}
-
 static bool wr_rd(uint32_t msr, uint64_t val, uint64_t *got)
 {
 	*got = ~0ull;
@@ -67,25 +54,25 @@ static void intel_counters(void)
 			       "PERFCTR%d aliases PMC%d (0x%lx)", i, i, v);
 			check_wr_rd(pmc, gpm, gpm, "PMC all width bits");
 			if (pmu.gp_width < 64)
-				expect_gp_wr(pmc, gpm + 1, "PMC bit above the width");
+				expect_wrmsr_gp(pmc, gpm + 1, "PMC bit above the width");
 			wrmsr(pmc, 0);
 		} else {
-			expect_gp_wr(MSR_IA32_PMC0 + i, 0, "PMC without full-width writes");
+			expect_wrmsr_gp(MSR_IA32_PMC0 + i, 0, "PMC without full-width writes");
 		}
 		wrmsr(ctr, 0);
 		check_wr_rd(sel, 0x4300c0, 0x4300c0, "PERFEVTSEL");
 		check_wr_rd(sel, 0xff8fffff, 0xff8fffff, "PERFEVTSEL all defined bits");
-		expect_gp_wr(sel, EVNTSEL_ANY, "AnyThread bit 21");
-		expect_gp_wr(sel, 1ull << 32, "bit 32 (IN_TX without TSX)");
-		expect_gp_wr(sel, 1ull << 63, "bit 63");
+		expect_wrmsr_gp(sel, EVNTSEL_ANY, "AnyThread bit 21");
+		expect_wrmsr_gp(sel, 1ull << 32, "bit 32 (IN_TX without TSX)");
+		expect_wrmsr_gp(sel, 1ull << 63, "bit 63");
 		report(rdmsr(sel) == 0xff8fffff, "PERFEVTSEL unchanged after #GP");
 		wrmsr(sel, 0);
 	}
 	if (pmu.nr_gp < 8) {
-		expect_gp_rd(MSR_IA32_PERFCTR0 + pmu.nr_gp, "absent PERFCTR");
-		expect_gp_wr(MSR_IA32_EVNTSEL0 + pmu.nr_gp, 0, "absent PERFEVTSEL");
+		expect_rdmsr_gp(MSR_IA32_PERFCTR0 + pmu.nr_gp, "absent PERFCTR");
+		expect_wrmsr_gp(MSR_IA32_EVNTSEL0 + pmu.nr_gp, 0, "absent PERFEVTSEL");
 		if (pmu.pdcm)
-			expect_gp_rd(MSR_IA32_PMC0 + pmu.nr_gp, "absent PMC");
+			expect_rdmsr_gp(MSR_IA32_PMC0 + pmu.nr_gp, "absent PMC");
 	}
 }
 
@@ -101,16 +88,16 @@ static void intel_fixed_and_global(void)
 		wrmsr(msr, 0);
 	}
 	if (pmu.nr_fixed < 3)
-		expect_gp_rd(MSR_CORE_PERF_FIXED_CTR0 + pmu.nr_fixed,
+		expect_rdmsr_gp(MSR_CORE_PERF_FIXED_CTR0 + pmu.nr_fixed,
 			     "absent FIXED_CTR");
 	uint64_t ctrl_ok = 0;
 	for (int i = 0; i < pmu.nr_fixed; i++)
 		ctrl_ok |= 0xbull << (4 * i);
 	check_wr_rd(MSR_CORE_PERF_FIXED_CTR_CTRL, ctrl_ok, ctrl_ok,
 		    "FIXED_CTR_CTRL OS|USR|PMI");
-	expect_gp_wr(MSR_CORE_PERF_FIXED_CTR_CTRL, FIXED_ANY,
+	expect_wrmsr_gp(MSR_CORE_PERF_FIXED_CTR_CTRL, FIXED_ANY,
 		     "FIXED_CTR_CTRL AnyThread");
-	expect_gp_wr(MSR_CORE_PERF_FIXED_CTR_CTRL, 1ull << (4 * pmu.nr_fixed),
+	expect_wrmsr_gp(MSR_CORE_PERF_FIXED_CTR_CTRL, 1ull << (4 * pmu.nr_fixed),
 		     "FIXED_CTR_CTRL field of an absent counter");
 	wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0);
 
@@ -125,20 +112,20 @@ static void intel_fixed_and_global(void)
 	check_wr_rd(MSR_CORE_PERF_GLOBAL_CTRL, gp_bits | fixed_bits,
 		    gp_bits | fixed_bits, "GLOBAL_CTRL all counters");
 	if (pmu.nr_gp < 32)
-		expect_gp_wr(MSR_CORE_PERF_GLOBAL_CTRL, 1ull << pmu.nr_gp,
+		expect_wrmsr_gp(MSR_CORE_PERF_GLOBAL_CTRL, 1ull << pmu.nr_gp,
 			     "GLOBAL_CTRL bit of an absent GP counter");
-	expect_gp_wr(MSR_CORE_PERF_GLOBAL_CTRL, 1ull << (32 + pmu.nr_fixed),
+	expect_wrmsr_gp(MSR_CORE_PERF_GLOBAL_CTRL, 1ull << (32 + pmu.nr_fixed),
 		     "GLOBAL_CTRL bit of an absent fixed counter");
-	expect_gp_wr(MSR_CORE_PERF_GLOBAL_CTRL, 1ull << 63, "GLOBAL_CTRL bit 63");
+	expect_wrmsr_gp(MSR_CORE_PERF_GLOBAL_CTRL, 1ull << 63, "GLOBAL_CTRL bit 63");
 	wrmsr(MSR_CORE_PERF_GLOBAL_CTRL, 0);
 
 	report(rdmsr(MSR_CORE_PERF_GLOBAL_STATUS) == 0, "GLOBAL_STATUS 0");
-	expect_gp_wr(MSR_CORE_PERF_GLOBAL_STATUS, 0, "GLOBAL_STATUS read-only");
-	expect_gp_wr(MSR_CORE_PERF_GLOBAL_STATUS, 1, "GLOBAL_STATUS read-only");
+	expect_wrmsr_gp(MSR_CORE_PERF_GLOBAL_STATUS, 0, "GLOBAL_STATUS read-only");
+	expect_wrmsr_gp(MSR_CORE_PERF_GLOBAL_STATUS, 1, "GLOBAL_STATUS read-only");
 	report(rdmsr(MSR_CORE_PERF_GLOBAL_OVF_CTRL) == 0, "GLOBAL_OVF_CTRL reads 0");
 	report(!wrmsr_safe(MSR_CORE_PERF_GLOBAL_OVF_CTRL, gp_bits | fixed_bits),
 	       "GLOBAL_OVF_CTRL accepts counter bits");
-	expect_gp_wr(MSR_CORE_PERF_GLOBAL_OVF_CTRL, 1ull << 40,
+	expect_wrmsr_gp(MSR_CORE_PERF_GLOBAL_OVF_CTRL, 1ull << 40,
 		     "GLOBAL_OVF_CTRL reserved bit 40");
 
 	/* a real overflow: PERFCTR0 = -1 counting instructions */
@@ -169,32 +156,32 @@ static void intel(void)
 	uint64_t v;
 
 	if (!pmu.version) {
-		expect_gp_rd(MSR_IA32_PERFCTR0, "no PMU");
-		expect_gp_rd(MSR_IA32_EVNTSEL0, "no PMU");
-		expect_gp_rd(MSR_CORE_PERF_GLOBAL_CTRL, "no PMU");
+		expect_rdmsr_gp(MSR_IA32_PERFCTR0, "no PMU");
+		expect_rdmsr_gp(MSR_IA32_EVNTSEL0, "no PMU");
+		expect_rdmsr_gp(MSR_CORE_PERF_GLOBAL_CTRL, "no PMU");
 		return;
 	}
 	intel_counters();
 	if (pmu.version >= 2) {
 		intel_fixed_and_global();
 	} else {
-		expect_gp_rd(MSR_CORE_PERF_GLOBAL_CTRL, "PMU version 1");
-		expect_gp_rd(MSR_CORE_PERF_FIXED_CTR0, "PMU version 1");
+		expect_rdmsr_gp(MSR_CORE_PERF_GLOBAL_CTRL, "PMU version 1");
+		expect_rdmsr_gp(MSR_CORE_PERF_FIXED_CTR0, "PMU version 1");
 	}
 	if (pmu.pdcm) {
 		report(!rdmsr_safe(MSR_IA32_PERF_CAPABILITIES, &v),
 		       "PERF_CAPABILITIES readable (0x%lx)", v);
 		report(v & PERF_CAP_FW_WRITES,
 		       "PERF_CAPABILITIES full-width writes (bit 13)");
-		expect_gp_wr(MSR_IA32_PERF_CAPABILITIES, v,
+		expect_wrmsr_gp(MSR_IA32_PERF_CAPABILITIES, v,
 			     "PERF_CAPABILITIES read-only");
-		expect_gp_wr(MSR_IA32_PERF_CAPABILITIES, 0,
+		expect_wrmsr_gp(MSR_IA32_PERF_CAPABILITIES, 0,
 			     "PERF_CAPABILITIES read-only");
 	} else {
-		expect_gp_rd(MSR_IA32_PERF_CAPABILITIES, "no PDCM");
+		expect_rdmsr_gp(MSR_IA32_PERF_CAPABILITIES, "no PDCM");
 	}
-	expect_gp_rd(MSR_K7_EVNTSEL0, "AMD MSR on Intel");
-	expect_gp_rd(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, "AMD MSR on Intel");
+	expect_rdmsr_gp(MSR_K7_EVNTSEL0, "AMD MSR on Intel");
+	expect_rdmsr_gp(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, "AMD MSR on Intel");
 }
 
 static void amd(void)
@@ -237,18 +224,18 @@ static void amd(void)
 			wrmsr(ctl + 1, 0);
 		}
 		if (pmu.nr_gp < 6)
-			expect_gp_rd(MSR_F15H_PERF_CTL0 + 2 * pmu.nr_gp,
+			expect_rdmsr_gp(MSR_F15H_PERF_CTL0 + 2 * pmu.nr_gp,
 				     "absent PERF_CTL");
 	} else {
-		expect_gp_rd(MSR_F15H_PERF_CTL0, "PERF_CTL without PerfCtrExtCore");
-		expect_gp_wr(MSR_F15H_PERF_CTL0 + 1, 0,
+		expect_rdmsr_gp(MSR_F15H_PERF_CTL0, "PERF_CTL without PerfCtrExtCore");
+		expect_wrmsr_gp(MSR_F15H_PERF_CTL0 + 1, 0,
 			     "PERF_CTR without PerfCtrExtCore");
 	}
 	if (pmu.perfmon_v2) {
 		uint64_t all = (1ull << pmu.nr_gp) - 1;
 		check_wr_rd(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, all, all,
 			    "PerfMonV2 GLOBAL_CTL");
-		expect_gp_wr(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, 1ull << 40,
+		expect_wrmsr_gp(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, 1ull << 40,
 			     "GLOBAL_CTL reserved");
 		wrmsr(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, 0);
 		report(rdmsr(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS) == 0,
@@ -266,12 +253,12 @@ static void amd(void)
 		       "STATUS_CLR reads 0");
 		wrmsr(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_CLR, 4);
 	} else {
-		expect_gp_rd(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, "no PerfMonV2");
-		expect_gp_rd(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS, "no PerfMonV2");
+		expect_rdmsr_gp(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, "no PerfMonV2");
+		expect_rdmsr_gp(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS, "no PerfMonV2");
 	}
-	expect_gp_rd(MSR_IA32_PERFCTR0, "Intel MSR on AMD");
-	expect_gp_rd(MSR_CORE_PERF_GLOBAL_CTRL, "Intel MSR on AMD");
-	expect_gp_rd(MSR_IA32_PERF_CAPABILITIES, "Intel MSR on AMD");
+	expect_rdmsr_gp(MSR_IA32_PERFCTR0, "Intel MSR on AMD");
+	expect_rdmsr_gp(MSR_CORE_PERF_GLOBAL_CTRL, "Intel MSR on AMD");
+	expect_rdmsr_gp(MSR_IA32_PERF_CAPABILITIES, "Intel MSR on AMD");
 }
 
 int main(struct multiboot_info *mbi)

@@ -181,3 +181,17 @@ void __attribute__((used)) do_handle_exception(struct ex_regs *regs)
 	       regs->rbx, regs->rcx, regs->rdx, regs->rsi, regs->rdi);
 	abort();
 }
+
+void expect_rdmsr_gp(uint32_t msr, const char *what)
+{
+	uint64_t v;
+
+	report(rdmsr_safe(msr, &v) && faulted_with(GP_VECTOR),
+	       "RDMSR 0x%x (%s) -> #GP", msr, what);
+}
+
+void expect_wrmsr_gp(uint32_t msr, uint64_t val, const char *what)
+{
+	report(wrmsr_safe(msr, val) && faulted_with(GP_VECTOR),
+	       "WRMSR 0x%x = 0x%lx (%s) -> #GP", msr, val, what);
+}

@@ -255,6 +255,10 @@ static inline bool rdpmc_safe(uint32_t idx, uint64_t *val)
 }
 /* true when the last checked access raised exactly this vector */
 static inline bool faulted_with(int vector) { return ex_vector == vector; }
+
+/* report() that RDMSR / WRMSR of msr raises #GP; what names the case */
+void expect_rdmsr_gp(uint32_t msr, const char *what);
+void expect_wrmsr_gp(uint32_t msr, uint64_t val, const char *what);
 #endif
 
 #endif
