@@ -79,3 +79,16 @@ def test_list_names_bundled_kernels():
     proc = run_cli("list")
     assert proc.returncode == 0
     assert b"hello64" in proc.stdout.split()
+
+
+def test_pmu_option_shapes_the_guest_pmu():
+    proc = run_cli("run", "pmu_msr", "--pmu", "version=1,gp_counters=4,fixed_counters=0")
+    assert proc.returncode == 1, proc.stdout
+    assert b"Intel PMU: version 1, 4 GP" in proc.stdout
+
+
+def test_bad_pmu_option_is_one_line():
+    for spec in ("gp_counters=12", "bogus=1", "version=x"):
+        proc = run_cli("run", "pmu_msr", "--pmu", spec)
+        assert proc.returncode == 2, spec
+        assert len(_error_lines(proc)) == 1, (spec, proc.stderr)

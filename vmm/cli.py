@@ -21,6 +21,7 @@ name containing "amd"/"epyc"/"opteron" selects AMD), -serial stdio|file:PATH|non
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -46,6 +47,32 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"bad memory size {text!r} (e.g. 128M, 1G)") from None
 
 
+def parse_pmu(text: str) -> dict:
+    """``--pmu version=1,gp_counters=4,fixed_counters=0,rdpmc_fast=seed`` -> PmuConfig fields."""
+    from pmu.config import PmuConfig
+
+    fields = {f.name: f for f in dataclasses.fields(PmuConfig) if f.name != "vendor"}
+    spec = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in fields or not sep:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        kind = str(fields[key].type)
+        try:
+            if "bool" in kind:
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                spec[key] = value.lower() in ("1", "true", "yes", "on")
+            elif "int" in kind:
+                spec[key] = int(value, 0)
+            else:
+                spec[key] = value
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: bad value for {key}") from None
+    return spec
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -63,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", "-m", type=parse_size, default=128 << 20, help="guest RAM (default 128M)")
     run.add_argument("--cpu", choices=("intel", "amd"), default="intel")
     run.add_argument("--smp", type=int, default=1)
+    run.add_argument("--pmu", type=parse_pmu, default=None, metavar="KEY=VAL,...",
+                     help="PMU shape and policies (pmu/config.py), e.g. version=1,gp_counters=4,fixed_counters=0")
     run.add_argument("--timeout", type=_positive_float, default=0.0, help="wall-clock limit in seconds")
     run.add_argument("--max-insns", type=int, default=0, help="stop after N guest instructions")
     run.add_argument("--serial", help="write the guest's serial output to FILE instead of stdout")
@@ -86,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     return boot(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
                 smp=args.smp, timeout=args.timeout, max_insns=args.max_insns, serial=args.serial,
                 trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
-                test_hooks=args.test_hooks)
+                test_hooks=args.test_hooks, pmu=args.pmu)
 
 
 def _resolve_kernel(name: str) -> str:
@@ -99,7 +128,8 @@ def _resolve_kernel(name: str) -> str:
 
 
 def boot(kernel: str, *, cmdline="", initrd=None, memory=128 << 20, cpu="intel", smp=1, timeout=0.0,
-         max_insns=0, serial=None, trace_exits=False, forced_emulation=False, test_hooks=False) -> int:
+         max_insns=0, serial=None, trace_exits=False, forced_emulation=False, test_hooks=False,
+         pmu: dict | None = None) -> int:
     from vmm.machine import Machine, MachineConfig  # imports the engine: keep `--help` fast
 
     sink = None
@@ -111,7 +141,14 @@ def boot(kernel: str, *, cmdline="", initrd=None, memory=128 << 20, cpu="intel",
                 sink = open(serial, "wb")
             except OSError as e:
                 raise VmmError(f"cannot open serial output {serial}: {e.strerror}") from None
-        config = MachineConfig(memory=memory, cpu=cpu, smp=smp, cmdline=cmdline,
+        pmu_config = None
+        if pmu is not None:
+            from pmu.config import PmuConfig
+            try:
+                pmu_config = PmuConfig(**{"vendor": cpu, "vmware_backdoor": True, **pmu})
+            except ValueError as e:
+                raise VmmError(f"--pmu: {e}") from None
+        config = MachineConfig(memory=memory, cpu=cpu, smp=smp, cmdline=cmdline, pmu=pmu_config,
                                initrd=module, serial=sink, timeout=timeout, max_insns=max_insns,
                                trace_exits=trace_exits, forced_emulation=forced_emulation, test_hooks=test_hooks)
         machine = Machine(config)

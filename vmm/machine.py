@@ -141,12 +141,13 @@ class Machine:
         self.lapic.on_base_change = self._move_apic_window
         self.lapic.attach(self.mmio, self.msr)
         self.vcpu.map_mmio(self.lapic.base, 0x1000)
-        pmu_config = cfg.pmu or PmuConfig(vendor=cfg.cpu)
+        # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
+        # virtual time too, so every counter the guest can read stays deterministic.
+        pmu_config = cfg.pmu or PmuConfig(vendor=cfg.cpu, vmware_backdoor=True)
+        if pmu_config.vendor != cfg.cpu:
+            raise VmmError(f"PMU vendor {pmu_config.vendor!r} does not match the CPU vendor {cfg.cpu!r}")
         pmu_config.apply_to_cpuid(self.cpuid)
-        # VMware pseudo-PMCs are on with the backdoor port; their "real time" is virtual time too,
-        # so every counter the guest can read stays deterministic.
-        self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config, real_clock=self.clock,
-                       vmware_backdoor=True)
+        self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config, real_clock=self.clock)
         self.pmu.attach(self.msr)
         self.vcpu.attach_pmu(self.pmu.core)
         if cfg.test_hooks:

@@ -424,6 +424,11 @@ int main(struct multiboot_info *mbi)
 		report_skip("no PMU");
 		return report_summary();
 	}
+	if (!pmu.amd && pmu.version < 2) {
+		/* the measurement is bracketed by GLOBAL_CTRL writes, which v1 does not have */
+		report_skip("reference loop needs arch perfmon v2 (GLOBAL_CTRL)");
+		return report_summary();
+	}
 	if (BUF_BASE + 64 * N + 64 > mbi_ram_size(mbi)) {
 		report_skip("n=%lu needs %lu MiB of RAM", N,
 			    (BUF_BASE + 64 * N) >> 20);

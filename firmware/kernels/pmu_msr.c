@@ -238,8 +238,10 @@ static void amd(void)
 		expect_wrmsr_gp(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, 1ull << 40,
 			     "GLOBAL_CTL reserved");
 		wrmsr(MSR_AMD64_PERF_CNTR_GLOBAL_CTL, 0);
+		/* the checks above ran counters at all-ones with EN set: they overflowed */
+		wrmsr(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS_CLR, all);
 		report(rdmsr(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS) == 0,
-		       "GLOBAL_STATUS 0");
+		       "GLOBAL_STATUS 0 after STATUS_CLR");
 		report(!wrmsr_safe(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS, 1) &&
 			       rdmsr(MSR_AMD64_PERF_CNTR_GLOBAL_STATUS) == 0,
 		       "GLOBAL_STATUS write ignored");
