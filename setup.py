@@ -26,6 +26,7 @@ class BuildWithFirmware(build_py):
 extensions = [
     Extension("vmm._ucvcpu", ["vmm/_ucvcpu.pyx"], extra_compile_args=["-O2"]),
     Extension("pmu._core", ["pmu/_core.pyx"], extra_compile_args=["-O2"]),
+    Extension("vmm._uarch", ["vmm/_uarch.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(

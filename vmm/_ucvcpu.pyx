@@ -20,9 +20,20 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   delivery code (IDT gates, TSS.RSP0 stack switch, error codes, CR2, #DF, triple fault),
   called from inside hooks.  RDPMC (which the engine turns into #UD, or a wrong #GP at CPL3),
   SYSCALL, CPUID, RDTSC/RDTSCP, port I/O and MMIO are emulated here.
+* Port I/O (IN/OUT) and MOV to/from CR8 are emulated in per-instruction hooks too, so an
+  interrupt or NMI they raise is taken right after them; port I/O at CPL > IOPL is checked
+  against the TSS I/O bitmap here (the engine does not), VMware backdoor ports exempt.
 * Interrupt injection and timers: a block hook checks one attention flag and the pending-
-  interrupt flag; delivery happens at a block boundary when RFLAGS.IF=1 and no STI/MOV SS
-  shadow is active.
+  interrupt flags; NMIs are delivered whatever RFLAGS.IF says (until the guest's IRET
+  unmasks the next), maskable interrupts when IF=1 and no STI/MOV SS shadow is active; a
+  block that starts in a shadow with an interrupt waiting is cut after its first instruction.
+* Zero-skid counter overflow: when an instruction/cycle counter would overflow before the
+  block's last instruction, the block is re-translated to end right after the overflowing
+  instruction (an engine "exit"), so status and PMI land before the next instruction.
+* Event models, paid for only while a counter uses them: the LLC model (vmm._uarch) behind a
+  memory-access hook that exists only while an LLC event is counted, with CLFLUSH/WBINVD/INVD
+  reported to it; the branch predictor model consulted at the next block boundary for the
+  previous block's final branch while a branch-miss counter runs.
 
 It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
 inside unicorn 2.1.4); :func:`self_test` checks every one of them at start-up and fails with
@@ -30,8 +41,11 @@ a clear message on a mismatch.
 
 Not supported: more than one vCPU per engine, SYSENTER/SYSEXIT from 64-bit user code,
 self-modifying code that keeps a block's address and size but changes its instructions
-(the decoded-block cache is keyed by address and size), interrupt delivery in the middle of
-a block (an interrupt that becomes deliverable mid-block is taken at the next block boundary).
+(the decoded-block cache is keyed by address and size).  An interrupt made pending by an MMIO
+access (e.g. a self-IPI through the xAPIC page) is taken at the next block boundary, a few
+instructions late; overflows of LLC and branch-miss counters raise their PMI at the next block
+boundary (the instruction/cycle/branch counters have zero skid).  SYSCALL loads CS/SS through
+the guest's GDT descriptors at STAR (real CPUs use fixed flat values).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
@@ -47,9 +61,20 @@ from unicorn import x86_const as uxc
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
 from pmu._core cimport PmuCore
+from vmm._uarch cimport BranchPredictor, CacheModel
 
 from devices.bus import Fault
-from vmm.decode import ENDS_IN_BRANCH, ENDS_WITH_REP, STARTS_WITH_REP, decode_block
+from vmm.decode import (
+    BRANCH_CALL,
+    BRANCH_CONDITIONAL,
+    BRANCH_INDIRECT,
+    BRANCH_RETURN,
+    ENDS_IN_BRANCH,
+    ENDS_WITH_REP,
+    STARTS_WITH_REP,
+    decode_block,
+    flushed_address,
+)
 from vmm.exits import Exit, ExitKind
 
 # ---------------------------------------------------------------------------------------
@@ -120,6 +145,8 @@ cdef int HOOK_INSN = ucc.UC_HOOK_INSN
 cdef int HOOK_CODE = ucc.UC_HOOK_CODE
 cdef int HOOK_BLOCK = ucc.UC_HOOK_BLOCK
 cdef int HOOK_MEM_UNMAPPED = ucc.UC_HOOK_MEM_UNMAPPED
+cdef int HOOK_MEM_ACCESS = ucc.UC_HOOK_MEM_READ | ucc.UC_HOOK_MEM_WRITE
+cdef int CTL_TB_FLUSH = ucc.UC_CTL_TB_FLUSH
 cdef int HOOK_INSN_INVALID = ucc.UC_HOOK_INSN_INVALID
 cdef int INS_IN = uxc.UC_X86_INS_IN
 cdef int INS_OUT = uxc.UC_X86_INS_OUT
@@ -175,7 +202,11 @@ DEF VEC_NMI = 2
 DEF EV_CORE_CYCLES = 0
 DEF EV_INSTRUCTIONS = 1
 DEF EV_REF_CYCLES = 2
+DEF EV_LLC_REFS = 3
+DEF EV_LLC_MISSES = 4
+DEF EV_BRANCH_MISSES = 6
 DEF CYCLE_EVENTS = (1 << EV_CORE_CYCLES) | (1 << EV_INSTRUCTIONS) | (1 << EV_REF_CYCLES)
+DEF CACHE_EVENTS = (1 << EV_LLC_REFS) | (1 << EV_LLC_MISSES)
 
 # Why run() returned.
 DEF STOP_NONE = 0
@@ -355,6 +386,11 @@ cdef int _on_rdtsc(void *uc, void *ud) noexcept:
 cdef int _on_rdtscp(void *uc, void *ud) noexcept:
     return (<UcVcpu> ud).on_rdtsc(True)
 
+cdef int _on_mem_access(void *uc, int access, uint64_t address, int size, int64_t value, void *ud) noexcept:
+    (<UcVcpu> ud).on_mem_access(address, size)
+    return 1
+
+
 cdef int _on_unmapped(void *uc, int access, uint64_t address, int size, int64_t value, void *ud) noexcept:
     (<UcVcpu> ud).on_unmapped(access, address, size)
     return 0
@@ -411,10 +447,19 @@ cdef class UcVcpu:
 
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
     cdef PmuCore pmu
+    cdef public CacheModel cache            # feeds LLC references/misses while a counter needs them
+    cdef public BranchPredictor predictor   # feeds branch misses while a counter needs them
+    cdef size_t mem_hook                    # the memory-access hook, 0 while no LLC event is counted
+    cdef uint64_t br_addr                   # the last retired branch, waiting for its outcome
+    cdef uint64_t br_fallthrough
+    cdef uint8_t br_flags
+    cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
 
     def __cinit__(self):
         self.blocks = BlockTable()
+        self.cache = CacheModel()
+        self.predictor = BranchPredictor()
         self.hooked_insns = set()
         self.work = []
         self.deadline = <uint64_t> -1
@@ -548,6 +593,10 @@ cdef class UcVcpu:
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
                 self.branches += 1
+                self.br_addr = b.addr + b.offs[b.n - 1]
+                self.br_fallthrough = b.addr + b.size
+                self.br_flags = b.flags
+                self.br_cpl = self.cur_cpl
             self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
@@ -595,6 +644,12 @@ cdef class UcVcpu:
             self.commit(self.cur.n)
         self.cur = NULL
         self.cur_done = 0
+        if self.br_flags:
+            self.resolve_branch(address)
+        if self.pmu is not None and ((self.pmu.active_events & CACHE_EVENTS) != 0) != (self.mem_hook != 0):
+            self.switch_memory_hook()
+            self.restart(address)       # re-translate with (or without) memory-access callbacks
+            return
         b = self.blocks.find(address, size)
         if b == NULL:
             if self._learn_block(address, size):
@@ -630,6 +685,47 @@ cdef class UcVcpu:
         self.cur_cpl = self.c_cpl()
         if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS):
             self.stop_at_overflow(b)
+
+    cdef void resolve_branch(self, uint64_t target) noexcept:
+        """The last branch went to ``target``: ask the predictor whether it saw that coming."""
+        cdef uint8_t kind = self.br_flags
+        cdef bint miss = False
+        self.br_flags = 0
+        if self.pmu is None or not (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
+            return
+        if kind & BRANCH_CONDITIONAL:
+            miss = self.predictor.conditional(self.br_addr, target != self.br_fallthrough)
+        elif kind & BRANCH_RETURN:
+            miss = self.predictor.ret(target)
+        elif kind & BRANCH_INDIRECT:
+            miss = self.predictor.indirect(self.br_addr, target)
+        if kind & BRANCH_CALL:
+            self.predictor.call(self.br_fallthrough)
+        if miss:
+            self.pmu.count(EV_BRANCH_MISSES, 1, self.br_cpl)
+            if self.pmu.pmi_requested:
+                self.attention = True
+
+    cdef void switch_memory_hook(self) noexcept:
+        """Memory-access callbacks only while an LLC event is counted (they cost on every access)."""
+        if self.mem_hook:
+            uc_hook_del(self.uc, self.mem_hook)
+            self.mem_hook = 0
+        elif uc_hook_add(self.uc, &self.mem_hook, HOOK_MEM_ACCESS, <void*> _on_mem_access, <void*> self, 1, 0):
+            self.mem_hook = 0
+        uc_ctl(self.uc, ctl_write(CTL_TB_FLUSH, 0))
+        self.leave_block()
+
+    cdef void on_mem_access(self, uint64_t address, int size) noexcept:
+        cdef uint64_t refs = self.cache.references, misses = self.cache.misses
+        cdef int cpl = self.c_cpl()
+        self.cache.access(address, size)
+        if self.cache.references != refs:
+            self.pmu.count(EV_LLC_REFS, self.cache.references - refs, cpl)
+        if self.cache.misses != misses:
+            self.pmu.count(EV_LLC_MISSES, self.cache.misses - misses, cpl)
+        if self.pmu.pmi_requested:
+            self.attention = True
 
     cdef void stop_at_overflow(self, Block *b) noexcept:
         """If a counter of instructions/cycles overflows before the block's last instruction,
@@ -865,6 +961,10 @@ cdef class UcVcpu:
         if op[0] == 0x0F and (op[1] == 0x30 or op[1] == 0x32):
             self.on_msr_insn(address, op[1] == 0x30)
             return
+        if self.mem_hook and ((op[0] == 0x0F and (op[1] == 0x08 or op[1] == 0x09 or op[1] == 0xAE))
+                              or (op[0] == 0x66 and op[1] == 0x0F and op[2] == 0xAE)):
+            self.cache_maintenance(address, op)
+            return
         while i < 4 and (op[i] == 0x66 or op[i] == 0xF3 or op[i] == 0xF2 or (op[i] & 0xF0) == 0x40):
             if op[i] == 0x66:
                 opsize16 = True
@@ -884,6 +984,30 @@ cdef class UcVcpu:
             elif op[i] >= 0xE4:     # not INS/OUTS: the engine runs those through its I/O hooks
                 self.emulate_port_io(address, address + i + (2 if op[i] <= 0xE7 else 1), port, size,
                                      (op[i] & 2) != 0)
+
+    cdef void cache_maintenance(self, uint64_t address, uint8_t *op) noexcept:
+        """CLFLUSH/CLFLUSHOPT evict a line of the cache model, WBINVD/INVD empty it (the engine
+        itself treats them as no-ops, so they still execute normally afterwards)."""
+        cdef uint8_t code[15]
+        cdef uint64_t *r = self.regs()
+        if op[0] == 0x0F and op[1] != 0xAE:
+            self.cache.invalidate()
+            return
+        if uc_vmem_read(self.uc, address, 4, code, 15) != 0:
+            return
+        try:
+            names = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+            ea = flushed_address(code[:15], address, {n: r[i] for i, n in enumerate(names)})
+        except BaseException as e:
+            self._fail(f"decoding CLFLUSH at {address:#x}: {e!r}")
+            return
+        if ea is not None:
+            self.cache.flush_line(ea)
+
+    def flush_branch_predictor(self):
+        """IBPB: later branches cannot be steered by earlier ones."""
+        self.predictor.flush()
 
     cdef bint io_permitted(self, uint32_t port, uint32_t size) noexcept:
         """Port I/O at CPL > IOPL must be allowed by the TSS I/O bitmap, or it is a #GP (SDM

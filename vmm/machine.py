@@ -33,6 +33,7 @@ from devices.debug_exit import DebugExit
 from devices.fw_cfg import FwCfg
 from devices.lapic import Lapic, Lvt
 from devices.pic import register_pics
+from devices.speculation import SpeculationControl
 from devices.test_hooks import TestHooks
 from devices.uart import Uart16550
 from devices.vmware import VMWARE_PORT, VmwareBackdoor
@@ -112,6 +113,7 @@ class Machine:
 
         self.clock = VirtualClock(self.vcpu)
         self.cpuid = CpuidModel(config.cpu)
+        self.cpuid.set_feature("spec_ctrl" if config.cpu == "intel" else "amd_ibpb", True)   # IBPB
         for name in config.cpuid_features:
             self.cpuid.set_feature(name, True)
         self.pio = Bus("pio", 0x10000, (1, 2, 4))
@@ -150,6 +152,8 @@ class Machine:
         self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config, real_clock=self.clock)
         self.pmu.attach(self.msr)
         self.vcpu.attach_pmu(self.pmu.core)
+        if self.cpuid.has("spec_ctrl" if cfg.cpu == "intel" else "amd_ibpb"):
+            SpeculationControl(self.vcpu.flush_branch_predictor).register(self.msr)
         if cfg.test_hooks:
             TestHooks(self.lapic, Lvt.PMC).register(self.pio)
 
