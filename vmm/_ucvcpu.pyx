@@ -593,14 +593,16 @@ cdef class UcVcpu:
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
                 self.branches += 1
-                self.br_addr = b.addr + b.offs[b.n - 1]
-                self.br_fallthrough = b.addr + b.size
-                self.br_flags = b.flags
-                self.br_cpl = self.cur_cpl
             self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl)
+            if branch and (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
+                # its outcome is known at the next block boundary (resolve_branch)
+                self.br_addr = b.addr + b.offs[b.n - 1]
+                self.br_fallthrough = b.addr + b.size
+                self.br_flags = b.flags
+                self.br_cpl = self.cur_cpl
             if self.pmu.pmi_requested:
                 self.attention = True
 
@@ -691,8 +693,6 @@ cdef class UcVcpu:
         cdef uint8_t kind = self.br_flags
         cdef bint miss = False
         self.br_flags = 0
-        if self.pmu is None or not (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
-            return
         if kind & BRANCH_CONDITIONAL:
             miss = self.predictor.conditional(self.br_addr, target != self.br_fallthrough)
         elif kind & BRANCH_RETURN:
