@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class BusError(Exception):
@@ -64,9 +65,10 @@ class Fault:
 GP = Fault(13, 0, "#GP")
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
-    """Who accesses what: absolute address, offset in the device's range, size, vCPU."""
+class Access(NamedTuple):
+    """Who accesses what: absolute address, offset in the device's range, size, vCPU, host.
+
+    A NamedTuple (immutable, and cheap to build: one is made per device access)."""
 
     address: int
     offset: int
@@ -119,34 +121,37 @@ class Bus:
 
     def lookup(self, address: int, size: int = 1) -> tuple[int, object] | None:
         """The ``(base, device)`` owning ``[address, address + size)``, or None if unowned."""
+        entry = self._entry(address, size)
+        return None if entry is None else (entry[0], entry[2])
+
+    def _entry(self, address: int, span: int):
+        """The registered ``(base, end, device)`` holding ``[address, address + span)``, or None."""
         i = bisect_right(self._starts, address) - 1
         if i < 0:
             return None
-        base, end, device = self._entries[i]
-        if address >= end:
+        entry = self._entries[i]
+        if address >= entry[1]:
             return None
-        if address + size > end:
-            raise InvalidAccessError(
-                f"{self.name} bus: access {address:#x}+{size} crosses the end of {base:#x}-{end - 1:#x}")
-        return base, device
+        if address + span > entry[1]:
+            raise InvalidAccessError(f"{self.name} bus: access {address:#x}+{span} crosses the end of "
+                                     f"{entry[0]:#x}-{entry[1] - 1:#x}")
+        return entry
 
-    def _access(self, address: int, size: int, vcpu_id: int, host: bool):
+    def _route(self, address: int, size: int):
         if size not in self._sizes:
             raise InvalidAccessError(f"{self.name} bus: access size {size} not one of {self._sizes}")
-        found = self.lookup(address, 1 if self._indexed else size)
-        if found is None:
-            return None, None
-        base, device = found
-        return device, Access(address, address - base, size, vcpu_id, host)
+        return self._entry(address, 1 if self._indexed else size)
 
     def read(self, address: int, size: int, vcpu_id: int = 0, host: bool = False):
         """The device's answer (int or Fault), or None when no device owns the address."""
-        device, access = self._access(address, size, vcpu_id, host)
-        return None if device is None else device.read(access)
+        entry = self._route(address, size)
+        if entry is None:
+            return None
+        return entry[2].read(Access(address, address - entry[0], size, vcpu_id, host))
 
     def write(self, address: int, size: int, value: int, vcpu_id: int = 0, host: bool = False):
         """Deliver a write; returns the device's Fault if it refused, False when unowned, else None."""
-        device, access = self._access(address, size, vcpu_id, host)
-        if device is None:
+        entry = self._route(address, size)
+        if entry is None:
             return False
-        return device.write(access, value)
+        return entry[2].write(Access(address, address - entry[0], size, vcpu_id, host), value)

@@ -64,17 +64,10 @@ from pmu._core cimport PmuCore
 from vmm._uarch cimport BranchPredictor, CacheModel
 
 from devices.bus import Fault
-from vmm.decode import (
-    BRANCH_CALL,
-    BRANCH_CONDITIONAL,
-    BRANCH_INDIRECT,
-    BRANCH_RETURN,
-    ENDS_IN_BRANCH,
-    ENDS_WITH_REP,
-    STARTS_WITH_REP,
-    decode_block,
-    flushed_address,
-)
+cimport cython
+
+from vmm import decode
+from vmm.decode import decode_block, flushed_address
 from vmm.exits import Exit, ExitKind
 
 # ---------------------------------------------------------------------------------------
@@ -198,6 +191,19 @@ DEF EXC_UD = 6
 DEF EXC_GP = 13
 DEF VEC_NMI = 2
 
+# Block flags as C constants (hot paths must not touch Python names); they are vmm.decode's,
+# which the check below enforces at import.
+DEF ENDS_IN_BRANCH = 1
+DEF STARTS_WITH_REP = 2
+DEF ENDS_WITH_REP = 4
+DEF BRANCH_CONDITIONAL = 8
+DEF BRANCH_INDIRECT = 16
+DEF BRANCH_RETURN = 32
+DEF BRANCH_CALL = 64
+if (decode.ENDS_IN_BRANCH, decode.STARTS_WITH_REP, decode.ENDS_WITH_REP, decode.BRANCH_CONDITIONAL,
+        decode.BRANCH_INDIRECT, decode.BRANCH_RETURN, decode.BRANCH_CALL) != (1, 2, 4, 8, 16, 32, 64):
+    raise ImportError("vmm.decode block flags differ from the hook layer's C constants")
+
 # Generic PMU events (pmu/events.py) the block accounting feeds.
 DEF EV_CORE_CYCLES = 0
 DEF EV_INSTRUCTIONS = 1
@@ -237,6 +243,9 @@ cdef inline bint canonical(uint64_t v) noexcept nogil:
     return <uint64_t>s == v
 
 
+# ExitKind members by value: building an enum from an int on every exit costs more than the exit.
+cdef tuple EXIT_KINDS = tuple(sorted(ExitKind, key=int))
+
 # ---------------------------------------------------------------------------------------
 # Decoded-block cache: open addressing keyed by (address, size).
 
@@ -249,8 +258,10 @@ cdef struct Block:
     uint16_t *offs        # n instruction offsets
 
 
+@cython.final
 cdef class BlockTable:
     cdef Block *slots
+    cdef Block *last        # the block found last (slots move when the table grows: reset then)
     cdef size_t cap
     cdef size_t count
 
@@ -275,10 +286,14 @@ cdef class BlockTable:
         return <size_t>(h >> 20) & (self.cap - 1)
 
     cdef Block* find(self, uint64_t addr, uint32_t size) noexcept nogil:
-        cdef size_t i = self._hash(addr, size)
+        cdef size_t i
+        if self.last != NULL and self.last.addr == addr and self.last.size == size:
+            return self.last        # loops re-enter the same block: skip the hash
+        i = self._hash(addr, size)
         while self.slots[i].used:
             if self.slots[i].addr == addr and self.slots[i].size == size:
-                return &self.slots[i]
+                self.last = &self.slots[i]
+                return self.last
             i = (i + 1) & (self.cap - 1)
         return NULL
 
@@ -306,6 +321,7 @@ cdef class BlockTable:
     cdef void _grow(self) except *:
         cdef Block *old = self.slots
         cdef size_t old_cap = self.cap, i, j
+        self.last = NULL
         self.cap *= 2
         self.slots = <Block*> calloc(self.cap, sizeof(Block))
         if self.slots == NULL:
@@ -403,6 +419,7 @@ cdef struct MsrArg:
 
 # ---------------------------------------------------------------------------------------
 
+@cython.final
 cdef class UcVcpu:
     """One vCPU on a unicorn engine.  ``handler`` answers exits (vmm.dispatch.Dispatcher)."""
 
@@ -640,7 +657,7 @@ cdef class UcVcpu:
     # -- block hook ---------------------------------------------------------------------
     cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
         cdef Block *b
-        if self.triple_faulted():
+        if self.delivering_df and self.triple_faulted():
             return
         if self.cur != NULL:
             self.commit(self.cur.n)
@@ -1176,9 +1193,9 @@ cdef class UcVcpu:
     # -- Python side (cold paths) ---------------------------------------------------------
     cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
         try:
-            return self.handler.handle(Exit(ExitKind(kind), address, size, value, self.vcpu_id))
+            return self.handler.handle(Exit(EXIT_KINDS[kind], address, size, value, self.vcpu_id))
         except BaseException as e:
-            self._fail(f"{ExitKind(kind).name} {address:#x}: {e!r}")
+            self._fail(f"{EXIT_KINDS[kind].name} {address:#x}: {e!r}")
             return None
 
     cdef uint64_t _py_mmio(self, int kind, uint64_t address, unsigned size, uint64_t value) noexcept:

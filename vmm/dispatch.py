@@ -22,39 +22,50 @@ class Dispatcher:
         self.cpuid = cpuid
         self.rdpmc = rdpmc  # callable(ecx) -> int | Fault, or None when there is no PMU
         self.trace = None   # callable(exit, result) when exits are traced
+        self._answers = {
+            ExitKind.IO_IN: self._io_in, ExitKind.IO_OUT: self._io_out,
+            ExitKind.MMIO_READ: self._mmio_read, ExitKind.MMIO_WRITE: self._mmio_write,
+            ExitKind.MSR_READ: self._msr_read, ExitKind.MSR_WRITE: self._msr_write,
+            ExitKind.RDPMC: self._rdpmc, ExitKind.CPUID: self._cpuid,
+        }
 
     def handle(self, exit: Exit):
         """Answer a non-terminal exit: an int, a Fault, a CPUID tuple, or None for writes."""
-        result = self._answer(exit)
+        answer = self._answers.get(exit.kind)
+        if answer is None:
+            raise ValueError(f"{exit.kind.name} is a terminal exit; the run loop handles it")
+        result = answer(exit)
         if self.trace is not None:
             self.trace(exit, result)
         return result
 
-    def _answer(self, exit: Exit):
-        kind = exit.kind
-        if kind is ExitKind.IO_IN:
-            value = self.pio.read(exit.address, exit.size, exit.vcpu_id)
-            return ((1 << (8 * exit.size)) - 1) if value is None else value
-        if kind is ExitKind.IO_OUT:
-            self.pio.write(exit.address, exit.size, exit.value, exit.vcpu_id)
-            return None
-        if kind is ExitKind.MMIO_READ:
-            value = self.mmio.read(exit.address, exit.size, exit.vcpu_id)
-            return ((1 << (8 * exit.size)) - 1) if value is None else value
-        if kind is ExitKind.MMIO_WRITE:
-            self.mmio.write(exit.address, exit.size, exit.value, exit.vcpu_id)
-            return None
-        if kind is ExitKind.MSR_READ:
-            value = self.msr.read(exit.address, 8, exit.vcpu_id)
-            return GP if value is None else value
-        if kind is ExitKind.MSR_WRITE:
-            result = self.msr.write(exit.address, 8, exit.value, exit.vcpu_id)
-            return GP if result is False else result
-        if kind is ExitKind.RDPMC:
-            return GP if self.rdpmc is None else self.rdpmc(exit.address)
-        if kind is ExitKind.CPUID:
-            return self.cpuid.query(exit.address, exit.value)
-        raise ValueError(f"{kind.name} is a terminal exit; the run loop handles it")
+    def _io_in(self, exit: Exit):
+        value = self.pio.read(exit.address, exit.size, exit.vcpu_id)
+        return ((1 << (8 * exit.size)) - 1) if value is None else value
+
+    def _io_out(self, exit: Exit):
+        self.pio.write(exit.address, exit.size, exit.value, exit.vcpu_id)
+
+    def _mmio_read(self, exit: Exit):
+        value = self.mmio.read(exit.address, exit.size, exit.vcpu_id)
+        return ((1 << (8 * exit.size)) - 1) if value is None else value
+
+    def _mmio_write(self, exit: Exit):
+        self.mmio.write(exit.address, exit.size, exit.value, exit.vcpu_id)
+
+    def _msr_read(self, exit: Exit):
+        value = self.msr.read(exit.address, 8, exit.vcpu_id)
+        return GP if value is None else value
+
+    def _msr_write(self, exit: Exit):
+        result = self.msr.write(exit.address, 8, exit.value, exit.vcpu_id)
+        return GP if result is False else result
+
+    def _rdpmc(self, exit: Exit):
+        return GP if self.rdpmc is None else self.rdpmc(exit.address)
+
+    def _cpuid(self, exit: Exit):
+        return self.cpuid.query(exit.address, exit.value)
 
 
 def is_fault(result) -> bool:
