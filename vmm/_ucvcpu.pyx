@@ -472,6 +472,7 @@ cdef class UcVcpu:
     cdef uint8_t br_flags
     cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
+    cdef uint64_t cycle_budget        # see stop_at_overflow(); 0 = unknown
 
     def __cinit__(self):
         self.blocks = BlockTable()
@@ -614,6 +615,7 @@ cdef class UcVcpu:
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl)
+            self.cycle_budget = self.cycle_budget - k if self.cycle_budget > <uint64_t> k else 0
             if branch and (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
                 # its outcome is known at the next block boundary (resolve_branch)
                 self.br_addr = b.addr + b.offs[b.n - 1]
@@ -630,6 +632,7 @@ cdef class UcVcpu:
         self.retired_cpl[cpl] += 1
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(1, 0, cpl)
+            self.cycle_budget = 0
             if self.pmu.pmi_requested:
                 self.attention = True
 
@@ -744,20 +747,33 @@ cdef class UcVcpu:
         if self.pmu.pmi_requested:
             self.attention = True
 
+    cdef uint64_t cycle_events_to_overflow(self, int cpl) noexcept:
+        cdef uint64_t budget = self.pmu.events_to_overflow(EV_INSTRUCTIONS, cpl)
+        cdef uint64_t d = self.pmu.events_to_overflow(EV_CORE_CYCLES, cpl)
+        if d < budget:
+            budget = d
+        d = self.pmu.events_to_overflow(EV_REF_CYCLES, cpl)
+        return d if d < budget else budget
+
     cdef void stop_at_overflow(self, Block *b) noexcept:
         """If a counter of instructions/cycles overflows before the block's last instruction,
         re-translate the block to end right after the overflowing one (zero skid).  An overflow on
-        the last instruction needs nothing: the next block hook commits it before anything runs."""
-        cdef uint64_t budget = self.pmu.events_to_overflow(EV_INSTRUCTIONS, self.cur_cpl)
-        cdef uint64_t d = self.pmu.events_to_overflow(EV_CORE_CYCLES, self.cur_cpl)
+        the last instruction needs nothing: the next block hook commits it before anything runs.
+
+        ``cycle_budget`` caches a lower bound, valid at any CPL, of the cycle-type events left
+        before any overflow: commits lower it, and anything outside the hook layer that may touch
+        the PMU (an exit, device work, a PMU MSR write, run()) clears it.  The exact distance is
+        computed only when a block could reach the bound."""
         cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr) else 0
-        if d < budget:
-            budget = d
-        d = self.pmu.events_to_overflow(EV_REF_CYCLES, self.cur_cpl)
-        if d < budget:
-            budget = d
-        if budget < <uint64_t> (b.n - skip):
+        cdef uint64_t need = b.n - skip, budget, other
+        if self.cycle_budget > need:
+            return
+        budget = self.cycle_events_to_overflow(self.cur_cpl)
+        if budget < need:
             self.truncate_after(b, <int> budget + skip)
+            return
+        other = self.cycle_events_to_overflow(3 if self.cur_cpl == 0 else 0)
+        self.cycle_budget = other if other < budget else budget
 
     cdef void truncate_after(self, Block *b, int k) noexcept:
         """Re-translate ``b`` so that execution stops (back in run()) after its first k instructions."""
@@ -1065,6 +1081,7 @@ cdef class UcVcpu:
         """MOV to/from CR8 is the LAPIC's TPR[7:4] (the engine keeps a private copy instead)."""
         cdef uint64_t *r = self.regs()
         self.commit_before(address)
+        self.cycle_budget = 0
         if write and (r[gpr] >> 4):
             self.raise_fault(EXC_GP)        # CR8 bits 63:4 are reserved
             return
@@ -1093,6 +1110,7 @@ cdef class UcVcpu:
             else:
                 value = self.retired + self.idle_ns + self.tsc_offset
         elif self.pmu is not None and self.pmu.owns_msr(index):
+            self.cycle_budget = 0
             if (self.pmu.wrmsr(index, value, False) if write else self.pmu.rdmsr(index, &value, False)) != 0:
                 self.raise_fault(EXC_GP)
                 return
@@ -1121,6 +1139,7 @@ cdef class UcVcpu:
     cdef uint32_t _py_port_in(self, uint32_t port, int size) noexcept:
         """Port reads that need the guest's registers (the VMware backdoor)."""
         cdef uint64_t *r = self.regs()
+        self.cycle_budget = 0
         try:
             regs = {"rax": r[R_RAX], "rbx": r[R_RBX], "rcx": r[R_RCX], "rdx": r[R_RDX]}
             self.handler.backdoor(port, regs)
@@ -1192,6 +1211,7 @@ cdef class UcVcpu:
 
     # -- Python side (cold paths) ---------------------------------------------------------
     cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
+        self.cycle_budget = 0       # a device may reach the PMU (host-side calls)
         try:
             return self.handler.handle(Exit(EXIT_KINDS[kind], address, size, value, self.vcpu_id))
         except BaseException as e:
@@ -1207,6 +1227,7 @@ cdef class UcVcpu:
         return 0
 
     cdef void _py_attention(self) noexcept:
+        self.cycle_budget = 0
         try:
             while self.work:
                 self.work.pop(0)()
@@ -1300,6 +1321,7 @@ cdef class UcVcpu:
                 if remaining <= 0:
                     return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
                 timeout_us = <size_t> (remaining * 1e6) + 1
+            self.cycle_budget = 0       # the host may have changed the PMU between runs
             self.in_guest = True
             err = uc_emu_start(self.uc, rip, 0, timeout_us, 0)
             self.in_guest = False
