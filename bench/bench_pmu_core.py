@@ -58,9 +58,9 @@ def run(model, ops) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def measure(ops) -> tuple[float, float]:
+    """Seconds for ops on (the compiled core, the reference model), after checking they agree."""
     config = PmuConfig()
-    ops = make_ops()
     core = PmuCore()
     core.configure(config)
     ref = ReferencePmu(config)
@@ -68,6 +68,24 @@ def main() -> None:
     t_ref = run(ref, ops)
     for msr in [*range(0xC1, 0xC9), *range(0x186, 0x18E), 0x38D, 0x38E, 0x38F]:
         assert core.read_msr(msr) == ref.read_msr(msr), f"models disagree on MSR {msr:#x}"
+    return t_core, t_ref
+
+
+def figures(quick: bool = False) -> list:
+    """For ``python -m bench``: the speed-up, median of a few repetitions."""
+    from bench.common import Figure, Stat
+
+    ops = make_ops(OPS // 5 if quick else OPS)
+    times = [measure(ops) for _ in range(3 if quick else 5)]
+    core = Stat([len(ops) / t for t, _ in times])
+    speedup = Stat([r / c for c, r in times])
+    return [Figure("PMU core MSR ops/s, compiled (Python-level wrappers)", core.fmt(1e-6, 2, " M"), "", "info"),
+            Figure("  compiled core vs pure-Python reference, x faster", speedup.fmt(digits=1), "", "info")]
+
+
+def main() -> None:
+    ops = make_ops()
+    t_core, t_ref = measure(ops)
     print(f"{len(ops)} MSR operations, Intel v2 PMU (8 GP + 3 fixed counters)")
     print(f"compiled core (Python-level wrappers): {len(ops) / t_core:12,.0f} ops/s")
     print(f"pure-Python reference model:           {len(ops) / t_ref:12,.0f} ops/s")

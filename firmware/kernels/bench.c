@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Benchmark kernel: runs exactly one measured loop, chosen on the command
+ * line, and exits.  Used by the host benchmarks (bench/), which time the
+ * loop between two OUTs to the marker port 0x4f0 (a device the benchmark
+ * registers; nobody owns the port otherwise, so the writes are ignored).
+ *
+ * Command line: op=NAME n=ITERATIONS counters=none|insn_branch|all
+ *
+ *   alu             bench_alu_loop: 8 register ALU ops + dec + jnz per
+ *                   iteration (10 instructions); the host runs the same
+ *                   bytes in bare Unicorn (symbols bench_alu_loop and
+ *                   bench_alu_loop_end)
+ *   plain           mov %rax,%rdx (the baseline of every op below)
+ *   out             outb to the unowned port 0x80
+ *   out_uart        outb to the UART scratch register (0x3ff)
+ *   rdmsr_pmc       RDMSR 0xc1 (IA32_PERFCTR0)
+ *   wrmsr_evtsel    WRMSR 0x186 (IA32_PERFEVTSEL0) = EN|OS|USR|0xc0
+ *   rdmsr_apicbase  RDMSR 0x1b (IA32_APIC_BASE, a Python device)
+ *   rdpmc           RDPMC 0
+ *   store           movl to a RAM page with no code in it
+ *   eoi_mmio, tpr_mmio, timer_mmio          xAPIC MMIO write of EOI, TPR,
+ *                                           timer initial count
+ *   eoi_x2apic, tpr_x2apic, timer_x2apic    the same as x2APIC WRMSRs
+ *   selfipi, selfipi_x2apic  self-IPI (xAPIC ICR / x2APIC SELF_IPI) with
+ *                   IF=1, wait for the handler; reports the summed TSC
+ *                   delta (1 TSC tick = 1 retired instruction) between an
+ *                   RDTSC just before the ICR write and one in the handler,
+ *                   and fixed_insns, the instructions in that window that
+ *                   are not waiting (RDTSC, setup, the write, two pushes):
+ *                   delta - fixed_insns = instructions run after the write
+ *                   before the handler's first instruction
+ *
+ * Every loop is one inline asm block with a fixed instruction sequence per
+ * iteration (body, dec %rsi, jnz), no calls.  counters= programs the PMU
+ * (Intel arch events) before the first marker and reads it after the
+ * second; the counts are printed as INFO lines.
+ */
+#include "apic.h"
+#include "desc.h"
+#include "libfw.h"
+#include "multiboot.h"
+#include "pmu.h"
+#include "processor.h"
+
+#define MARK_PORT 0x4f0
+#define IPI_VECTOR 0x40
+#define TIMER_COUNT 1000000000 /* far beyond any loop: never expires */
+#define EN_OS_USR (EVNTSEL_EN | EVNTSEL_OS | EVNTSEL_USR)
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+volatile uint32_t bench_irq_tsc, bench_irq_seen;
+uint32_t bench_store_buf[1024] __attribute__((aligned(4096)));
+
+/* the ALU loop: RCX iterations of 10 instructions, called with RCX = n */
+asm(".text\n"
+    ".globl bench_alu_loop\n"
+    ".type bench_alu_loop, @function\n"
+    "bench_alu_loop:\n"
+    "1:	add %rax, %rbx\n"
+    "	xor %rbx, %rdx\n"
+    "	sub %rdx, %r8\n"
+    "	or %r8, %r9\n"
+    "	and %r9, %rax\n"
+    "	add $3, %rbx\n"
+    "	shl $1, %rdx\n"
+    "	inc %r8\n"
+    "	dec %rcx\n"
+    "	jnz 1b\n"
+    ".globl bench_alu_loop_end\n"
+    "bench_alu_loop_end:\n"
+    "	ret\n"
+    ".size bench_alu_loop, . - bench_alu_loop\n");
+void bench_alu_loop(void);
+
+/*
+ * Interrupt handlers for the self-IPI loops: RDTSC as early as possible
+ * (after two pushes), note it, EOI, return.
+ */
+asm(".text\n"
+    "bench_irq_xapic:\n"
+    "	push %rax\n"
+    "	push %rdx\n"
+    "	rdtsc\n"
+    "	mov %eax, bench_irq_tsc(%rip)\n"
+    "	movl $1, bench_irq_seen(%rip)\n"
+    "	mov $" XSTR(APIC_DEFAULT_BASE + APIC_EOI) ", %edx\n"
+    "	movl $0, (%rdx)\n"
+    "	pop %rdx\n"
+    "	pop %rax\n"
+    "	iretq\n"
+    "bench_irq_x2apic:\n"
+    "	push %rax\n"
+    "	push %rdx\n"
+    "	rdtsc\n"
+    "	mov %eax, bench_irq_tsc(%rip)\n"
+    "	movl $1, bench_irq_seen(%rip)\n"
+    "	push %rcx\n"
+    "	mov $" XSTR(APIC_MSR(APIC_EOI)) ", %ecx\n"
+    "	xor %eax, %eax\n"
+    "	xor %edx, %edx\n"
+    "	wrmsr\n"
+    "	pop %rcx\n"
+    "	pop %rdx\n"
+    "	pop %rax\n"
+    "	iretq\n");
+void bench_irq_xapic(void);
+void bench_irq_x2apic(void);
+
+/* one loop: SETUP once, then N x (BODY; dec %rsi; jnz) */
+#define LOOP(n, setup, body)                                                  \
+	asm volatile(setup "\n1:\n\t" body "\n\tdec %%rsi\n\tjnz 1b"          \
+		     : "+S"(n)                                                \
+		     :                                                        \
+		     : "rax", "rcx", "rdx", "rdi", "r8", "r9", "r10", "r11",  \
+		       "memory", "cc")
+
+#define MOV_ECX(v) "mov $" XSTR(v) ", %%ecx\n\t"
+#define MOV_EDI(v) "mov $" XSTR(v) ", %%edi\n\t"
+#define ZERO_EAX_EDX "xor %%eax, %%eax\n\txor %%edx, %%edx\n\t"
+#define XAPIC(reg) (APIC_DEFAULT_BASE + (reg))
+
+/* self-IPI loop: returns the sum of the TSC deltas over n interrupts */
+static uint64_t selfipi_loop(uint64_t n, bool x2apic)
+{
+	register uint64_t sum asm("r10") = 0;
+
+	/*
+	 * r11 = ICR value (xAPIC) or SELF_IPI vector (x2APIC); the ICR write
+	 * is "movl %r11d, (%rdi)" or "wrmsr" with ECX/EAX/EDX preset again
+	 * each iteration (RDTSC clobbers EAX/EDX).
+	 */
+	if (!x2apic)
+		asm volatile("sti\n\t"
+			     MOV_EDI(XAPIC(APIC_ICR))
+			     "mov $" XSTR(APIC_DEST_SELF | IPI_VECTOR) ", %%r11d\n"
+			     "1:\n\t"
+			     "movl $0, bench_irq_seen(%%rip)\n\t"
+			     "rdtsc\n\t"
+			     "mov %%eax, %%r9d\n\t"
+			     "movl %%r11d, (%%rdi)\n"
+			     "2:\n\t"
+			     "cmpl $0, bench_irq_seen(%%rip)\n\t"
+			     "je 2b\n\t"
+			     "mov bench_irq_tsc(%%rip), %%eax\n\t"
+			     "sub %%r9d, %%eax\n\t"
+			     "add %%rax, %%r10\n\t"
+			     "dec %%rsi\n\t"
+			     "jnz 1b\n\t"
+			     "cli"
+			     : "+S"(n), "+r"(sum)
+			     :
+			     : "rax", "rcx", "rdx", "rdi", "r9", "r11", "memory",
+			       "cc");
+	else
+		asm volatile("sti\n\t"
+			     "mov $" XSTR(IPI_VECTOR) ", %%r11d\n"
+			     "1:\n\t"
+			     "movl $0, bench_irq_seen(%%rip)\n\t"
+			     MOV_ECX(APIC_MSR(APIC_SELF_IPI))
+			     "rdtsc\n\t"
+			     "mov %%eax, %%r9d\n\t"
+			     "mov %%r11d, %%eax\n\t"
+			     "xor %%edx, %%edx\n\t"
+			     "wrmsr\n"
+			     "2:\n\t"
+			     "cmpl $0, bench_irq_seen(%%rip)\n\t"
+			     "je 2b\n\t"
+			     "mov bench_irq_tsc(%%rip), %%eax\n\t"
+			     "sub %%r9d, %%eax\n\t"
+			     "add %%rax, %%r10\n\t"
+			     "dec %%rsi\n\t"
+			     "jnz 1b\n\t"
+			     "cli"
+			     : "+S"(n), "+r"(sum)
+			     :
+			     : "rax", "rcx", "rdx", "rdi", "r9", "r11", "memory",
+			       "cc");
+	return sum;
+}
+
+static int run_loop(const char *op, uint64_t n, uint64_t *tsc_sum)
+{
+	if (!strcmp(op, "alu"))
+		asm volatile("call bench_alu_loop"
+			     : "+c"(n)
+			     :
+			     : "rax", "rbx", "rdx", "r8", "r9", "memory", "cc");
+	else if (!strcmp(op, "plain"))
+		LOOP(n, "", "mov %%rax, %%rdx");
+	else if (!strcmp(op, "out"))
+		LOOP(n, "", "outb %%al, $0x80");
+	else if (!strcmp(op, "out_uart"))
+		LOOP(n, "mov $0x3ff, %%edx\n\t", "outb %%al, %%dx");
+	else if (!strcmp(op, "rdmsr_pmc"))
+		LOOP(n, MOV_ECX(MSR_IA32_PERFCTR0), "rdmsr");
+	else if (!strcmp(op, "wrmsr_evtsel"))
+		LOOP(n, MOV_ECX(MSR_IA32_EVNTSEL0) "mov $0x4300c0, %%eax\n\t"
+			"xor %%edx, %%edx\n\t", "wrmsr");
+	else if (!strcmp(op, "rdmsr_apicbase"))
+		LOOP(n, MOV_ECX(MSR_IA32_APICBASE), "rdmsr");
+	else if (!strcmp(op, "rdpmc"))
+		LOOP(n, "xor %%ecx, %%ecx\n\t", "rdpmc");
+	else if (!strcmp(op, "store"))
+		LOOP(n, "lea bench_store_buf(%%rip), %%rdi\n\t",
+		     "movl %%eax, (%%rdi)");
+	else if (!strcmp(op, "eoi_mmio"))
+		LOOP(n, MOV_EDI(XAPIC(APIC_EOI)) "xor %%eax, %%eax\n\t",
+		     "movl %%eax, (%%rdi)");
+	else if (!strcmp(op, "tpr_mmio"))
+		LOOP(n, MOV_EDI(XAPIC(APIC_TPR)) "xor %%eax, %%eax\n\t",
+		     "movl %%eax, (%%rdi)");
+	else if (!strcmp(op, "timer_mmio"))
+		LOOP(n, MOV_EDI(XAPIC(APIC_TMICT)) "mov $" XSTR(TIMER_COUNT)
+			", %%eax\n\t", "movl %%eax, (%%rdi)");
+	else if (!strcmp(op, "eoi_x2apic"))
+		LOOP(n, MOV_ECX(APIC_MSR(APIC_EOI)) ZERO_EAX_EDX, "wrmsr");
+	else if (!strcmp(op, "tpr_x2apic"))
+		LOOP(n, MOV_ECX(APIC_MSR(APIC_TPR)) ZERO_EAX_EDX, "wrmsr");
+	else if (!strcmp(op, "timer_x2apic"))
+		LOOP(n, MOV_ECX(APIC_MSR(APIC_TMICT)) "mov $" XSTR(TIMER_COUNT)
+			", %%eax\n\txor %%edx, %%edx\n\t", "wrmsr");
+	else if (!strcmp(op, "selfipi"))
+		*tsc_sum = selfipi_loop(n, false);
+	else if (!strcmp(op, "selfipi_x2apic"))
+		*tsc_sum = selfipi_loop(n, true);
+	else
+		return -1;
+	return 0;
+}
+
+/* "key=word" from the command line into buf ("" when absent) */
+static void cmdline_word(const char *cmd, const char *key, char *buf,
+			 size_t len)
+{
+	size_t klen = strlen(key), i = 0;
+
+	buf[0] = 0;
+	for (const char *p = cmd; p && *p;) {
+		while (*p == ' ')
+			p++;
+		if (!strncmp(p, key, klen) && p[klen] == '=') {
+			for (p += klen + 1; *p && *p != ' ' && i + 1 < len; p++)
+				buf[i++] = *p;
+			buf[i] = 0;
+			return;
+		}
+		while (*p && *p != ' ')
+			p++;
+	}
+}
+
+/* Intel events for counters=all, one per GP counter */
+static const uint16_t all_events[] = {
+	0x003c, 0x00c0, 0x013c, 0x4f2e, 0x412e, 0x00c4, 0x00c5, 0x00c0,
+};
+
+static int program_counters(const char *which)
+{
+	int gp = 0;
+
+	if (!strcmp(which, "none") || !which[0])
+		return 0;
+	if (pmu.amd || pmu.version < 2)
+		return -1;
+	pmu_reset_all();
+	if (!strcmp(which, "insn_branch")) {
+		wrmsr(pmu_sel_msr(0), EN_OS_USR | 0xc0);
+		wrmsr(pmu_sel_msr(1), EN_OS_USR | 0xc4);
+		gp = 2;
+		wrmsr(pmu.global_ctrl, 3);
+	} else if (!strcmp(which, "all")) {
+		for (; gp < pmu.nr_gp && gp < (int)ARRAY_SIZE(all_events); gp++)
+			wrmsr(pmu_sel_msr(gp), EN_OS_USR | all_events[gp]);
+		wrmsr(MSR_CORE_PERF_FIXED_CTR_CTRL, 0x333 & ((1u << (4 * pmu.nr_fixed)) - 1));
+		wrmsr(pmu.global_ctrl, pmu_all_counters_mask());
+	} else {
+		return -1;
+	}
+	return gp;
+}
+
+static void print_counters(int gp, const char *which)
+{
+	if (!gp)
+		return;
+	wrmsr(pmu.global_ctrl, 0);
+	for (int i = 0; i < gp; i++)
+		report_info("pmc%d=%lu evtsel=0x%lx", i, rdmsr(pmu_ctr_msr(i)),
+			    rdmsr(pmu_sel_msr(i)));
+	if (!strcmp(which, "all"))
+		for (int i = 0; i < pmu.nr_fixed; i++)
+			report_info("fixed%d=%lu", i,
+				    rdmsr(MSR_CORE_PERF_FIXED_CTR0 + i));
+}
+
+static void setup_apic(const char *op)
+{
+	size_t len = strlen(op);
+	bool x2 = len > 7 && !strcmp(op + len - 7, "_x2apic");
+
+	if (x2 && !apic_to_x2apic()) {
+		report(false, "x2APIC mode for %s", op);
+		exit(report_summary());
+	}
+	apic_sw_enable();
+	set_idt_entry(IPI_VECTOR, x2 ? bench_irq_x2apic : bench_irq_xapic, 0);
+}
+
+int main(struct multiboot_info *mbi)
+{
+	const char *cmd = mbi_cmdline(mbi);
+	char op[32], which[32];
+	uint64_t n = cmdline_u64(cmd, "n", 1000000), tsc_sum = 0;
+	uint32_t calib;
+
+	cmdline_word(cmd, "op", op, sizeof(op));
+	cmdline_word(cmd, "counters", which, sizeof(which));
+	if (!op[0])
+		memcpy(op, "alu", 4);
+	if (!n)
+		n = 1;
+	pmu_init();
+	setup_apic(op);
+	/* calibration: TSC delta over "rdtsc; mov" (2 if 1 tick = 1 insn) */
+	asm volatile("rdtsc\n\tmov %%eax, %%ecx\n\trdtsc\n\tsub %%ecx, %%eax"
+		     : "=a"(calib) : : "rcx", "rdx");
+	int gp = program_counters(which);
+	if (gp < 0) {
+		report(false, "counters=%s not supported on this PMU", which);
+		return report_summary();
+	}
+
+	outb(1, MARK_PORT);
+	int err = run_loop(op, n, &tsc_sum);
+	outb(2, MARK_PORT);
+
+	print_counters(gp, which);
+	report_info("op=%s n=%lu counters=%s", op, n, which[0] ? which : "none");
+	if (!strncmp(op, "selfipi", 7))
+		report_info("tsc_sum=%lu fixed_insns=%d tsc_calib=%u", tsc_sum,
+			    strcmp(op, "selfipi") ? 7 : 5, calib);
+	report(!err, "ran loop %s", op);
+	return report_summary();
+}
