@@ -54,3 +54,11 @@ def test_pmu_kernels_on_other_pmu_shapes(kernel, cpu, spec):
         assert result.status == 77 and "SKIP: reference loop needs arch perfmon v2" in serial, serial
         return
     assert_all_pass(result, serial)
+
+
+@pytest.mark.parametrize("cpu,spec", [("intel", {}), ("amd", dict(perfctr_core=True, perfmon_v2=True))])
+def test_emulated_and_rep_instructions_count_once_with_forced_emulation(cpu, spec):
+    config = PmuConfig(vendor=cpu, vmware_backdoor=True, **spec)
+    result, serial = boot("pmu_count", cpu=cpu, pmu=config, cmdline="n=1000 fep=1", forced_emulation=True)
+    assert_all_pass(result, serial)
+    assert "retire once each (forced emulation prefix): 12 == 12" in serial

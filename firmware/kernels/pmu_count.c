@@ -161,6 +161,48 @@ static void test_exact_gp(void)
 		report(v == C_BRANCHES, "branches %lu == N+2 = %lu", v, C_BRANCHES);
 }
 
+/*
+ * Instructions the VMM emulates (CPUID, RDMSR, IN, OUT) and a REP string instruction that the
+ * engine iterates 100 times each retire exactly once.  Between the enabling WRMSR (counted) and
+ * the disabling one (not counted): 8 instructions + the enabling WRMSR + 3 to set up the
+ * disabling WRMSR = 12.  With fep=1 (and the VMM's --forced-emulation) CPUID and IN carry the
+ * "ud2; kvm" forced-emulation prefix, which is not an instruction: still 12.
+ */
+#define FEP "ud2; .byte 0x6b, 0x76, 0x6d\n\t"
+#define EMULATED_SEQUENCE(prefix)					\
+	"wrmsr\n\t"							\
+	"mov $100, %%rcx\n\t"						\
+	"rep stosb\n\t"							\
+	"xor %%eax, %%eax\n\t"						\
+	prefix "cpuid\n\t"						\
+	"mov $0x10, %%ecx\n\t"						\
+	"rdmsr\n\t"							\
+	prefix "inb $0x80, %%al\n\t"					\
+	"outb %%al, $0x80\n\t"						\
+	"mov %[ctrl], %%ecx\n\t"						\
+	"xor %%eax, %%eax\n\t"						\
+	"xor %%edx, %%edx\n\t"						\
+	"wrmsr"
+static void test_exact_emulated(bool fep)
+{
+	static uint8_t buf[128];
+	uint8_t *dst = buf;
+	uint64_t a = 1, c = pmu.global_ctrl, d = 0;
+	uint32_t ctrl = pmu.global_ctrl;
+
+	pmu_reset_all();
+	wrmsr(pmu_sel_msr(0), sel(pmu.amd ? AMD_INSNS : EV_INSNS));
+	if (fep)
+		asm volatile(EMULATED_SEQUENCE(FEP)
+			     : "+a"(a), "+c"(c), "+d"(d), "+D"(dst) : [ctrl] "r"(ctrl) : "rbx", "memory");
+	else
+		asm volatile(EMULATED_SEQUENCE("")
+			     : "+a"(a), "+c"(c), "+d"(d), "+D"(dst) : [ctrl] "r"(ctrl) : "rbx", "memory");
+	uint64_t v = rdmsr(pmu_ctr_msr(0));
+	report(v == 12, "REP STOSB x100, CPUID, RDMSR, IN, OUT retire once each%s: %lu == 12",
+	       fep ? " (forced emulation prefix)" : "", v);
+}
+
 /* IBPB (PRED_CMD bit 0) when CPUID advertises it: Intel CPUID.7:EDX[26], AMD 0x80000008:EBX[12] */
 static bool ibpb(void)
 {
@@ -452,6 +494,11 @@ int main(struct multiboot_info *mbi)
 		return report_summary();
 	}
 	test_exact_gp();
+	if (pmu.global_ctrl) {
+		test_exact_emulated(false);
+		if (cmdline_u64(mbi_cmdline(mbi), "fep", 0))
+			test_exact_emulated(true);
+	}
 	test_ranges();
 	test_all_at_once();
 	test_overflow();
