@@ -5,7 +5,8 @@
                              [--smp 1] [--timeout S] [--max-insns N] [--serial FILE]
                              [--trace exits] [--forced-emulation]
     python -m vmm list                     # the bundled test kernels
-    python -m vmm qemu -kernel X ...       # QEMU-compatible options (for test-suite runners)
+    python -m vmm qemu -kernel X ...       # QEMU-compatible options (for test-suite runners);
+    pmu-vmm-qemu -kernel X ...             # the same as a command, e.g. QEMU=pmu-vmm-qemu for a runner
 
 KERNEL is a path, or the name of a bundled kernel (``python -m vmm list``).  The exit status
 mirrors the guest's debug-exit write, (value << 1) | 1; other endings: 124 timeout or
@@ -116,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
                 smp=args.smp, timeout=args.timeout, max_insns=args.max_insns, serial=args.serial,
                 trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
                 test_hooks=args.test_hooks, pmu=args.pmu)
+
+
+def qemu_main() -> int:
+    """Entry point of the ``pmu-vmm-qemu`` command: point a runner's QEMU variable at it."""
+    return _run_qemu(sys.argv[1:])
 
 
 def _resolve_kernel(name: str) -> str:
