@@ -85,15 +85,7 @@ def figures(quick: bool = False) -> list[Figure]:
     return out
 
 
-def main() -> None:
-    import argparse
-
-    from bench.common import print_table
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    print_table(figures(parser.parse_args().quick))
-
-
 if __name__ == "__main__":
-    main()
+    from bench.common import module_main
+
+    module_main(figures, __doc__)

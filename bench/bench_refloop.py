@@ -60,11 +60,7 @@ def figures(quick: bool = False) -> list[Figure]:
     ]
 
 
-def main() -> None:
-    from bench.common import print_table
-
-    print_table(figures())
-
-
 if __name__ == "__main__":
-    main()
+    from bench.common import module_main
+
+    module_main(figures, __doc__)

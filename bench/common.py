@@ -135,3 +135,12 @@ def loop_costs(ops: list[str], n: int, reps: int) -> tuple[dict[str, Stat], dict
             per_iter[op].append(loop.wall / n)
             cost[op].append((loop.wall - plain) / n)
     return ({op: Stat(v) for op, v in per_iter.items()}, {op: Stat(v) for op, v in cost.items()}, last)
+
+
+def module_main(figures_fn, doc: str) -> None:
+    """``python -m bench.bench_NAME [--quick]``: print one module's figures."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    print_table(figures_fn(parser.parse_args().quick))
