@@ -60,3 +60,20 @@ def test_forced_emulation_prefix(enabled, expected):
     result, serial = boot("exceptions", forced_emulation=enabled)
     assert_all_pass(result, serial)
     assert f"INFO: forced emulation prefix: {expected}" in serial
+
+
+def test_run_before_load_is_a_clear_error():
+    from vmm.errors import VmmError
+    from vmm.machine import Machine
+
+    with pytest.raises(VmmError, match="before Machine.load"):
+        Machine().run()
+
+
+def test_bad_machine_config_is_a_clear_error():
+    from vmm.errors import VmmError
+    from vmm.machine import Machine, MachineConfig
+
+    for config in (MachineConfig(memory=1 << 20), MachineConfig(memory=(3 << 30) + 4096), MachineConfig(smp=2)):
+        with pytest.raises(VmmError):
+            Machine(config)

@@ -97,6 +97,7 @@ class Machine:
             raise VmmError(f"--smp {config.smp}: only one vCPU is supported")
         if not (2 << 20) <= config.memory <= MAX_RAM or config.memory % 0x1000:
             raise VmmError(f"memory size {config.memory:#x}: must be a multiple of 4 KiB between 2 MiB and 3 GiB")
+        self.boot = None
         self.exit_status: int | None = None
         self.exit_reason = ""
 
@@ -238,6 +239,8 @@ class Machine:
 
     # -- running ----------------------------------------------------------------------
     def run(self) -> RunResult:
+        if self.boot is None:
+            raise VmmError("Machine.run() before Machine.load(): no kernel to run")
         try:
             return self._run()
         finally:
