@@ -203,6 +203,47 @@ static void test_exact_emulated(bool fep)
 	       fep ? " (forced emulation prefix)" : "", v);
 }
 
+/*
+ * USR/OS filtering on real CPL3 code: the same user-mode round trip is measured twice, the second
+ * time with 10 more user-mode instructions; a USR-only counter must differ by exactly 10 and an
+ * OS-only counter by exactly 0 (the kernel side of the round trip is the same code both times).
+ */
+static uint64_t user_plain(uint64_t arg)
+{
+	return arg;
+}
+
+static uint64_t user_plus10(uint64_t arg)
+{
+	asm volatile("nop; nop; nop; nop; nop; nop; nop; nop; nop; nop");
+	return arg;
+}
+
+static void count_user_round_trip(uint64_t (*fn)(uint64_t), uint64_t *usr, uint64_t *os)
+{
+	uint64_t ev = pmu.amd ? AMD_INSNS : EV_INSNS;
+
+	pmu_reset_all();
+	wrmsr(pmu_sel_msr(0), (ev & 0xffff) | EVNTSEL_USR | EVNTSEL_EN);
+	wrmsr(pmu_sel_msr(1), (ev & 0xffff) | EVNTSEL_OS | EVNTSEL_EN);
+	wrmsr(pmu.global_ctrl, 3);
+	run_in_user(fn, 0, 0, false);
+	wrmsr(pmu.global_ctrl, 0);
+	*usr = rdmsr(pmu_ctr_msr(0));
+	*os = rdmsr(pmu_ctr_msr(1));
+}
+
+static void test_usr_os(void)
+{
+	uint64_t usr_a, os_a, usr_b, os_b;
+
+	count_user_round_trip(user_plain, &usr_a, &os_a);
+	count_user_round_trip(user_plus10, &usr_b, &os_b);
+	report(usr_a > 0 && usr_b - usr_a == 10,
+	       "USR-only counter sees exactly the 10 extra CPL3 instructions (%lu -> %lu)", usr_a, usr_b);
+	report(os_a > 0 && os_b == os_a, "OS-only counter ignores CPL3 instructions (%lu, %lu)", os_a, os_b);
+}
+
 /* IBPB (PRED_CMD bit 0) when CPUID advertises it: Intel CPUID.7:EDX[26], AMD 0x80000008:EBX[12] */
 static bool ibpb(void)
 {
@@ -494,6 +535,8 @@ int main(struct multiboot_info *mbi)
 		return report_summary();
 	}
 	test_exact_gp();
+	if (pmu.global_ctrl && pmu.nr_gp >= 2)
+		test_usr_os();
 	if (pmu.global_ctrl) {
 		test_exact_emulated(false);
 		if (cmdline_u64(mbi_cmdline(mbi), "fep", 0))
