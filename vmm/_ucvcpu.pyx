@@ -442,8 +442,6 @@ cdef class UcVcpu:
     cdef int cur_cpl
     cdef uint64_t rep_addr       # address of the REP string instruction the last block ended in
     cdef public uint64_t retired
-    cdef public uint64_t branches
-    cdef uint64_t retired_cpl[4]
     cdef public uint64_t tsc_offset
 
     # control
@@ -606,11 +604,9 @@ cdef class UcVcpu:
             k -= 1      # another iteration of the REP instruction that already retired
         cdef uint64_t branch = 0
         self.retired += k
-        self.retired_cpl[self.cur_cpl] += k
         if upto == b.n:
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
-                self.branches += 1
             self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
@@ -629,7 +625,6 @@ cdef class UcVcpu:
         """An instruction emulated outside any block (RDPMC in the engine's #UD/#GP path) retires."""
         cdef int cpl = self.c_cpl()
         self.retired += 1
-        self.retired_cpl[cpl] += 1
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(1, 0, cpl)
             self.cycle_budget = 0
@@ -653,9 +648,6 @@ cdef class UcVcpu:
     def now(self):
         """Virtual ns: committed instructions plus idle time."""
         return self.retired + self.idle_ns
-
-    def retired_at_cpl(self, int cpl):
-        return self.retired_cpl[cpl & 3]
 
     # -- block hook ---------------------------------------------------------------------
     cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
@@ -1294,10 +1286,6 @@ cdef class UcVcpu:
     def attach_pmu(self, PmuCore core):
         """Route this PMU core's MSRs, RDPMC and event counts through the C fast paths."""
         self.pmu = core
-
-    def flush_blocks(self):
-        """Forget decoded blocks (after the guest rewrote code in place)."""
-        self.blocks = BlockTable()
 
     # -- running --------------------------------------------------------------------------
     def run(self, double timeout=0.0):

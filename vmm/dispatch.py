@@ -10,7 +10,7 @@ Terminal exits (HLT, shutdown, ...) are the run loop's business, not the dispatc
 
 from __future__ import annotations
 
-from devices.bus import GP, Fault
+from devices.bus import GP
 from vmm.exits import Exit, ExitKind
 
 
@@ -67,6 +67,3 @@ class Dispatcher:
     def _cpuid(self, exit: Exit):
         return self.cpuid.query(exit.address, exit.value)
 
-
-def is_fault(result) -> bool:
-    return isinstance(result, Fault)
