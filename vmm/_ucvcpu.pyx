@@ -1041,7 +1041,7 @@ cdef class UcVcpu:
         cdef uint32_t limit, bits = 0
         cdef uint64_t base
         cdef uint16_t map_base = 0
-        if self.c_cpl() <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3) or port == 0x5658 or port == 0x5659:
+        if <uint64_t> self.c_cpl() <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3) or port == 0x5658 or port == 0x5659:
             return True
         base = (<uint64_t*> (self.env + OFF_TR_BASE))[0]
         limit = (<uint32_t*> (self.env + OFF_TR_LIMIT))[0]
