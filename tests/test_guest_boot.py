@@ -77,3 +77,10 @@ def test_bad_machine_config_is_a_clear_error():
     for config in (MachineConfig(memory=1 << 20), MachineConfig(memory=(3 << 30) + 4096), MachineConfig(smp=2)):
         with pytest.raises(VmmError):
             Machine(config)
+
+
+def test_access_beyond_ram_is_a_clean_vmm_error_with_serial_intact():
+    result, serial = boot("shutdown", cmdline="wild")
+    assert (result.reason, result.status) == ("error", 70)
+    assert "unmapped physical memory at 0xc0000000" in result.detail
+    assert "reading beyond RAM" in serial

@@ -3,7 +3,8 @@
  * Ends in a guest shutdown the way a broken kernel does: prints a line, then loads an empty
  * IDT and executes ud2.  #UD cannot be delivered (#GP), neither can the #GP (#DF), nor the
  * #DF: a triple fault.  The VMM must report "guest shut down" with this output intact.
- * With "halt" on the command line it instead executes cli; hlt, which nothing can wake.
+ * With "halt" on the command line it instead executes cli; hlt, which nothing can wake; with
+ * "wild" it reads physical memory beyond the machine's RAM.
  */
 #include "libfw.h"
 #include "multiboot.h"
@@ -26,6 +27,10 @@ int main(struct multiboot_info *mbi)
 	if (has_word(mbi_cmdline(mbi), "halt")) {
 		printf("halting with interrupts off\n");
 		asm volatile("cli; hlt");
+	} else if (has_word(mbi_cmdline(mbi), "wild")) {
+		/* identity-mapped, but far beyond the machine's RAM: no memory behind it */
+		printf("reading beyond RAM\n");
+		(void)*(volatile uint32_t *)0xC0000000ull;
 	} else {
 		printf("about to triple fault\n");
 		asm volatile("lidt %0; ud2" : : "m"(empty));
