@@ -199,6 +199,9 @@ def _divide_value(config: int) -> int:
     return 1 if code == 7 else 2 << code
 
 
+_MODES_BY_BITS = tuple(ApicMode(bits) for bits in range(4))   # APIC_BASE bits 11:10 -> mode
+
+
 class Lapic:
     """One vCPU's local APIC; see the module docstring for the access paths and what is left out."""
 
@@ -211,6 +214,9 @@ class Lapic:
         self.on_wakeup = vcpu.kick if vcpu is not None else (lambda: None)
         #: Called with (old, new) base address after the xAPIC page moved.
         self.on_base_change = lambda old, new: None
+        #: Called after every register write (any path, CR8 included): timers or priorities may
+        #: have changed, so the machine re-reads next_deadline() and re-checks for interrupts.
+        self.on_write = lambda: None
         self._mmio_bus = None
         self._apic_base = DEFAULT_APIC_BASE | APIC_BASE_EN | (APIC_BASE_BSP if bsp else 0)
         self._reset_registers()
@@ -244,7 +250,7 @@ class Lapic:
 
     @property
     def mode(self) -> ApicMode:
-        return ApicMode((self._apic_base >> 10) & 3)
+        return _MODES_BY_BITS[(self._apic_base >> 10) & 3]   # no enum construction per access
 
     @property
     def hardware_enabled(self) -> bool:
@@ -276,6 +282,11 @@ class Lapic:
         return self._read_mmio(access)
 
     def write(self, access, value: int):
+        result = self._write(access, value)
+        self.on_write()
+        return result
+
+    def _write(self, access, value: int):
         range_base = access.address - access.offset
         if range_base == MSR_APIC_BASE:
             return self._write_apic_base(value, access.host)
@@ -485,6 +496,7 @@ class Lapic:
     def set_cr8(self, value: int) -> None:
         """MOV to CR8: TPR[7:4] = CR8[3:0], TPR[3:0] = 0 (reserved CR8 bits are the vCPU's #GP)."""
         self._tpr = (value & 0xF) << 4
+        self.on_write()
 
     def get_cr8(self) -> int:
         return self._tpr >> 4

@@ -427,7 +427,8 @@ cdef class UcVcpu:
     cdef char *env
     cdef void *cpu
     cdef object engine           # the binding's Uc, kept alive
-    cdef public object handler   # .handle(Exit) -> int | Fault | tuple | None
+    cdef public object handler   # .handle(Exit) -> int | Fault | tuple | None (vmm.dispatch.Dispatcher)
+    cdef public object platform  # .backdoor(port, regs), .read_cr8(), .write_cr8(value)
     cdef public object intc      # interrupt source: .next_injection() -> (vector, is_nmi) | None
     cdef public object on_attention  # called on the vCPU side when kick()ed (timers, PMIs, work)
     cdef BlockTable blocks
@@ -1079,9 +1080,9 @@ cdef class UcVcpu:
             return
         try:
             if write:
-                self.handler.write_cr8(r[gpr])
+                self.platform.write_cr8(r[gpr])
             else:
-                r[gpr] = self.handler.read_cr8()
+                r[gpr] = self.platform.read_cr8()
         except BaseException as e:
             self._fail(f"CR8: {e!r}")
         self.step_over(next_rip)
@@ -1134,7 +1135,7 @@ cdef class UcVcpu:
         self.cycle_budget = 0
         try:
             regs = {"rax": r[R_RAX], "rbx": r[R_RBX], "rcx": r[R_RCX], "rdx": r[R_RDX]}
-            self.handler.backdoor(port, regs)
+            self.platform.backdoor(port, regs)
             r[R_RBX] = regs["rbx"]
             r[R_RCX] = regs["rcx"]
             r[R_RDX] = regs["rdx"]

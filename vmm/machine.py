@@ -124,7 +124,8 @@ class Machine:
         self.dispatcher = Dispatcher(self.pio, self.mmio, self.msr, self.cpuid, self.pmu.rdpmc)
         if config.trace_exits:
             self.dispatcher.trace = _trace_exit
-        self.vcpu.handler = self
+        self.vcpu.handler = self.dispatcher
+        self.vcpu.platform = self
         self.vcpu.intc = self
         self.vcpu.on_attention = self._service
         self._write_boot_area()
@@ -142,6 +143,7 @@ class Machine:
         self.vmware.register(self.pio)
         self.lapic = Lapic(self.clock, self.cpuid, self.vcpu)
         self.lapic.on_base_change = self._move_apic_window
+        self.lapic.on_write = self._sync_timers
         self.lapic.attach(self.mmio, self.msr)
         self.vcpu.map_mmio(self.lapic.base, 0x1000)
         # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
@@ -187,13 +189,7 @@ class Machine:
         self.boot = boot
         return boot
 
-    # -- exits (the vCPU calls these on its own thread) -----------------------------------
-    def handle(self, exit):
-        result = self.dispatcher.handle(exit)
-        if exit.kind in (ExitKind.MMIO_WRITE, ExitKind.MSR_WRITE):
-            self._sync_timers()
-        return result
-
+    # -- what the vCPU asks of the platform beyond exits (on its own thread) ----------------
     def backdoor(self, port: int, regs: dict) -> None:
         if port == VMWARE_PORT:
             self.vmware.handle_in(regs)
@@ -205,7 +201,6 @@ class Machine:
 
     def write_cr8(self, value: int) -> None:
         self.lapic.set_cr8(value)
-        self._sync_timers()
 
     def next_injection(self, interrupts: bool):
         """The NMI or (if ``interrupts``) maskable interrupt to deliver now, as (vector, is_nmi), or None."""
