@@ -17,7 +17,7 @@ from devices.lapic import (
     LapicStateError,
     Lvt,
 )
-from tests.test_lapic_harness import SPIV_ENABLED, Harness
+from tests.lapic_harness import SPIV_ENABLED, Harness
 from vmm.cpuid import DEFAULT_FEATURES
 
 XAPIC = DEFAULT_APIC_BASE | APIC_BASE_EN | APIC_BASE_BSP

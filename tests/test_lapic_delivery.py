@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from devices.lapic import Lvt
-from tests.test_lapic_harness import Harness, bits_of
+from tests.lapic_harness import Harness, bits_of
 
 ISR, TMR, IRR = 0x100, 0x180, 0x200
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_lapic_harness import Harness, bits_of
+from tests.lapic_harness import Harness, bits_of
 
 
 class ReferenceApic:

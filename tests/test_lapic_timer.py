@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from devices.bus import GP
-from tests.test_lapic_harness import Harness
+from tests.lapic_harness import Harness
 from vmm.cpuid import DEFAULT_FEATURES
 
 LVT_TIMER, INITIAL, CURRENT, DIVIDE = 0x320, 0x380, 0x390, 0x3E0

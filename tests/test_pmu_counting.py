@@ -5,7 +5,7 @@ import pytest
 
 from devices.bus import GP
 from pmu import PmuConfig, events
-from tests.test_pmu_fixtures import (
+from tests.pmu_fixtures import (
     BRANCHES_SEL,
     CYCLES_SEL,
     EDGE,

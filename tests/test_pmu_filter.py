@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pmu import ALLOW, DENY, MASKED_EVENTS, EventFilter, PmuConfig, PmuFilterError, PmuFilterTooBigError, events
-from tests.test_pmu_fixtures import BRANCHES_SEL, EN, INSTRUCTIONS_SEL, OS, make_pmu
+from tests.pmu_fixtures import BRANCHES_SEL, EN, INSTRUCTIONS_SEL, OS, make_pmu
 
 
 def masked(sel, match, mask, exclude=False):

@@ -4,7 +4,7 @@
 import pytest
 
 from pmu import PMC_LVT, Pmu, PmuConfig, PmuRefreshError, events
-from tests.test_pmu_fixtures import EN, INSTRUCTIONS_SEL, INT, OS, FakeLapic, make_pmu
+from tests.pmu_fixtures import EN, INSTRUCTIONS_SEL, INT, OS, FakeLapic, make_pmu
 from vmm.clock import FakeClock
 from vmm.cpuid import CpuidModel
 from vmm.fake_vcpu import FakeVcpu

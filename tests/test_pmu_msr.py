@@ -5,7 +5,7 @@ import pytest
 
 from devices.bus import GP, Access, Bus
 from pmu import PmuConfig
-from tests.test_pmu_fixtures import EN, INSTRUCTIONS_SEL, OS, USR, make_pmu
+from tests.pmu_fixtures import EN, INSTRUCTIONS_SEL, OS, USR, make_pmu
 
 
 def rd(pmu, index, host=False):
