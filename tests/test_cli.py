@@ -92,3 +92,12 @@ def test_bad_pmu_option_is_one_line():
         proc = run_cli("run", "pmu_msr", "--pmu", spec)
         assert proc.returncode == 2, spec
         assert len(_error_lines(proc)) == 1, (spec, proc.stderr)
+
+
+def test_cpuid_option():
+    proc = run_cli("run", "msr", "--cpu", "amd", "--cpuid", "family=0x19,model=0x21,stepping=1,-x2apic")
+    assert proc.returncode == 1, proc.stdout
+    for spec in ("+warp_drive", "family", "model=abc"):
+        proc = run_cli("run", "msr", "--cpuid", spec)
+        assert proc.returncode == 2, spec
+        assert len(_error_lines(proc)) == 1, (spec, proc.stderr)

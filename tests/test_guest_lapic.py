@@ -24,3 +24,15 @@ def test_lapic_irq_without_hooks_skips_the_hook_part():
     result, serial = boot("lapic_irq")
     assert "SKIP: PMI test hook" in serial, serial
     assert_all_pass(result, serial)
+
+
+def test_lapic_kernels_without_x2apic_and_tsc_deadline():
+    """CPUID without x2APIC / TSC-deadline: those modes are refused (#GP) and the kernels skip them."""
+    features = {"x2apic": False, "tsc_deadline": False}
+    for kernel in ("lapic_xapic", "lapic_x2apic", "lapic_timer"):
+        result, serial = boot(kernel, cpuid_features=features)
+        assert_all_pass(result, serial)
+        if kernel == "lapic_x2apic":
+            assert "SKIP: x2APIC not advertised" in serial, serial
+        if kernel == "lapic_timer":
+            assert "SKIP: TSC-deadline timer not advertised" in serial, serial

@@ -2,8 +2,8 @@
 """Command line: boot an ELF test kernel and exit with the guest's status.
 
     python -m vmm run KERNEL [--append TEXT] [--initrd FILE] [--memory 128M] [--cpu intel|amd]
-                             [--smp 1] [--timeout S] [--max-insns N] [--serial FILE]
-                             [--trace exits] [--forced-emulation]
+                             [--cpuid SPEC] [--pmu SPEC] [--smp 1] [--timeout S] [--max-insns N]
+                             [--serial FILE] [--trace exits] [--forced-emulation] [--test-hooks]
     python -m vmm list                     # the bundled test kernels
     python -m vmm qemu -kernel X ...       # QEMU-compatible options (for test-suite runners);
     pmu-vmm-qemu -kernel X ...             # the same as a command, e.g. QEMU=pmu-vmm-qemu for a runner
@@ -27,6 +27,7 @@ import os
 import sys
 
 import firmware
+from vmm.cpuid import DEFAULT_SIGNATURE
 from vmm.errors import VmmError
 
 EXIT_BAD_INPUT = 2
@@ -74,6 +75,23 @@ def parse_pmu(text: str) -> dict:
     return spec
 
 
+def parse_cpuid(text: str) -> dict:
+    """``--cpuid family=6,model=0x55,stepping=4,-x2apic,+pdcm`` -> signature and feature switches."""
+    spec: dict = {"signature": {}, "features": {}}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        if item[0] in "+-":
+            spec["features"][item[1:]] = item[0] == "+"
+            continue
+        key, sep, value = item.partition("=")
+        if key not in ("family", "model", "stepping") or not sep:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected family=/model=/stepping= or +FEATURE/-FEATURE")
+        try:
+            spec["signature"][key] = int(value, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: bad number") from None
+    return spec
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -91,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", "-m", type=parse_size, default=128 << 20, help="guest RAM (default 128M)")
     run.add_argument("--cpu", choices=("intel", "amd"), default="intel")
     run.add_argument("--smp", type=int, default=1)
+    run.add_argument("--cpuid", type=parse_cpuid, default=None, metavar="SPEC",
+                     help="CPU signature and features (vmm/cpuid.py), e.g. family=6,model=0x55,-x2apic,+pdcm")
     run.add_argument("--pmu", type=parse_pmu, default=None, metavar="KEY=VAL,...",
                      help="PMU shape and policies (pmu/config.py), e.g. version=1,gp_counters=4,fixed_counters=0")
     run.add_argument("--timeout", type=_positive_float, default=0.0, help="wall-clock limit in seconds")
@@ -116,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     return boot(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
                 smp=args.smp, timeout=args.timeout, max_insns=args.max_insns, serial=args.serial,
                 trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
-                test_hooks=args.test_hooks, pmu=args.pmu)
+                test_hooks=args.test_hooks, pmu=args.pmu, cpuid=args.cpuid)
 
 
 def qemu_main() -> int:
@@ -135,7 +155,7 @@ def _resolve_kernel(name: str) -> str:
 
 def boot(kernel: str, *, cmdline="", initrd=None, memory=128 << 20, cpu="intel", smp=1, timeout=0.0,
          max_insns=0, serial=None, trace_exits=False, forced_emulation=False, test_hooks=False,
-         pmu: dict | None = None) -> int:
+         pmu: dict | None = None, cpuid: dict | None = None) -> int:
     from vmm.machine import Machine, MachineConfig  # imports the engine: keep `--help` fast
 
     sink = None
@@ -154,7 +174,13 @@ def boot(kernel: str, *, cmdline="", initrd=None, memory=128 << 20, cpu="intel",
                 pmu_config = PmuConfig(**{"vendor": cpu, "vmware_backdoor": True, **pmu})
             except ValueError as e:
                 raise VmmError(f"--pmu: {e}") from None
+        signature = None
+        if cpuid and cpuid["signature"]:
+            family, model, stepping = DEFAULT_SIGNATURE[cpu]
+            sig = cpuid["signature"]
+            signature = (sig.get("family", family), sig.get("model", model), sig.get("stepping", stepping))
         config = MachineConfig(memory=memory, cpu=cpu, smp=smp, cmdline=cmdline, pmu=pmu_config,
+                               cpu_signature=signature, cpuid_features=(cpuid or {}).get("features", {}),
                                initrd=module, serial=sink, timeout=timeout, max_insns=max_insns,
                                trace_exits=trace_exits, forced_emulation=forced_emulation, test_hooks=test_hooks)
         machine = Machine(config)

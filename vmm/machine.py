@@ -41,7 +41,7 @@ from pmu.config import PmuConfig
 from pmu.pmu import Pmu
 from vmm._ucvcpu import UcVcpu
 from vmm.clock import VirtualClock
-from vmm.cpuid import CpuidModel
+from vmm.cpuid import CpuidError, CpuidModel
 from vmm.dispatch import Dispatcher
 from vmm.errors import VmmError
 from vmm.exits import ExitKind
@@ -77,7 +77,8 @@ class MachineConfig:
     trace_exits: bool = False
     forced_emulation: bool = False
     pmu: PmuConfig | None = None     # None = derived from the CPU vendor's defaults
-    cpuid_features: tuple[str, ...] = ()
+    cpu_signature: tuple[int, int, int] | None = None   # (family, model, stepping); None = vendor default
+    cpuid_features: dict[str, bool] = field(default_factory=dict)   # vmm.cpuid.FEATURES name -> on/off
     test_hooks: bool = False         # devices/test_hooks.py on port 0xE0
 
 
@@ -113,10 +114,13 @@ class Machine:
             self.vcpu.max_insns = config.max_insns
 
         self.clock = VirtualClock(self.vcpu)
-        self.cpuid = CpuidModel(config.cpu)
-        self.cpuid.set_feature("spec_ctrl" if config.cpu == "intel" else "amd_ibpb", True)   # IBPB
-        for name in config.cpuid_features:
-            self.cpuid.set_feature(name, True)
+        try:
+            self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()))
+            self.cpuid.set_feature("spec_ctrl" if config.cpu == "intel" else "amd_ibpb", True)   # IBPB
+            for name, on in config.cpuid_features.items():
+                self.cpuid.set_feature(name, on)
+        except CpuidError as e:
+            raise VmmError(str(e)) from None
         self.pio = Bus("pio", 0x10000, (1, 2, 4))
         self.mmio = Bus("mmio", 1 << 52)
         self.msr = Bus("msr", 1 << 32, (8,), indexed=True)
