@@ -27,6 +27,7 @@ extensions = [
     Extension("vmm._ucvcpu", ["vmm/_ucvcpu.pyx"], extra_compile_args=["-O2"]),
     Extension("pmu._core", ["pmu/_core.pyx"], extra_compile_args=["-O2"]),
     Extension("vmm._uarch", ["vmm/_uarch.pyx"], extra_compile_args=["-O2"]),
+    Extension("devices.lapic", ["devices/lapic.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(

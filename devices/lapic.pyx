@@ -1,0 +1,1125 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, annotation_typing=False
+"""The local APIC of our single vCPU: xAPIC MMIO page, x2APIC MSRs, IA32_APIC_BASE, timer, LVT delivery.
+
+Semantics follow the Intel SDM vol. 3, chapter "Advanced Programmable Interrupt Controller".
+
+Access paths (one device object on two buses, see :meth:`Lapic.attach`):
+
+* the xAPIC page at ``IA32_APIC_BASE[47:12]`` (default 0xFEE00000, relocatable; the machine hears
+  about a move through ``on_base_change(old, new)``).  Registers sit at 16-byte aligned offsets and
+  are accessed with 32-bit loads and stores; any other size or a misaligned access reads 0 and a
+  write is ignored.  Reserved offsets read 0 and ignore writes.  While the APIC is hardware-disabled
+  or in x2APIC mode the page behaves like a globally disabled xAPIC: reads return 0, writes are
+  ignored (there is no RAM behind it in our machine);
+* MSR 0x1B (IA32_APIC_BASE) with the SDM's mode transitions (disabled <-> xAPIC -> x2APIC ->
+  disabled); a guest write that would go x2APIC -> xAPIC, disabled -> x2APIC, to the invalid state
+  EN=0/EXTD=1, set EXTD without CPUID x2APIC, or set reserved bits (0-7, 9, >= MAXPHYADDR) is #GP.
+  Host writes (``access.host``) skip only the transition rules.  Going to the disabled state resets
+  every APIC register to its power-up value;
+* MSRs 0x800-0x8FF in x2APIC mode (#GP otherwise): RsvdZ checking (a write with a reserved bit set
+  is #GP), 64-bit ICR at 0x830, SELF IPI at 0x83F, read-only ID/LDR (LDR derived from the ID),
+  #GP for unknown registers, writes to read-only and reads of write-only registers, a non-zero
+  EOI or ESR write;
+* MSR 0x6E0 (IA32_TSC_DEADLINE) when CPUID advertises TSC-deadline (#GP otherwise); it reads 0 and
+  ignores writes unless the timer LVT is in TSC-deadline mode.
+
+Interrupt delivery to the vCPU is pulled, not pushed: the vCPU asks :meth:`Lapic.interrupt_for`
+(or :meth:`Lapic.pending_interrupt` plus its own RFLAGS.IF/shadow check), then calls
+:meth:`Lapic.accept_interrupt`, which returns the vector to deliver through the IDT (the spurious
+vector from SPIV if the interrupt is no longer deliverable).  NMIs are a one-deep latch consumed
+by :meth:`Lapic.take_nmi`; blocking NMIs until IRET is the vCPU's business.  Whenever an IRR bit
+or the NMI latch becomes newly set, ``on_wakeup()`` runs so the machine can kick a halted vCPU.
+
+Time comes only from the injected clock (virtual ns; the APIC bus and the TSC run at 1 GHz, so one
+timer count lasts "divide value" ns).  :meth:`Lapic.next_deadline` and :meth:`Lapic.tick` let the
+run loop fire the timer exactly at its deadline.
+
+C API (devices/lapic.pxd).  The register file is C state of the ``cdef class Lapic``; the vCPU hook
+layer may cimport it and serve x2APIC MSR accesses with ``x2apic_read``/``x2apic_write`` (passing the
+current virtual time), then poll ``c_interrupt_pending()``, ``c_next_deadline()`` and the
+``wake_pending`` flag.  That path calls no Python: no ``on_wakeup()``, no ``on_write()``.  The Python
+bus path runs the very same C helpers and reports newly pending events through ``on_wakeup()``
+(once per event, after the access).
+
+Not supported:
+
+* other CPUs: IPIs reach only this APIC (shorthand self or all-including-self, physical
+  destination equal to our ID, logical destinations matching our LDR, broadcast); all-excluding-self
+  and every other destination are dropped silently.  xAPIC cluster logical model (DFR = 0) matches
+  nothing; x2APIC lowest-priority IPIs set the ESR "redirectable IPI" bit and are dropped (as the
+  x2APIC spec says); in xAPIC mode a lowest-priority IPI to ourselves acts as fixed;
+* INIT, SIPI and SMI (as IPIs or LVT delivery modes) and ExtINT LVT entries: the registers accept
+  them, delivery through them does nothing (no INIT/SIPI state machine, no SMM, no 8259 INTA path);
+* an I/O APIC: EOIs of level-triggered vectors are not broadcast; EOI-broadcast suppression
+  (SPIV bit 12, version bit 24) is absent; remote IRR and delivery-status bits always read 0;
+* LVT CMCI, remote read (RRD), focus-processor checking (SPIV bit 9 is only stored), ESR
+  checksum/accept/illegal-register-address errors, APIC virtualisation;
+* relocating the xAPIC page over another device's MMIO range: the APIC_BASE write is #GP;
+* concurrency: call everything from the vCPU thread (others go through ``vcpu.queue_work``).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from libc.stdint cimport uint32_t, uint64_t
+
+from devices.bus import GP, BusError
+
+MSR_APIC_BASE = 0x1B
+MSR_TSC_DEADLINE = 0x6E0
+X2APIC_MSR_BASE = 0x800
+X2APIC_MSR_COUNT = 0x100
+XAPIC_PAGE_SIZE = 0x1000
+DEFAULT_APIC_BASE = 0xFEE00000
+
+APIC_BASE_BSP = 1 << 8
+APIC_BASE_EXTD = 1 << 10
+APIC_BASE_EN = 1 << 11
+APIC_BASE_ADDRESS_MASK = ~0xFFF
+#: Bits 0-7 and 9 are reserved; bits at and above MAXPHYADDR are added per CPUID.
+APIC_BASE_LOW_RESERVED = 0x2FF
+
+# Register offsets in the xAPIC page (x2APIC MSR = 0x800 + offset >> 4).
+REG_ID = 0x20
+REG_VERSION = 0x30
+REG_TPR = 0x80
+REG_APR = 0x90
+REG_PPR = 0xA0
+REG_EOI = 0xB0
+REG_LDR = 0xD0
+REG_DFR = 0xE0
+REG_SPIV = 0xF0
+REG_ISR = 0x100
+REG_TMR = 0x180
+REG_IRR = 0x200
+REG_ESR = 0x280
+REG_ICR_LOW = 0x300
+REG_ICR_HIGH = 0x310
+REG_LVT_TIMER = 0x320
+REG_TIMER_INITIAL = 0x380
+REG_TIMER_CURRENT = 0x390
+REG_TIMER_DIVIDE = 0x3E0
+REG_SELF_IPI = 0x3F0
+
+#: ISR, TMR and IRR are each eight 32-bit registers, 16 bytes apart.
+VECTOR_BANK_SIZE = 0x80
+
+LVT_COUNT = 6
+#: 0x14 = integrated APIC; bits 23:16 = number of LVT entries minus one.
+APIC_VERSION = 0x14 | ((LVT_COUNT - 1) << 16)
+
+SPIV_VECTOR = 0xFF
+SPIV_SW_ENABLE = 1 << 8
+SPIV_FOCUS_DISABLE = 1 << 9
+
+LVT_VECTOR = 0xFF
+LVT_MASKED = 1 << 16
+LVT_LEVEL_TRIGGER = 1 << 15
+
+ESR_SEND_ILLEGAL_VECTOR = 1 << 5
+ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6
+ESR_REDIRECTABLE_IPI = 1 << 4
+
+ICR_DEST_LOGICAL = 1 << 11
+ICR_WRITABLE = 0x000CCFFF  # vector, delivery mode, destination mode, level, trigger, shorthand
+XAPIC_BROADCAST = 0xFF
+X2APIC_BROADCAST = 0xFFFFFFFF
+DFR_FLAT_MODEL = 0xF0000000
+DFR_RESERVED_ONES = 0x0FFFFFFF
+
+#: Vectors 0-15 are exceptions and may not be sent or received as interrupts.
+FIRST_LEGAL_VECTOR = 16
+
+
+class Lvt(IntEnum):
+    """Local vector table entries, in register order (offset 0x320 + 0x10 * entry)."""
+
+    TIMER = 0
+    THERMAL = 1
+    PMC = 2
+    LINT0 = 3
+    LINT1 = 4
+    ERROR = 5
+
+
+class DeliveryMode(IntEnum):
+    FIXED = 0
+    LOWEST_PRIORITY = 1
+    SMI = 2
+    NMI = 4
+    INIT = 5
+    STARTUP = 6
+    EXTINT = 7
+
+
+class TimerMode(IntEnum):
+    ONE_SHOT = 0
+    PERIODIC = 1
+    TSC_DEADLINE = 2
+
+
+class Shorthand(IntEnum):
+    NONE = 0
+    SELF = 1
+    ALL_INCLUDING_SELF = 2
+    ALL_EXCLUDING_SELF = 3
+
+
+class ApicMode(IntEnum):
+    """IA32_APIC_BASE[11:10] (EN, EXTD)."""
+
+    DISABLED = 0
+    INVALID = 1
+    XAPIC = 2
+    X2APIC = 3
+
+
+_LVT_OFFSETS = range(REG_LVT_TIMER, REG_LVT_TIMER + 0x10 * LVT_COUNT, 0x10)
+_VECTOR_MODE_MASK = LVT_MASKED | 0x7FF  # vector + delivery mode
+_LVT_WRITABLE = {
+    Lvt.TIMER: LVT_MASKED | LVT_VECTOR | (1 << 17),  # + bit 18 with TSC-deadline, see _writable_mask
+    Lvt.THERMAL: _VECTOR_MODE_MASK,
+    Lvt.PMC: _VECTOR_MODE_MASK,
+    Lvt.LINT0: _VECTOR_MODE_MASK | LVT_LEVEL_TRIGGER | (1 << 13),  # + polarity
+    Lvt.LINT1: _VECTOR_MODE_MASK | LVT_LEVEL_TRIGGER | (1 << 13),
+    Lvt.ERROR: LVT_MASKED | LVT_VECTOR,
+}
+_STATE_VERSION = 1
+_STATE_KEYS = frozenset({
+    "version", "apic_id", "apic_base", "xapic_id", "tpr", "ldr", "dfr", "spiv", "irr", "isr", "tmr",
+    "esr", "esr_accumulated", "icr", "lvt", "timer_initial_count", "timer_divide_config", "timer_deadline",
+    "nmi_pending",
+})
+
+
+class LapicStateError(ValueError):
+    """A saved LAPIC state has the wrong version, fields or apic_id."""
+
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) nogil
+
+# C-side copies of the register map and bit definitions (the Python names above are the public ones).
+cdef enum:
+    O_ID = 0x20
+    O_VERSION = 0x30
+    O_TPR = 0x80
+    O_APR = 0x90
+    O_PPR = 0xA0
+    O_EOI = 0xB0
+    O_LDR = 0xD0
+    O_DFR = 0xE0
+    O_SPIV = 0xF0
+    O_ISR = 0x100
+    O_TMR = 0x180
+    O_IRR = 0x200
+    O_ESR = 0x280
+    O_ICR_LOW = 0x300
+    O_ICR_HIGH = 0x310
+    O_LVT_TIMER = 0x320
+    O_LVT_END = 0x380        # one past the last LVT register (ERROR at 0x370)
+    O_TIMER_INITIAL = 0x380
+    O_TIMER_CURRENT = 0x390
+    O_TIMER_DIVIDE = 0x3E0
+    O_SELF_IPI = 0x3F0
+    O_BANK_SIZE = 0x80
+
+    L_TIMER = 0
+    L_THERMAL = 1
+    L_PMC = 2
+    L_LINT0 = 3
+    L_LINT1 = 4
+    L_ERROR = 5
+
+    DM_FIXED = 0
+    DM_LOWEST = 1
+    DM_NMI = 4
+
+    TM_ONE_SHOT = 0
+    TM_PERIODIC = 1
+    TM_TSC_DEADLINE = 2
+
+    SH_NONE = 0
+    SH_SELF = 1
+    SH_ALL_INCLUDING_SELF = 2
+
+    C_APIC_BASE_EN = 1 << 11
+    C_SPIV_VECTOR = 0xFF
+    C_SPIV_SW_ENABLE = 1 << 8
+    C_SPIV_FOCUS_DISABLE = 1 << 9
+    C_LVT_VECTOR = 0xFF
+    C_LVT_MASKED = 1 << 16
+    C_LVT_LEVEL = 1 << 15
+    C_ESR_SEND_ILLEGAL = 1 << 5
+    C_ESR_RECEIVE_ILLEGAL = 1 << 6
+    C_ESR_REDIRECTABLE = 1 << 4
+    C_ICR_DEST_LOGICAL = 1 << 11
+    C_ICR_WRITABLE = 0x000CCFFF
+    C_XAPIC_BROADCAST = 0xFF
+    C_DFR_FLAT = 0xF0000000
+    C_DFR_RESERVED_ONES = 0x0FFFFFFF
+    C_FIRST_LEGAL_VECTOR = 16
+    C_VECTOR_MODE_MASK = (1 << 16) | 0x7FF
+
+cdef uint32_t C_APIC_VERSION = 0x14 | ((LAPIC_LVT_COUNT - 1) << 16)
+cdef uint32_t C_X2APIC_BROADCAST = 0xFFFFFFFF
+cdef uint64_t LOW32 = 0xFFFFFFFFULL
+cdef uint64_t NO_DEADLINE = 0xFFFFFFFFFFFFFFFFULL
+cdef uint32_t C_X2APIC_MSR_BASE = 0x800
+cdef uint32_t C_X2APIC_MSR_END = 0x900
+cdef uint32_t C_MSR_TIMER_CURRENT = 0x839
+
+# Writable bits of each LVT entry (the timer gains bit 18 with CPUID tsc_deadline, see writable_mask).
+cdef uint32_t LVT_WRITABLE_C[LAPIC_LVT_COUNT]
+LVT_WRITABLE_C[:] = [
+    C_LVT_MASKED | C_LVT_VECTOR | (1 << 17),
+    C_VECTOR_MODE_MASK,
+    C_VECTOR_MODE_MASK,
+    C_VECTOR_MODE_MASK | C_LVT_LEVEL | (1 << 13),
+    C_VECTOR_MODE_MASK | C_LVT_LEVEL | (1 << 13),
+    C_LVT_MASKED | C_LVT_VECTOR,
+]
+
+
+cdef inline int highest_vector(const uint64_t *bits) noexcept nogil:
+    """Highest set vector of a 256-bit IRR/ISR/TMR bitmap (four 64-bit words), or -1 when empty."""
+    cdef int i
+    for i in range(3, -1, -1):
+        if bits[i]:
+            return 64 * i + 63 - __builtin_clzll(bits[i])
+    return -1
+
+
+cdef inline bint test_bit(const uint64_t *bits, int vector) noexcept nogil:
+    return (bits[vector >> 6] >> (vector & 63)) & 1
+
+
+cdef inline void set_bit(uint64_t *bits, int vector) noexcept nogil:
+    bits[vector >> 6] |= 1ULL << (vector & 63)
+
+
+cdef inline void clear_bit(uint64_t *bits, int vector) noexcept nogil:
+    bits[vector >> 6] &= ~(1ULL << (vector & 63))
+
+
+cdef inline uint64_t bank_word(const uint64_t *bits, uint32_t index) noexcept nogil:
+    """32-bit register ``index`` (0..7) of a vector bank."""
+    return (bits[index >> 1] >> (32 * (index & 1))) & LOW32
+
+
+cdef object bits_to_int(const uint64_t *bits):
+    return int(bits[0]) | int(bits[1]) << 64 | int(bits[2]) << 128 | int(bits[3]) << 192
+
+
+cdef int bits_from_int(uint64_t *bits, object value) except -1:
+    cdef int i
+    if value < 0 or value >> 256:
+        raise OverflowError(f"256-bit vector bitmap out of range: {value!r}")
+    for i in range(4):
+        bits[i] = (value >> (64 * i)) & 0xFFFFFFFFFFFFFFFF
+    return 0
+
+
+cdef inline uint64_t divide_value(uint32_t config) noexcept nogil:
+    """Divide configuration bits 3,1,0 -> 2, 4, ... 128, and 0b111 -> 1."""
+    cdef uint32_t code = ((config >> 1) & 4) | (config & 3)
+    return 1 if code == 7 else 2ULL << code
+
+
+def _divide_value(config: int) -> int:
+    return divide_value(config)
+
+
+def _highest_vector(bits: int) -> int:
+    """Highest set vector of a 256-bit IRR/ISR/TMR bitmap, or -1 when empty."""
+    return bits.bit_length() - 1
+
+
+_MODES_BY_BITS = tuple(ApicMode(bits) for bits in range(4))   # APIC_BASE bits 11:10 -> mode
+
+
+cdef class Lapic:
+    """One vCPU's local APIC; see the module docstring for the access paths and what is left out.
+
+    The register file lives in C fields (devices/lapic.pxd); the hook layer may cimport this class
+    and use its C API (x2apic_read/x2apic_write, c_interrupt_pending, c_next_deadline).
+    """
+
+    def __init__(self, clock, cpuid, vcpu=None, apic_id: int = 0, bsp: bool = True):
+        self.clock = clock
+        self.cpuid = cpuid
+        self.vcpu = vcpu
+        self.apic_id = apic_id
+        #: Called when an interrupt or NMI becomes newly pending (the machine kicks the vCPU).
+        #: Only the Python paths call it; the C API sets ``wake_pending`` instead.
+        self.on_wakeup = vcpu.kick if vcpu is not None else (lambda: None)
+        #: Called with (old, new) base address after the xAPIC page moved.
+        self.on_base_change = lambda old, new: None
+        #: Called after every Python-path register write (CR8 included): timers or priorities may
+        #: have changed, so the machine re-reads next_deadline() and re-checks for interrupts.
+        self.on_write = lambda: None
+        self._mmio_bus = None
+        self.wake_pending = False
+        self.wakeups = 0
+        self._sample_cpuid()
+        self.apic_base = DEFAULT_APIC_BASE | APIC_BASE_EN | (APIC_BASE_BSP if bsp else 0)
+        self.reset_registers()
+
+    def _sample_cpuid(self) -> None:
+        """Refresh the C copies of the CPUID facts the C paths need."""
+        self.has_tsc_deadline = self.cpuid.has("tsc_deadline")
+        self.is_intel = self.cpuid.vendor == "intel"
+
+    cdef void reset_registers(self) noexcept:
+        """Power-up values of everything but IA32_APIC_BASE (SDM: also what a hardware disable leaves)."""
+        cdef int i
+        self.xapic_id = self.apic_id & 0xFF
+        self.tpr = 0
+        self.ldr = 0
+        self.dfr = C_DFR_FLAT
+        self.spiv = C_SPIV_VECTOR
+        for i in range(4):
+            self.irr[i] = 0
+            self.isr[i] = 0
+            self.tmr[i] = 0
+        self.esr = 0
+        # Errors collect here; a write to ESR moves them into the readable esr (write-before-read).
+        self.esr_accumulated = 0
+        self.icr = 0
+        for i in range(LAPIC_LVT_COUNT):
+            self.lvt[i] = C_LVT_MASKED
+        self.timer_initial_count = 0
+        self.timer_divide_config = 0
+        # Absolute virtual ns of the next timer expiry (one-shot/periodic) or the armed TSC deadline.
+        self.timer_armed = False
+        self.timer_deadline = 0
+        self.nmi_latched = False
+
+    cdef int flush_wakeups(self) except -1:
+        """Report newly pending events of a Python-path operation through on_wakeup(), one call each."""
+        while self.wakeups:
+            self.wakeups -= 1
+            self.on_wakeup()
+        return 0
+
+    # -- the C API (devices/lapic.pxd) ----------------------------------------------------
+    cdef int x2apic_write(self, uint32_t msr, uint64_t value, uint64_t now) noexcept:
+        cdef int result = self.x2apic_write_core(msr, value, now)
+        if self.wakeups:
+            self.wakeups = 0
+            self.wake_pending = True
+        return result
+
+    cdef int x2apic_write_core(self, uint32_t msr, uint64_t value, uint64_t now) noexcept:
+        if ((self.apic_base >> 10) & 3) != 3 or msr < C_X2APIC_MSR_BASE or msr >= C_X2APIC_MSR_END:
+            return LAPIC_UNHANDLED
+        if self.write_register((msr - C_X2APIC_MSR_BASE) << 4, value, True, now):
+            return LAPIC_DONE
+        return LAPIC_GP
+
+    cdef int x2apic_read(self, uint32_t msr, uint64_t *value, uint64_t now) noexcept:
+        if ((self.apic_base >> 10) & 3) != 3 or msr < C_X2APIC_MSR_BASE or msr >= C_X2APIC_MSR_END:
+            return LAPIC_UNHANDLED
+        if self.read_register((msr - C_X2APIC_MSR_BASE) << 4, True, now, value):
+            return LAPIC_DONE
+        return LAPIC_GP
+
+    cdef bint c_interrupt_pending(self) noexcept:
+        return self.nmi_latched or self.pending_vector() >= 0
+
+    cdef uint64_t c_next_deadline(self) noexcept:
+        return self.timer_deadline if self.timer_armed else NO_DEADLINE
+
+    def x2apic_write_py(self, msr: int, value: int, now: int) -> int:
+        """Test wrapper of the C API x2apic_write(): 0 done, 1 #GP, 2 not handled (no callbacks run)."""
+        return self.x2apic_write(msr, value, now)
+
+    def x2apic_read_py(self, msr: int, now: int) -> tuple:
+        """Test wrapper of the C API x2apic_read(): (0/1/2, value)."""
+        cdef uint64_t value = 0
+        cdef int result = self.x2apic_read(msr, &value, now)
+        return result, value
+
+    def c_state_py(self) -> tuple:
+        """Test wrapper: (c_interrupt_pending(), c_next_deadline())."""
+        return self.c_interrupt_pending(), self.c_next_deadline()
+
+    # -- modes -----------------------------------------------------------------------------
+    @property
+    def base(self) -> int:
+        """Physical address of the xAPIC page."""
+        return self.apic_base & APIC_BASE_ADDRESS_MASK
+
+    @property
+    def mode(self) -> ApicMode:
+        return _MODES_BY_BITS[(self.apic_base >> 10) & 3]   # no enum construction per access
+
+    @property
+    def hardware_enabled(self) -> bool:
+        return bool(self.apic_base & C_APIC_BASE_EN)
+
+    @property
+    def software_enabled(self) -> bool:
+        return bool(self.spiv & C_SPIV_SW_ENABLE)
+
+    # -- bus glue --------------------------------------------------------------------------
+    def attach(self, mmio_bus, msr_bus) -> None:
+        """Own the xAPIC page at the current base and MSRs 0x1B, 0x6E0 and 0x800-0x8FF."""
+        mmio_bus.register(self.base, XAPIC_PAGE_SIZE, self)
+        msr_bus.register(MSR_APIC_BASE, 1, self)
+        msr_bus.register(MSR_TSC_DEADLINE, 1, self)
+        msr_bus.register(X2APIC_MSR_BASE, X2APIC_MSR_COUNT, self)
+        self._mmio_bus = mmio_bus
+
+    def read(self, access):
+        # The start of the range the access hit tells the buses apart: the xAPIC page is
+        # 4 KiB aligned, so it can never start at 0x1B, 0x6E0 or 0x800.
+        range_base = access.address - access.offset
+        if range_base == MSR_APIC_BASE:
+            return self.apic_base
+        if range_base == MSR_TSC_DEADLINE:
+            return self._read_tsc_deadline()
+        if range_base == X2APIC_MSR_BASE:
+            return self._read_x2apic(access.address)
+        return self._read_mmio(access)
+
+    def write(self, access, value: int):
+        try:
+            result = self._write(access, value)
+        finally:
+            self.flush_wakeups()
+        self.on_write()
+        return result
+
+    def _write(self, access, value: int):
+        range_base = access.address - access.offset
+        if range_base == MSR_APIC_BASE:
+            return self._write_apic_base(value, access.host)
+        if range_base == MSR_TSC_DEADLINE:
+            return self._write_tsc_deadline(value)
+        if range_base == X2APIC_MSR_BASE:
+            return self._write_x2apic(access.address, value)
+        self._write_mmio(access, value)
+        return None
+
+    def _mmio_usable(self, access) -> bool:
+        return ((self.apic_base >> 10) & 3) == ApicMode.XAPIC and access.size == 4 and not access.offset & 0xF
+
+    def _now_for(self, offset: int) -> int:
+        """clock.now() for the registers whose access depends on time, else 0 (saves a clock call)."""
+        if offset in (REG_LVT_TIMER, REG_TIMER_INITIAL, REG_TIMER_CURRENT, REG_TIMER_DIVIDE):
+            return self.clock.now()
+        return 0
+
+    def _read_mmio(self, access) -> int:
+        cdef uint64_t value = 0
+        if not self._mmio_usable(access):
+            return 0
+        offset = access.offset
+        if not self.read_register(offset, False, self._now_for(offset), &value):
+            return 0
+        return value
+
+    def _write_mmio(self, access, value: int) -> None:
+        if self._mmio_usable(access):
+            offset = access.offset
+            if offset == REG_LVT_TIMER:
+                self._sample_cpuid()
+            self.write_register(offset, value & 0xFFFFFFFF, False, self._now_for(offset))
+
+    def _read_x2apic(self, msr: int):
+        cdef uint64_t value = 0
+        now = self.clock.now() if msr == C_MSR_TIMER_CURRENT else 0
+        result = self.x2apic_read(msr, &value, now)
+        if result == LAPIC_DONE:
+            return value
+        return GP
+
+    def _write_x2apic(self, msr: int, value: int):
+        if ((self.apic_base >> 10) & 3) != ApicMode.X2APIC:
+            return GP
+        offset = (msr - X2APIC_MSR_BASE) << 4
+        if value < 0 or value >> 64:
+            return GP
+        if offset == REG_LVT_TIMER:
+            self._sample_cpuid()
+        result = self.x2apic_write_core(msr, value, self._now_for(offset))
+        return None if result == LAPIC_DONE else GP
+
+    # -- IA32_APIC_BASE --------------------------------------------------------------------
+    def _write_apic_base(self, value: int, host: bool):
+        self._sample_cpuid()
+        max_phys_addr = self.cpuid.query(0x80000008)[0] & 0xFF
+        reserved = APIC_BASE_LOW_RESERVED | (-1 << max_phys_addr)
+        if not self.cpuid.has("x2apic"):
+            reserved |= APIC_BASE_EXTD
+        if value & reserved or value < 0:
+            return GP
+        old_mode, new_mode = self.mode, ApicMode((value >> 10) & 3)
+        if new_mode == ApicMode.INVALID:
+            return GP
+        if not host and (old_mode, new_mode) in ((ApicMode.X2APIC, ApicMode.XAPIC),
+                                                  (ApicMode.DISABLED, ApicMode.X2APIC)):
+            return GP
+        old_base, new_base = self.base, value & APIC_BASE_ADDRESS_MASK
+        if new_base != old_base and not self._remap(old_base, new_base):
+            return GP
+        self.apic_base = value
+        if old_mode != ApicMode.DISABLED and new_mode == ApicMode.DISABLED:
+            self.reset_registers()
+        if new_base != old_base:
+            self.on_base_change(old_base, new_base)
+        return None
+
+    def _remap(self, old_base: int, new_base: int) -> bool:
+        """Move our MMIO registration; False (registration unchanged) if the new page is taken."""
+        if self._mmio_bus is None:
+            return True
+        self._mmio_bus.unregister(old_base)
+        try:
+            self._mmio_bus.register(new_base, XAPIC_PAGE_SIZE, self)
+        except BusError:
+            self._mmio_bus.register(old_base, XAPIC_PAGE_SIZE, self)
+            return False
+        return True
+
+    # -- register file (shared by MMIO, x2APIC MSRs and the C API) --------------------------
+    cdef bint read_register(self, uint32_t offset, bint x2apic, uint64_t now, uint64_t *value) noexcept:
+        """Store the register's value; False where the offset is reserved or write-only in this mode."""
+        cdef uint64_t v
+        if offset == O_ID:
+            v = self.apic_id if x2apic else <uint64_t>self.xapic_id << 24
+        elif offset == O_VERSION:
+            v = C_APIC_VERSION
+        elif offset == O_TPR:
+            v = self.tpr
+        elif offset == O_APR:
+            if x2apic:
+                return False
+            v = self.c_apr()
+        elif offset == O_PPR:
+            v = self.c_ppr()
+        elif offset == O_EOI:
+            if x2apic:
+                return False
+            v = 0
+        elif offset == O_LDR:
+            v = self.c_x2apic_ldr() if x2apic else self.ldr
+        elif offset == O_DFR:
+            if x2apic:
+                return False
+            v = self.dfr | C_DFR_RESERVED_ONES
+        elif offset == O_SPIV:
+            v = self.spiv
+        elif O_ISR <= offset < O_ISR + O_BANK_SIZE:
+            v = bank_word(self.isr, (offset - O_ISR) >> 4)    # 16 bytes per 32 vectors
+        elif O_TMR <= offset < O_TMR + O_BANK_SIZE:
+            v = bank_word(self.tmr, (offset - O_TMR) >> 4)
+        elif O_IRR <= offset < O_IRR + O_BANK_SIZE:
+            v = bank_word(self.irr, (offset - O_IRR) >> 4)
+        elif offset == O_ESR:
+            v = self.esr
+        elif offset == O_ICR_LOW:
+            v = self.icr if x2apic else self.icr & LOW32
+        elif offset == O_ICR_HIGH:
+            if x2apic:
+                return False
+            v = self.icr >> 32
+        elif O_LVT_TIMER <= offset < O_LVT_END and not offset & 0xF:
+            v = self.lvt[(offset - O_LVT_TIMER) >> 4]
+        elif offset == O_TIMER_INITIAL:
+            v = self.timer_initial_count
+        elif offset == O_TIMER_CURRENT:
+            v = self.timer_current_count(now)
+        elif offset == O_TIMER_DIVIDE:
+            v = self.timer_divide_config
+        else:
+            return False
+        value[0] = v
+        return True
+
+    cdef bint writable_mask(self, uint32_t offset, bint x2apic, uint64_t *mask) noexcept:
+        """Store the bits software may write at ``offset``; False if the register is not writable there."""
+        cdef uint64_t m
+        cdef int lvt
+        if offset == O_TPR:
+            m = 0xFF
+        elif offset == O_EOI or offset == O_ESR:
+            m = 0  # the written value is ignored; x2APIC demands 0
+        elif offset == O_SPIV:
+            m = C_SPIV_VECTOR | C_SPIV_SW_ENABLE | C_SPIV_FOCUS_DISABLE
+        elif offset == O_ICR_LOW:
+            m = (LOW32 << 32 | C_ICR_WRITABLE) if x2apic else C_ICR_WRITABLE
+        elif O_LVT_TIMER <= offset < O_LVT_END and not offset & 0xF:
+            lvt = (offset - O_LVT_TIMER) >> 4
+            m = LVT_WRITABLE_C[lvt]
+            if lvt == L_TIMER and self.has_tsc_deadline:
+                m |= 1 << 18
+        elif offset == O_TIMER_INITIAL:
+            m = LOW32
+        elif offset == O_TIMER_DIVIDE:
+            m = 0xB
+        elif x2apic:
+            if offset != O_SELF_IPI:
+                return False
+            m = 0xFF
+        elif offset == O_ID or offset == O_LDR or offset == O_ICR_HIGH:
+            m = 0xFF000000
+        elif offset == O_DFR:
+            m = C_DFR_FLAT
+        else:
+            return False
+        mask[0] = m
+        return True
+
+    cdef bint write_register(self, uint32_t offset, uint64_t value, bint x2apic, uint64_t now) noexcept:
+        """Apply a register write; False means x2APIC mode must raise #GP (MMIO ignores it)."""
+        cdef uint64_t writable = 0
+        cdef int i
+        if not self.writable_mask(offset, x2apic, &writable) or (x2apic and value & ~writable):
+            return False
+        value &= writable
+        if offset == O_LVT_TIMER and ((value >> 17) & 3) == 3:
+            # Timer mode 0b11 is reserved: #GP in x2APIC, and the xAPIC page keeps only bit 17.
+            if x2apic:
+                return False
+            value &= ~(1ULL << 18)
+        if offset == O_TPR:
+            self.tpr = <uint32_t>value
+        elif offset == O_EOI:
+            self.c_eoi()
+        elif offset == O_SPIV:
+            self.spiv = <uint32_t>value
+            if not self.spiv & C_SPIV_SW_ENABLE:
+                for i in range(LAPIC_LVT_COUNT):
+                    self.lvt[i] |= C_LVT_MASKED
+        elif offset == O_ESR:
+            self.esr = self.esr_accumulated
+            self.esr_accumulated = 0
+        elif offset == O_ICR_LOW:
+            self.icr = value if x2apic else (self.icr & ~LOW32) | value
+            self.send_ipi(x2apic)
+        elif offset == O_ICR_HIGH:
+            self.icr = (self.icr & LOW32) | value << 32
+        elif O_LVT_TIMER <= offset < O_LVT_END:
+            self.write_lvt((offset - O_LVT_TIMER) >> 4, <uint32_t>value, now)
+        elif offset == O_TIMER_INITIAL:
+            self.write_timer_initial(<uint32_t>value, now)
+        elif offset == O_TIMER_DIVIDE:
+            self.write_timer_divide(<uint32_t>value, now)
+        elif offset == O_SELF_IPI:
+            self.send_fixed_ipi_to_self(<uint32_t>value)
+        elif offset == O_ID:
+            self.xapic_id = <uint32_t>(value >> 24)
+        elif offset == O_LDR:
+            self.ldr = <uint32_t>value
+        elif offset == O_DFR:
+            self.dfr = <uint32_t>value
+        return True
+
+    cdef void write_lvt(self, int lvt, uint32_t value, uint64_t now) noexcept:
+        cdef bint old_deadline_mode
+        if not self.spiv & C_SPIV_SW_ENABLE:
+            value |= C_LVT_MASKED  # SDM: masks cannot be cleared while the APIC is software-disabled
+        if lvt == L_TIMER:
+            self.c_tick(now)   # fire an overdue expiry before the timer is reprogrammed
+            old_deadline_mode = self.timer_mode() == TM_TSC_DEADLINE
+            if old_deadline_mode != (((value >> 17) & 3) == TM_TSC_DEADLINE):
+                # SDM: switching to or from TSC-deadline mode disarms the timer.
+                self.timer_initial_count = 0
+                self.timer_armed = False
+        self.lvt[lvt] = value
+
+    # -- priorities ------------------------------------------------------------------------
+    cdef uint32_t c_ppr(self) noexcept:
+        cdef int isrv = highest_vector(self.isr)
+        if isrv < 0:
+            isrv = 0
+        return self.tpr if (self.tpr >> 4) >= <uint32_t>(isrv >> 4) else <uint32_t>(isrv & 0xF0)
+
+    cdef uint32_t c_apr(self) noexcept:
+        cdef int isrv = highest_vector(self.isr)
+        cdef int irrv = highest_vector(self.irr)
+        cdef uint32_t result
+        if isrv < 0:
+            isrv = 0
+        if irrv < 0:
+            irrv = 0
+        if (self.tpr >> 4) >= <uint32_t>(irrv >> 4) and (self.tpr >> 4) > <uint32_t>(isrv >> 4):
+            return self.tpr
+        result = self.tpr & 0xF0
+        if <uint32_t>(isrv & 0xF0) > result:
+            result = isrv & 0xF0
+        if <uint32_t>(irrv & 0xF0) > result:
+            result = irrv & 0xF0
+        return result
+
+    cdef uint32_t c_x2apic_ldr(self) noexcept:
+        """x2APIC LDR: cluster (ID[31:4]) in bits 31:16, one bit for ID[3:0] in bits 15:0."""
+        return ((self.apic_id >> 4) << 16) | (1U << (self.apic_id & 0xF))
+
+    def set_cr8(self, value: int) -> None:
+        """MOV to CR8: TPR[7:4] = CR8[3:0], TPR[3:0] = 0 (reserved CR8 bits are the vCPU's #GP)."""
+        self.tpr = (value & 0xF) << 4
+        self.on_write()
+
+    def get_cr8(self) -> int:
+        return self.tpr >> 4
+
+    # -- delivery to the vCPU --------------------------------------------------------------
+    cdef int pending_vector(self) noexcept:
+        cdef int vector = highest_vector(self.irr)
+        if vector >= 0 and <uint32_t>(vector >> 4) > (self.c_ppr() >> 4):
+            return vector
+        return -1
+
+    def pending_interrupt(self):
+        """Highest IRR vector whose priority class is above the PPR's, or None."""
+        cdef int vector = self.pending_vector()
+        return None if vector < 0 else vector
+
+    def interrupt_for(self, vcpu=None):
+        """:meth:`pending_interrupt` if ``vcpu`` (default: ours) can take one now (IF=1, no shadow)."""
+        vcpu = self.vcpu if vcpu is None else vcpu
+        return self.pending_interrupt() if vcpu.interrupts_enabled() else None
+
+    def accept_interrupt(self, int vector) -> int:
+        """The vCPU acknowledges ``vector``: IRR -> ISR.  Returns the vector to deliver through the IDT.
+
+        If ``vector`` is no longer deliverable (it left the IRR or the PPR rose since it was
+        offered), nothing changes and the SPIV spurious vector is returned; a spurious interrupt
+        needs no EOI.
+        """
+        if 0 <= vector < 256 and test_bit(self.irr, vector) and <uint32_t>(vector >> 4) > (self.c_ppr() >> 4):
+            clear_bit(self.irr, vector)
+            set_bit(self.isr, vector)
+            return vector
+        return self.spiv & C_SPIV_VECTOR
+
+    @property
+    def nmi_pending(self) -> bool:
+        """An NMI is latched and not yet taken by the vCPU."""
+        return self.nmi_latched
+
+    def take_nmi(self) -> bool:
+        """Consume the pending NMI, if any.  IF does not block NMIs; NMI-blocking until IRET is the vCPU's."""
+        taken = self.nmi_latched
+        self.nmi_latched = False
+        return taken
+
+    def has_wakeup(self) -> bool:
+        """Whether an NMI or an interrupt above the PPR is pending (what ends HLT; IF is the vCPU's check)."""
+        return self.c_interrupt_pending()
+
+    cdef void c_eoi(self) noexcept:
+        cdef int vector = highest_vector(self.isr)
+        if vector >= 0:
+            clear_bit(self.isr, vector)
+
+    # -- accepting interrupts into the IRR ---------------------------------------------------
+    cdef bint set_irr(self, int vector, bint level) noexcept:
+        """Accept a fixed interrupt with a legal vector; a software-disabled APIC refuses it."""
+        if not self.spiv & C_SPIV_SW_ENABLE:
+            return False
+        # SDM: acceptance into the IRR sets the TMR bit for level-triggered and clears it for edge.
+        if level:
+            set_bit(self.tmr, vector)
+        else:
+            clear_bit(self.tmr, vector)
+        if not test_bit(self.irr, vector):
+            set_bit(self.irr, vector)
+            self.wakeups += 1
+        return True
+
+    cdef void raise_nmi(self) noexcept:
+        if not self.nmi_latched:
+            self.nmi_latched = True
+            self.wakeups += 1
+
+    cdef void record_error(self, uint32_t bits) noexcept:
+        """Latch an error into the ESR accumulator and raise the LVT error interrupt if unmasked."""
+        cdef uint32_t entry = self.lvt[L_ERROR]
+        cdef uint32_t vector
+        self.esr_accumulated |= bits
+        if entry & C_LVT_MASKED:
+            return
+        vector = entry & C_LVT_VECTOR
+        if vector < C_FIRST_LEGAL_VECTOR:
+            # An illegal error vector is one more error, but never a second error interrupt.
+            self.esr_accumulated |= C_ESR_RECEIVE_ILLEGAL
+        else:
+            self.set_irr(vector, False)
+
+    cdef bint c_deliver_local(self, int lvt) noexcept:
+        cdef uint32_t entry, mode, vector
+        cdef bint level, delivered
+        if lvt < 0 or lvt >= LAPIC_LVT_COUNT:
+            return False
+        entry = self.lvt[lvt]
+        if not self.apic_base & C_APIC_BASE_EN or entry & C_LVT_MASKED:
+            return False
+        mode = (entry >> 8) & 7  # always FIXED for the timer and error entries (bits reserved there)
+        if mode == DM_FIXED:
+            vector = entry & C_LVT_VECTOR
+            if vector < C_FIRST_LEGAL_VECTOR:
+                self.record_error(C_ESR_RECEIVE_ILLEGAL)
+                return False
+            level = (lvt == L_LINT0 or lvt == L_LINT1) and (entry & C_LVT_LEVEL) != 0
+            delivered = self.set_irr(vector, level)
+        elif mode == DM_NMI:
+            self.raise_nmi()
+            delivered = True
+        else:
+            return False
+        if delivered and lvt == L_PMC and self.is_intel:
+            self.lvt[L_PMC] |= C_LVT_MASKED
+        return delivered
+
+    def deliver_local(self, lvt) -> bool:
+        """Raise a local interrupt source through its LVT entry; True if an interrupt or NMI is now pending.
+
+        Nothing happens when the entry is masked or the APIC is disabled.  Fixed mode puts the
+        vector in the IRR (a vector below 16 sets ESR "receive illegal vector" instead); NMI mode
+        latches an NMI; SMI, INIT and ExtINT entries deliver nothing.  On Intel, a PMI (Lvt.PMC)
+        sets the LVTPC mask bit after delivery, as the SDM says; AMD does not.
+        """
+        index = int(lvt)
+        if not 0 <= index < LVT_COUNT:
+            raise IndexError(f"no LVT entry {lvt!r}")
+        self.is_intel = self.cpuid.vendor == "intel"
+        try:
+            return self.c_deliver_local(index)
+        finally:
+            self.flush_wakeups()
+
+    # -- IPIs (only ever to ourselves) ------------------------------------------------------
+    cdef void send_ipi(self, bint x2apic) noexcept:
+        cdef uint32_t vector = self.icr & 0xFF
+        cdef uint32_t mode = (self.icr >> 8) & 7
+        if mode == DM_LOWEST and x2apic:
+            self.record_error(C_ESR_REDIRECTABLE)
+            return
+        if mode == DM_FIXED or mode == DM_LOWEST:
+            if vector < C_FIRST_LEGAL_VECTOR:
+                self.record_error(C_ESR_SEND_ILLEGAL)
+            elif self.ipi_reaches_self(x2apic):
+                self.set_irr(vector, False)  # IPIs are edge-triggered (ICR trigger bit: INIT only)
+        elif mode == DM_NMI and self.ipi_reaches_self(x2apic):
+            self.raise_nmi()
+
+    cdef void send_fixed_ipi_to_self(self, uint32_t vector) noexcept:
+        if vector < C_FIRST_LEGAL_VECTOR:
+            self.record_error(C_ESR_SEND_ILLEGAL)
+        else:
+            self.set_irr(vector, False)
+
+    cdef bint ipi_reaches_self(self, bint x2apic) noexcept:
+        cdef uint32_t shorthand = (self.icr >> 18) & 3
+        cdef uint64_t destination
+        cdef uint32_t ldr
+        if shorthand != SH_NONE:
+            return shorthand == SH_SELF or shorthand == SH_ALL_INCLUDING_SELF
+        if x2apic:
+            destination = self.icr >> 32
+            if destination == C_X2APIC_BROADCAST:
+                return True
+            if self.icr & C_ICR_DEST_LOGICAL:
+                ldr = self.c_x2apic_ldr()
+                return (destination >> 16) == (ldr >> 16) and (destination & ldr & 0xFFFF) != 0
+            return destination == self.apic_id
+        destination = self.icr >> 56
+        if destination == C_XAPIC_BROADCAST:
+            return True
+        if self.icr & C_ICR_DEST_LOGICAL:
+            return self.dfr == C_DFR_FLAT and (destination & (self.ldr >> 24)) != 0
+        return destination == self.xapic_id
+
+    # -- timer -----------------------------------------------------------------------------
+    cdef int timer_mode(self) noexcept:
+        return (self.lvt[L_TIMER] >> 17) & 3
+
+    cdef uint64_t timer_divide(self) noexcept:
+        return divide_value(self.timer_divide_config)
+
+    cdef uint64_t timer_current_count(self, uint64_t now) noexcept:
+        cdef uint64_t deadline = self.timer_deadline
+        cdef uint64_t period, divide
+        if not self.timer_armed or self.timer_mode() == TM_TSC_DEADLINE:
+            return 0
+        if now >= deadline:
+            if self.timer_mode() != TM_PERIODIC:
+                return 0
+            # The run loop has not ticked yet: the counter already reloaded, maybe several times.
+            period = self.timer_initial_count * self.timer_divide()
+            if period == 0:
+                return 0
+            deadline += period * ((now - deadline) // period + 1)
+        divide = self.timer_divide()
+        return (deadline - now + divide - 1) // divide  # counts left, rounded up
+
+    cdef void write_timer_initial(self, uint32_t count, uint64_t now) noexcept:
+        if self.timer_mode() == TM_TSC_DEADLINE:
+            return  # SDM: ignored in TSC-deadline mode
+        self.c_tick(now)
+        self.timer_initial_count = count
+        if count:
+            self.timer_deadline = now + count * self.timer_divide()
+            self.timer_armed = True
+        else:
+            self.timer_armed = False
+
+    cdef void write_timer_divide(self, uint32_t config, uint64_t now) noexcept:
+        cdef uint64_t remaining
+        self.c_tick(now)
+        remaining = self.timer_current_count(now)
+        self.timer_divide_config = config
+        if self.timer_armed and self.timer_mode() != TM_TSC_DEADLINE:
+            # The counts left keep counting, at the new rate.
+            self.timer_deadline = now + remaining * self.timer_divide()
+
+    def _read_tsc_deadline(self):
+        if not self.cpuid.has("tsc_deadline"):
+            return GP
+        if self.timer_mode() != TM_TSC_DEADLINE or not self.timer_armed:
+            return 0
+        return self.timer_deadline
+
+    def _write_tsc_deadline(self, value: int):
+        if not self.cpuid.has("tsc_deadline"):
+            return GP
+        if self.timer_mode() != TM_TSC_DEADLINE:
+            return None
+        if value:
+            self.timer_deadline = value
+            self.timer_armed = True
+        else:
+            self.timer_armed = False
+        self.c_tick(self.clock.now())  # a deadline already in the past fires at once
+        return None
+
+    def next_deadline(self):
+        """Absolute virtual ns at which :meth:`tick` has something to do, or None when the timer is idle."""
+        return self.timer_deadline if self.timer_armed else None
+
+    cdef void c_tick(self, uint64_t now) noexcept:
+        cdef uint64_t deadline = self.timer_deadline
+        cdef uint64_t period
+        if not self.timer_armed or now < deadline:
+            return
+        period = self.timer_initial_count * self.timer_divide()
+        if self.timer_mode() == TM_PERIODIC and period:
+            self.timer_deadline = deadline + period * ((now - deadline) // period + 1)
+        else:
+            self.timer_armed = False
+        self.c_deliver_local(L_TIMER)
+
+    def tick(self, now: int) -> None:
+        """Fire the timer if its deadline is at or before ``now``.
+
+        One-shot and TSC-deadline timers disarm (the TSC_DEADLINE MSR then reads 0).  A periodic
+        timer re-arms from its previous deadline, not from ``now``, so late ticks do not drift; if
+        several periods elapsed it delivers one interrupt and re-arms at the first future period.
+        A masked timer expires the same way, without an interrupt.
+        """
+        try:
+            self.c_tick(now)
+        finally:
+            self.flush_wakeups()
+
+    # -- save / restore --------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """Every register, pending interrupt and the timer as a plain dict (``"version": 1``)."""
+        return {
+            "version": _STATE_VERSION,
+            "apic_id": self.apic_id,
+            "apic_base": self.apic_base,
+            "xapic_id": self.xapic_id,
+            "tpr": self.tpr,
+            "ldr": self.ldr,
+            "dfr": self.dfr,
+            "spiv": self.spiv,
+            "irr": bits_to_int(self.irr),
+            "isr": bits_to_int(self.isr),
+            "tmr": bits_to_int(self.tmr),
+            "esr": self.esr,
+            "esr_accumulated": self.esr_accumulated,
+            "icr": self.icr,
+            "lvt": [self.lvt[i] for i in range(LAPIC_LVT_COUNT)],
+            "timer_initial_count": self.timer_initial_count,
+            "timer_divide_config": self.timer_divide_config,
+            "timer_deadline": self.timer_deadline if self.timer_armed else None,
+            "nmi_pending": self.nmi_latched,
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned; remaps the xAPIC page if its base differs.
+
+        Raises :class:`LapicStateError` (nothing changed) on a version, field or apic_id mismatch.
+        """
+        cdef uint64_t irr[4]
+        cdef uint64_t isr[4]
+        cdef uint64_t tmr[4]
+        cdef uint32_t lvt[LAPIC_LVT_COUNT]
+        cdef uint64_t apic_base, icr, deadline = 0
+        cdef uint32_t xapic_id, tpr, ldr, dfr, spiv, esr, esr_accumulated, initial, divide
+        cdef int i
+        if state.get("version") != _STATE_VERSION:
+            raise LapicStateError(f"LAPIC state version {state.get('version')!r}, expected {_STATE_VERSION}")
+        if set(state) != _STATE_KEYS:
+            missing, unknown = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS)
+            raise LapicStateError(f"LAPIC state fields wrong: missing {missing}, unknown {unknown}")
+        if state["apic_id"] != self.apic_id:
+            raise LapicStateError(f"LAPIC state is for APIC ID {state['apic_id']}, this one is {self.apic_id}")
+        if len(state["lvt"]) != LVT_COUNT:
+            raise LapicStateError(f"LAPIC state has {len(state['lvt'])} LVT entries, expected {LVT_COUNT}")
+        # Convert everything first, so a bad value changes nothing.
+        try:
+            apic_base = state["apic_base"]
+            xapic_id = state["xapic_id"]
+            tpr = state["tpr"]
+            ldr = state["ldr"]
+            dfr = state["dfr"]
+            spiv = state["spiv"]
+            bits_from_int(irr, state["irr"])
+            bits_from_int(isr, state["isr"])
+            bits_from_int(tmr, state["tmr"])
+            esr = state["esr"]
+            esr_accumulated = state["esr_accumulated"]
+            icr = state["icr"]
+            for i in range(LAPIC_LVT_COUNT):
+                lvt[i] = state["lvt"][i]
+            initial = state["timer_initial_count"]
+            divide = state["timer_divide_config"]
+            armed = state["timer_deadline"] is not None
+            if armed:
+                deadline = state["timer_deadline"]
+        except (TypeError, OverflowError) as exc:
+            raise LapicStateError(f"LAPIC state has a bad value: {exc}") from exc
+        old_base, new_base = self.base, apic_base & APIC_BASE_ADDRESS_MASK
+        if new_base != old_base and not self._remap(old_base, new_base):
+            raise LapicStateError(f"LAPIC state puts the xAPIC page at {new_base:#x}, which is taken")
+        self.apic_base = apic_base
+        self.xapic_id = xapic_id
+        self.tpr = tpr
+        self.ldr = ldr
+        self.dfr = dfr
+        self.spiv = spiv
+        for i in range(4):
+            self.irr[i] = irr[i]
+            self.isr[i] = isr[i]
+            self.tmr[i] = tmr[i]
+        self.esr = esr
+        self.esr_accumulated = esr_accumulated
+        self.icr = icr
+        for i in range(LAPIC_LVT_COUNT):
+            self.lvt[i] = lvt[i]
+        self.timer_initial_count = initial
+        self.timer_divide_config = divide
+        self.timer_armed = armed
+        self.timer_deadline = deadline
+        self.nmi_latched = bool(state["nmi_pending"])
+        self._sample_cpuid()
+        if new_base != old_base:
+            self.on_base_change(old_base, new_base)
