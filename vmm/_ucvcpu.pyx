@@ -15,7 +15,8 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   RDMSR/WRMSR gets a per-address code hook, the block is dropped from the translation cache
   and restarted.  MSRs the engine models itself (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS bases,
   SYSENTER, PAT, TSC_AUX) run natively, with the SDM's canonical-address #GP added; the rest
-  are exits (or the PMU's C fast path).  Unknown MSRs are a #GP in the guest.
+  are exits, or C fast paths into the PMU core and (x2APIC registers) the LAPIC.  Unknown MSRs
+  are a #GP in the guest.
 * Exceptions and interrupts are delivered through the guest IDT by the engine's own
   delivery code (IDT gates, TSS.RSP0 stack switch, error codes, CR2, #DF, triple fault),
   called from inside hooks.  RDPMC (which the engine turns into #UD, or a wrong #GP at CPL3),
@@ -60,6 +61,7 @@ from unicorn import unicorn_const as ucc
 from unicorn import x86_const as uxc
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
+from devices.lapic cimport LAPIC_DONE, LAPIC_GP, LAPIC_UNHANDLED, Lapic
 from pmu._core cimport PmuCore
 from vmm._uarch cimport BranchPredictor, CacheModel
 
@@ -463,6 +465,7 @@ cdef class UcVcpu:
 
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
     cdef PmuCore pmu
+    cdef Lapic lapic                        # x2APIC MSRs take its C path (None: all through the bus)
     cdef public CacheModel cache            # feeds LLC references/misses while a counter needs them
     cdef public BranchPredictor predictor   # feeds branch misses while a counter needs them
     cdef size_t mem_hook                    # the memory-access hook, 0 while no LLC event is counted
@@ -472,6 +475,7 @@ cdef class UcVcpu:
     cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
     cdef uint64_t cycle_budget        # see stop_at_overflow(); 0 = unknown
+    cdef int lapic_status             # status of the last x2APIC access through the LAPIC's C path
 
     def __cinit__(self):
         self.blocks = BlockTable()
@@ -1107,6 +1111,11 @@ cdef class UcVcpu:
             if (self.pmu.wrmsr(index, value, False) if write else self.pmu.rdmsr(index, &value, False)) != 0:
                 self.raise_fault(EXC_GP)
                 return
+        elif self.lapic is not None and (index >> 8) == 0x8 and \
+                self.x2apic_access(index, write, &value) != LAPIC_UNHANDLED:
+            if self.lapic_status == LAPIC_GP:
+                self.raise_fault(EXC_GP)
+                return
         else:
             res = self._py_exit(ExitKind.MSR_WRITE if write else ExitKind.MSR_READ, index, 8, value)
             if res is None and not write or isinstance(res, Fault):
@@ -1119,6 +1128,23 @@ cdef class UcVcpu:
             r[R_RDX] = value >> 32
         # The MSR instruction retires now, under the state it just set.
         self.step_over(address + 2)
+
+    cdef int x2apic_access(self, uint32_t index, bint write, uint64_t *value) noexcept:
+        """An x2APIC MSR through the LAPIC's C path: LAPIC_DONE (a read fills ``value``),
+        LAPIC_GP, or LAPIC_UNHANDLED (not in x2APIC mode: use the bus).  The status is also kept
+        in lapic_status.  After a write the timer deadline and pending interrupts are re-read,
+        as the machine does after a bus access (on_write), since the C path calls no Python."""
+        cdef uint64_t now = self.retired + self.idle_ns
+        cdef int res = self.lapic.x2apic_write(index, value[0], now) if write else \
+            self.lapic.x2apic_read(index, value, now)
+        self.lapic_status = res
+        if res == LAPIC_DONE and write:
+            self.deadline = self.lapic.c_next_deadline()
+            if self.lapic.c_interrupt_pending() or self.lapic.wake_pending:
+                self.lapic.wake_pending = False
+                self.irq_pending = True
+                self.nmi_check = True
+        return res
 
     # -- other instructions ---------------------------------------------------------------
     cdef uint32_t on_in(self, uint32_t port, int size) noexcept:
@@ -1283,6 +1309,10 @@ cdef class UcVcpu:
                 self.n_mmio -= 1
                 return
         raise KeyError(f"no MMIO window at {base:#x}")
+
+    def attach_lapic(self, Lapic lapic):
+        """Route x2APIC MSR accesses through this LAPIC's C path."""
+        self.lapic = lapic
 
     def attach_pmu(self, PmuCore core):
         """Route this PMU core's MSRs, RDPMC and event counts through the C fast paths."""

@@ -149,6 +149,7 @@ class Machine:
         self.lapic.on_base_change = self._move_apic_window
         self.lapic.on_write = self._sync_timers
         self.lapic.attach(self.mmio, self.msr)
+        self.vcpu.attach_lapic(self.lapic)
         self.vcpu.map_mmio(self.lapic.base, 0x1000)
         # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
         # virtual time too, so every counter the guest can read stays deterministic.
