@@ -245,3 +245,18 @@ def test_from_cpuid_clamps_to_what_we_emulate():
 def test_default_cpuid_without_leaf_a_means_no_pmu():
     pmu = Pmu(CpuidModel("intel"), FakeVcpu(), FakeLapic(), FakeClock())
     assert pmu.config.version == 0 and pmu.msr_ranges() == [] and pmu.counters() == []
+
+
+def test_readme_device_snippet_runs():
+    """The README's 'Devices without a guest' example stays true."""
+    import contextlib
+    import io
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"## Devices without a guest.*?```python\n(.*?)```", readme, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue().split() == ["2", "0x1", "1"]
