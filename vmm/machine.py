@@ -55,6 +55,7 @@ PML4_ADDRESS = 0x10000
 BOOT_STACK_TOP = 0x9F000
 MAX_RAM = 3 << 30
 GDT = (0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF, 0x00CF9A000000FFFF)  # null, code64, data, code32
+IBPB_FEATURE = {"intel": "spec_ctrl", "amd": "amd_ibpb"}   # the CPUID bit that advertises PRED_CMD.IBPB
 
 # Process exit statuses for endings that are not the guest's own debug-exit status.
 STATUS_TIMEOUT = 124        # as `timeout(1)` and test runners report it
@@ -116,7 +117,7 @@ class Machine:
         self.clock = VirtualClock(self.vcpu)
         try:
             self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()))
-            self.cpuid.set_feature("spec_ctrl" if config.cpu == "intel" else "amd_ibpb", True)   # IBPB
+            self.cpuid.set_feature(IBPB_FEATURE[config.cpu], True)
             for name, on in config.cpuid_features.items():
                 self.cpuid.set_feature(name, on)
         except CpuidError as e:
@@ -160,7 +161,7 @@ class Machine:
         self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config, real_clock=self.clock)
         self.pmu.attach(self.msr)
         self.vcpu.attach_pmu(self.pmu.core)
-        if self.cpuid.has("spec_ctrl" if cfg.cpu == "intel" else "amd_ibpb"):
+        if self.cpuid.has(IBPB_FEATURE[cfg.cpu]):
             SpeculationControl(self.vcpu.flush_branch_predictor).register(self.msr)
         if cfg.test_hooks:
             TestHooks(self.lapic, Lvt.PMC).register(self.pio)
