@@ -106,28 +106,13 @@ REG_SELF_IPI = 0x3F0
 #: ISR, TMR and IRR are each eight 32-bit registers, 16 bytes apart.
 VECTOR_BANK_SIZE = 0x80
 
-LVT_COUNT = 6
+LVT_COUNT = LAPIC_LVT_COUNT
 #: 0x14 = integrated APIC; bits 23:16 = number of LVT entries minus one.
-APIC_VERSION = 0x14 | ((LVT_COUNT - 1) << 16)
 
-SPIV_VECTOR = 0xFF
-SPIV_SW_ENABLE = 1 << 8
-SPIV_FOCUS_DISABLE = 1 << 9
 
-LVT_VECTOR = 0xFF
-LVT_MASKED = 1 << 16
-LVT_LEVEL_TRIGGER = 1 << 15
 
-ESR_SEND_ILLEGAL_VECTOR = 1 << 5
-ESR_RECEIVE_ILLEGAL_VECTOR = 1 << 6
-ESR_REDIRECTABLE_IPI = 1 << 4
 
-ICR_DEST_LOGICAL = 1 << 11
-ICR_WRITABLE = 0x000CCFFF  # vector, delivery mode, destination mode, level, trigger, shorthand
-XAPIC_BROADCAST = 0xFF
 X2APIC_BROADCAST = 0xFFFFFFFF
-DFR_FLAT_MODEL = 0xF0000000
-DFR_RESERVED_ONES = 0x0FFFFFFF
 
 #: Vectors 0-15 are exceptions and may not be sent or received as interrupts.
 FIRST_LEGAL_VECTOR = 16
@@ -177,15 +162,6 @@ class ApicMode(IntEnum):
 
 
 _LVT_OFFSETS = range(REG_LVT_TIMER, REG_LVT_TIMER + 0x10 * LVT_COUNT, 0x10)
-_VECTOR_MODE_MASK = LVT_MASKED | 0x7FF  # vector + delivery mode
-_LVT_WRITABLE = {
-    Lvt.TIMER: LVT_MASKED | LVT_VECTOR | (1 << 17),  # + bit 18 with TSC-deadline, see _writable_mask
-    Lvt.THERMAL: _VECTOR_MODE_MASK,
-    Lvt.PMC: _VECTOR_MODE_MASK,
-    Lvt.LINT0: _VECTOR_MODE_MASK | LVT_LEVEL_TRIGGER | (1 << 13),  # + polarity
-    Lvt.LINT1: _VECTOR_MODE_MASK | LVT_LEVEL_TRIGGER | (1 << 13),
-    Lvt.ERROR: LVT_MASKED | LVT_VECTOR,
-}
 _STATE_VERSION = 1
 _STATE_KEYS = frozenset({
     "version", "apic_id", "apic_base", "xapic_id", "tpr", "ldr", "dfr", "spiv", "irr", "isr", "tmr",
@@ -256,7 +232,7 @@ cdef enum:
     C_ESR_RECEIVE_ILLEGAL = 1 << 6
     C_ESR_REDIRECTABLE = 1 << 4
     C_ICR_DEST_LOGICAL = 1 << 11
-    C_ICR_WRITABLE = 0x000CCFFF
+    C_ICR_WRITABLE = 0x000CCFFF   # vector, delivery mode, destination mode, level, trigger, shorthand
     C_XAPIC_BROADCAST = 0xFF
     C_DFR_FLAT = 0xF0000000
     C_DFR_RESERVED_ONES = 0x0FFFFFFF
@@ -270,6 +246,23 @@ cdef uint64_t NO_DEADLINE = 0xFFFFFFFFFFFFFFFFULL
 cdef uint32_t C_X2APIC_MSR_BASE = 0x800
 cdef uint32_t C_X2APIC_MSR_END = 0x900
 cdef uint32_t C_MSR_TIMER_CURRENT = 0x839
+
+# The Python names of the register constants (tests, tools) are the C definitions above.
+APIC_VERSION = C_APIC_VERSION
+SPIV_VECTOR = C_SPIV_VECTOR
+SPIV_SW_ENABLE = C_SPIV_SW_ENABLE
+SPIV_FOCUS_DISABLE = C_SPIV_FOCUS_DISABLE
+LVT_VECTOR = C_LVT_VECTOR
+LVT_MASKED = C_LVT_MASKED
+LVT_LEVEL_TRIGGER = C_LVT_LEVEL
+ESR_SEND_ILLEGAL_VECTOR = C_ESR_SEND_ILLEGAL
+ESR_RECEIVE_ILLEGAL_VECTOR = C_ESR_RECEIVE_ILLEGAL
+ESR_REDIRECTABLE_IPI = C_ESR_REDIRECTABLE
+ICR_DEST_LOGICAL = C_ICR_DEST_LOGICAL
+ICR_WRITABLE = C_ICR_WRITABLE
+XAPIC_BROADCAST = C_XAPIC_BROADCAST
+DFR_FLAT_MODEL = C_DFR_FLAT
+DFR_RESERVED_ONES = C_DFR_RESERVED_ONES
 
 # Writable bits of each LVT entry (the timer gains bit 18 with CPUID tsc_deadline, see writable_mask).
 cdef uint32_t LVT_WRITABLE_C[LAPIC_LVT_COUNT]
