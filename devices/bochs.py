@@ -3,8 +3,8 @@
 
 Test kernels use it as a fallback when isa-debug-exit did not stop the VM.  The device watches
 the low byte of every write and, when the last eight bytes spell ``Shutdown``, records
-``exit_code = 0`` and calls ``on_exit(0)``: a poweroff in QEMU ends the process with status 0,
-so that is the status we report.  Only the first shutdown counts.
+``exit_code = 0`` and asks the machine to stop with ``ctx.stop("poweroff", 0)``: a poweroff in
+QEMU ends the process with status 0, so that is the status we report.  Only the first shutdown counts.
 
 It is a one-byte port: each write is one character.  Not supported: the other Bochs BIOS
 debug ports (0x400-0x403 panic/info messages, 0x8A00 debugger).
@@ -12,24 +12,27 @@ debug ports (0x400-0x403 panic/info messages, 0x8A00 debugger).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from devices.device import BusRange, Device
 
 BOCHS_SHUTDOWN_PORT = 0x8900
 SHUTDOWN_STRING = b"Shutdown"
 POWEROFF_STATUS = 0
 
 
-class BochsShutdown:
+class BochsShutdown(Device):
     """One-port device matching the ``Shutdown`` string over its recent writes."""
 
-    def __init__(self, on_exit: Callable[[int], None] | None = None, port: int = BOCHS_SHUTDOWN_PORT):
-        self.port = port
-        self.on_exit = on_exit
+    name = "bochs-shutdown"
+    description = 'port 0x8900: writing "Shutdown" powers the VM off'
+    user_creatable = False
+
+    def __init__(self, ctx):
+        self.ctx = ctx
         self.exit_code: int | None = None
         self._recent = bytearray()
 
-    def register(self, bus) -> None:
-        bus.register(self.port, 1, self)
+    def bus_ranges(self) -> list[BusRange]:
+        return [BusRange("pio", BOCHS_SHUTDOWN_PORT, 1)]
 
     def read(self, access) -> int:
         # Nothing to read back; an all-ones byte is what a port without a reader returns.
@@ -42,5 +45,4 @@ class BochsShutdown:
         del self._recent[: -len(SHUTDOWN_STRING)]
         if self._recent == SHUTDOWN_STRING:
             self.exit_code = POWEROFF_STATUS
-            if self.on_exit is not None:
-                self.on_exit(POWEROFF_STATUS)
+            self.ctx.stop("poweroff", POWEROFF_STATUS)

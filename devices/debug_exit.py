@@ -4,8 +4,8 @@
 Writing ``value`` (1, 2 or 4 bytes, at any offset in the range) asks for process exit status
 ``(value << 1) | 1``, exactly QEMU's formula, so a test kernel's status 0/1/38/63 becomes 1/3/77/127
 and no guest can fake a clean exit of 0.  The device does not stop anything itself: it records the
-status in ``exit_code`` (the raw value in ``exit_value``) and calls the ``on_exit(status)`` callback
-given at construction; the machine then asks the vCPU to stop.  ``exit_code`` is the status the host
+status in ``exit_code`` (the raw value in ``exit_value``) and asks the machine to stop with
+``ctx.stop("debug-exit", status)``.  ``exit_code`` is the status the host
 process will actually report, i.e. truncated to 8 bits as the operating system does.
 
 Only the first write counts: QEMU exits at once, so later writes (the vCPU may retire a few more
@@ -14,7 +14,7 @@ instructions before it stops) are ignored.  Reads return 0, as in QEMU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from devices.device import BusRange, Device, Prop
 
 DEBUG_EXIT_BASE = 0xF4
 DEBUG_EXIT_SIZE = 4
@@ -25,23 +25,25 @@ def exit_status(value: int) -> int:
     return ((value << 1) | 1) & 0xFF
 
 
-class DebugExit:
+class DebugExit(Device):
     """isa-debug-exit over ``[iobase, iobase + iosize)``."""
 
-    def __init__(
-        self,
-        on_exit: Callable[[int], None] | None = None,
-        iobase: int = DEBUG_EXIT_BASE,
-        iosize: int = DEBUG_EXIT_SIZE,
-    ):
+    name = "isa-debug-exit"
+    description = "write a value to stop the VM with exit status (value << 1) | 1"
+    props = (
+        Prop("iobase", int, DEBUG_EXIT_BASE, "first I/O port"),
+        Prop("iosize", int, DEBUG_EXIT_SIZE, "number of I/O ports"),
+    )
+
+    def __init__(self, ctx, iobase: int = DEBUG_EXIT_BASE, iosize: int = DEBUG_EXIT_SIZE):
+        self.ctx = ctx
         self.iobase = iobase
         self.iosize = iosize
-        self.on_exit = on_exit
         self.exit_value: int | None = None
         self.exit_code: int | None = None
 
-    def register(self, bus) -> None:
-        bus.register(self.iobase, self.iosize, self)
+    def bus_ranges(self) -> list[BusRange]:
+        return [BusRange("pio", self.iobase, self.iosize)]
 
     def read(self, access) -> int:
         return 0
@@ -51,5 +53,4 @@ class DebugExit:
             return
         self.exit_value = value & ((1 << (8 * access.size)) - 1)
         self.exit_code = exit_status(self.exit_value)
-        if self.on_exit is not None:
-            self.on_exit(self.exit_code)
+        self.ctx.stop("debug-exit", self.exit_code)

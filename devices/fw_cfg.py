@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import struct
 
+from devices.device import BusRange, Device
+
 FW_CFG_BASE = 0x510
 FW_CFG_PORTS = 2  # selector at +0, data at +1
 
@@ -42,10 +44,15 @@ KEY_NUMA = 0x11
 ID_TRADITIONAL = 1
 
 
-class FwCfg:
-    """Legacy fw_cfg over ports ``[base, base + 2)`` describing ``ram_size`` bytes and ``nb_cpus`` vCPUs."""
+class FwCfg(Device):
+    """Legacy fw_cfg over ports ``[base, base + 2)`` describing the machine's RAM size and vCPU count."""
 
-    def __init__(self, ram_size: int, nb_cpus: int = 1, base: int = FW_CFG_BASE):
+    name = "fw_cfg_io"
+    description = "QEMU firmware configuration (legacy I/O ports 0x510-0x511): signature, RAM size, CPUs"
+    user_creatable = False
+
+    def __init__(self, ctx, base: int = FW_CFG_BASE):
+        ram_size, nb_cpus = ctx.ram_size, ctx.nb_cpus
         if not 1 <= nb_cpus <= 0xFFFE:
             raise ValueError(f"fw_cfg: NB_CPUS must be 1..0xfffe, not {nb_cpus}")
         self.base = base
@@ -59,8 +66,8 @@ class FwCfg:
         self.key = KEY_SIGNATURE
         self.offset = 0
 
-    def register(self, bus) -> None:
-        bus.register(self.base, FW_CFG_PORTS, self)
+    def bus_ranges(self) -> list[BusRange]:
+        return [BusRange("pio", self.base, FW_CFG_PORTS)]
 
     def read(self, access) -> int:
         if access.offset != DATA_OFFSET or access.size != 1:

@@ -65,6 +65,7 @@ cdef class Lapic:
     cdef bint timer_armed
     cdef uint64_t timer_deadline        # valid only while timer_armed
     cdef bint nmi_latched
+    cdef uint64_t level_eois[4]         # level-triggered vectors EOIed since take_level_eois() (IOAPIC)
 
     # -- wake-up accounting --
     cdef public bint wake_pending       # C path: something became newly pending; the hook layer clears it

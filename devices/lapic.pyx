@@ -377,6 +377,7 @@ cdef class Lapic:
             self.irr[i] = 0
             self.isr[i] = 0
             self.tmr[i] = 0
+            self.level_eois[i] = 0
         self.esr = 0
         # Errors collect here; a write to ESR moves them into the readable esr (write-before-read).
         self.esr_accumulated = 0
@@ -810,6 +811,59 @@ cdef class Lapic:
         cdef int vector = highest_vector(self.isr)
         if vector >= 0:
             clear_bit(self.isr, vector)
+            if test_bit(self.tmr, vector):
+                # The IOAPIC that sent it must hear of it (remote IRR); the machine collects these
+                # through take_level_eois() when it is told something happened.
+                set_bit(self.level_eois, vector)
+                self.wakeups += 1
+
+    def take_level_eois(self) -> list:
+        """Level-triggered vectors EOIed since the last call (for the IOAPIC's remote IRR), then forget them."""
+        vectors = [v for v in range(256) if test_bit(self.level_eois, v)]
+        for v in vectors:
+            clear_bit(self.level_eois, v)
+        return vectors
+
+    def receive(self, int mode, int vector, bint level) -> bool:
+        """An interrupt message from the APIC bus (IOAPIC, MSI): True if it is now pending.
+
+        Fixed and lowest-priority messages go to the IRR (TMR set for level-triggered ones; a
+        vector below 16 is a receive-illegal-vector error instead), NMI latches an NMI.  A
+        hardware-disabled APIC accepts nothing.  SMI, INIT, SIPI and ExtINT are not modelled."""
+        cdef bint accepted = False
+        if not self.apic_base & C_APIC_BASE_EN or not 0 <= vector < 256:
+            return False
+        if mode == DM_FIXED or mode == DM_LOWEST:
+            if vector < C_FIRST_LEGAL_VECTOR:
+                self.record_error(C_ESR_RECEIVE_ILLEGAL)
+            else:
+                accepted = self.set_irr(vector, level)
+        elif mode == DM_NMI:
+            self.raise_nmi()
+            accepted = True
+        self.flush_wakeups()
+        return accepted
+
+    def accepts_destination(self, uint32_t destination, bint logical) -> bool:
+        """Whether an APIC-bus message for ``destination`` (physical id, or logical in flat/cluster
+        model; x2APIC uses 32-bit ids) selects this APIC; 0xFF (0xFFFFFFFF in x2APIC) is broadcast."""
+        cdef uint32_t ldr
+        if ((self.apic_base >> 10) & 3) == 3:
+            if destination == C_X2APIC_BROADCAST:
+                return True
+            if logical:
+                ldr = self.c_x2apic_ldr()
+                return (destination >> 16) == (ldr >> 16) and (destination & ldr & 0xFFFF) != 0
+            return destination == self.apic_id
+        destination &= 0xFF
+        if destination == C_XAPIC_BROADCAST:
+            return True
+        if logical:
+            if self.dfr == C_DFR_FLAT:
+                return (destination & (self.ldr >> 24)) != 0
+            ldr = self.ldr >> 24    # cluster model: high nibble cluster, low nibble members
+            return (destination >> 4) == (ldr >> 4) and (destination & ldr & 0xF) != 0
+        return destination == self.xapic_id
 
     # -- accepting interrupts into the IRR ---------------------------------------------------
     cdef bint set_irr(self, int vector, bint level) noexcept:

@@ -5,29 +5,34 @@ only a device could, so guest-level tests can check the paths devices use.
 Port 0xE0, 32-bit OUT:
   1 -> deliver the LAPIC's LVTPC entry now, exactly as the PMU does for a PMI.
 
-Present only when the machine is built with ``test_hooks=True`` (CLI ``--test-hooks``); real
-kernels never see it.  Reads return all-ones.  Unknown commands are ignored.
+Present only when asked for (``-device pmu-vmm-test-hooks``, or the CLI's ``--test-hooks``);
+real kernels never see it.  The LVTPC delivery goes through ``ctx.deliver_local(cpu, "pmc")``.
+Reads return all-ones.  Unknown commands are ignored.
 """
 
 from __future__ import annotations
+
+from devices.device import BusRange, Device
 
 TEST_HOOKS_PORT = 0xE0
 CMD_DELIVER_LVTPC = 1
 
 
-class TestHooks:
+class TestHooks(Device):
     __test__ = False    # not a pytest class
 
-    def __init__(self, lapic, lvt_pmc):
-        self._lapic = lapic
-        self._lvt_pmc = lvt_pmc
+    name = "pmu-vmm-test-hooks"
+    description = "port 0xE0: lets our test kernels make the LAPIC deliver its LVTPC entry (tests only)"
 
-    def register(self, bus) -> None:
-        bus.register(TEST_HOOKS_PORT, 4, self)
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def bus_ranges(self) -> list[BusRange]:
+        return [BusRange("pio", TEST_HOOKS_PORT, 4)]
 
     def read(self, access) -> int:
         return (1 << (8 * access.size)) - 1
 
     def write(self, access, value: int) -> None:
         if access.offset == 0 and value == CMD_DELIVER_LVTPC:
-            self._lapic.deliver_local(self._lvt_pmc)
+            self._ctx.deliver_local(access.vcpu_id, "pmc")

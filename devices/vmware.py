@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
+from devices.device import BusRange, Device
+
 VMWARE_PORT = 0x5658
 VMWARE_PORTS = 4
 VMWARE_MAGIC = 0x564D5868
@@ -35,14 +37,18 @@ VMX_TYPE_SCALABLE_SERVER = 2
 ALL_ONES = 0xFFFFFFFF
 
 
-class VmwareBackdoor:
+class VmwareBackdoor(Device):
     """The backdoor port; the vCPU layer routes 32-bit INs from port 0x5658 to :meth:`handle_in`."""
 
-    def __init__(self, port: int = VMWARE_PORT):
-        self.port = port
+    name = "vmport"
+    description = "VMware backdoor I/O port 0x5658 (GETVERSION)"
+    user_creatable = False
 
-    def register(self, bus) -> None:
-        bus.register(self.port, VMWARE_PORTS, self)
+    def __init__(self, ctx=None):
+        self.port = VMWARE_PORT
+
+    def bus_ranges(self) -> list[BusRange]:
+        return [BusRange("pio", self.port, VMWARE_PORTS)]
 
     def handle_in(self, regs: MutableMapping[str, int]) -> None:
         """Run the backdoor command in ``regs`` and update them in place (``rax`` = the IN's result)."""

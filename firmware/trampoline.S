@@ -1,26 +1,32 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later
  *
- * Boot trampoline, loaded by the VMM at 0x8000 and entered first.
+ * Boot trampoline, loaded by the VMM at 0xF1000 (vmm/firmware_area.py) and entered first.
  *
  * Unicorn's 64-bit engine starts in a synthetic long mode (paging off, CS cache empty), so the
- * guest always starts here: load the VMM's GDT, turn on 4-level paging over the identity map
- * the VMM built, reload every segment register, then either jump to a 64-bit kernel or drop
- * to 32-bit protected mode with paging off for a multiboot kernel.
+ * guest always starts here: load the GDT the VMM chose, turn on 4-level paging over the identity
+ * map the VMM built, reload every segment register, then enter the kernel in one of three ways:
+ *   mode 64   (plain ELF64): long mode, CS 0x08, data 0x10, RDI = boot info, RSI = multiboot magic
+ *   mode 0x4C (Linux 64-bit boot protocol): CS 0x10 (__BOOT_CS), data 0x18 (__BOOT_DS), RSI = zero page
+ *   mode 32   (multiboot, PVH): 32-bit protected mode with paging off, CS 0x18, data 0x10,
+ *             EAX = multiboot magic, EBX = boot info (MBI or PVH start info)
  *
- * The VMM fills the parameter block (boot area layout in docs/design.md):
- *   0x1080 GDTR (limit, base)      0x1100 entry     0x1108 MBI address
- *   0x1110 initial RSP             0x1118 mode: 64 = plain ELF64 entry, 32 = multiboot entry
+ * The VMM fills the parameter block:
+ *   0xF0080 GDTR (limit, base)   0xF0100 entry   0xF0108 boot info address
+ *   0xF0110 initial RSP          0xF0118 mode
  */
-        .set PARAMS, 0x1100
-        .set PML4, 0x10000
+        .set GDTR, 0xF0080
+        .set PARAMS, 0xF0100
+        .set PML4, 0xF2000
         .set MB_MAGIC, 0x2BADB002
+        .set MODE_PROTECTED32, 32
+        .set MODE_LINUX64, 0x4C
 
         .text
         .code64
         .globl _start
 _start:
         mov     PARAMS + 0x10, %rsp
-        lgdt    0x1080
+        lgdt    GDTR
         mov     %cr4, %rax
         or      $0x20, %rax                 /* PAE */
         mov     %rax, %cr4
@@ -29,6 +35,8 @@ _start:
         mov     %cr0, %rax
         or      $0x80010022, %eax           /* PG | WP | NE | MP */
         mov     %rax, %cr0
+        cmpl    $MODE_LINUX64, PARAMS + 0x18
+        je      to_linux
         pushq   $0x08
         lea     1f(%rip), %rax
         pushq   %rax
@@ -39,11 +47,27 @@ _start:
         mov     %ax, %ss
         mov     %ax, %fs
         mov     %ax, %gs
-        cmpl    $32, PARAMS + 0x18
+        cmpl    $MODE_PROTECTED32, PARAMS + 0x18
         je      to_protected_mode
         mov     PARAMS + 0x08, %rdi
         mov     $MB_MAGIC, %esi
         xor     %eax, %eax
+        jmp     *PARAMS
+
+to_linux:
+        pushq   $0x10
+        lea     2f(%rip), %rax
+        pushq   %rax
+        lretq
+2:      mov     $0x18, %ax
+        mov     %ax, %ds
+        mov     %ax, %es
+        mov     %ax, %ss
+        mov     %ax, %fs
+        mov     %ax, %gs
+        mov     PARAMS + 0x08, %rsi
+        xor     %eax, %eax
+        xor     %edi, %edi
         jmp     *PARAMS
 
 to_protected_mode:

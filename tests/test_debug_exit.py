@@ -1,19 +1,32 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""isa-debug-exit and the Bochs shutdown port: exit status and the on_exit callback."""
+"""isa-debug-exit and the Bochs shutdown port: exit status and the stop they ask of the machine."""
 
 import pytest
 
 from devices.bochs import BOCHS_SHUTDOWN_PORT, BochsShutdown
 from devices.bus import Bus
 from devices.debug_exit import DEBUG_EXIT_BASE, DebugExit, exit_status
+from tests.fake_context import FakeContext
+
+
+class Stops(list):
+    """The statuses a device asked the fake machine to stop with, checking the reason."""
+
+    def __init__(self, ctx: FakeContext, reason: str):
+        super().__init__()
+        self._ctx, self._reason = ctx, reason
+
+    def __eq__(self, other):
+        assert all(r == self._reason for r, _ in self._ctx.stops)
+        return [status for _, status in self._ctx.stops] == other
 
 
 def make(**kwargs):
     pio = Bus("pio", 0x10000)
-    calls = []
-    device = DebugExit(calls.append, **kwargs)
+    ctx = FakeContext()
+    device = DebugExit(ctx, **DebugExit.parse_props({k: hex(v) for k, v in kwargs.items()}))
     device.register(pio)
-    return pio, device, calls
+    return pio, device, Stops(ctx, "debug-exit")
 
 
 @pytest.mark.parametrize("value, status", [(0, 1), (1, 3), (38, 77), (63, 127)])
@@ -61,20 +74,17 @@ def test_configurable_iobase_and_iosize():
     assert calls == [127]
 
 
-def test_without_callback_the_status_is_still_recorded():
-    device = DebugExit()
-    pio = Bus("pio", 0x10000)
-    device.register(pio)
-    pio.write(DEBUG_EXIT_BASE, 4, 0)
-    assert device.exit_code == 1
+def test_properties_are_declared_with_qemu_defaults():
+    assert DebugExit.parse_props({}) == {"iobase": 0xF4, "iosize": 4}
+    assert DebugExit.parse_props({"iobase": "0x501"})["iobase"] == 0x501
 
 
 def shutdown_port():
     pio = Bus("pio", 0x10000)
-    calls = []
-    device = BochsShutdown(calls.append)
+    ctx = FakeContext()
+    device = BochsShutdown(ctx)
     device.register(pio)
-    return pio, device, calls
+    return pio, device, Stops(ctx, "poweroff")
 
 
 def send(pio, text):

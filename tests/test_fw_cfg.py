@@ -7,6 +7,7 @@ import pytest
 
 from devices.bus import Bus
 from devices.fw_cfg import FW_CFG_BASE, FwCfg
+from tests.fake_context import FakeContext
 
 SELECTOR = FW_CFG_BASE
 DATA = FW_CFG_BASE + 1
@@ -15,7 +16,7 @@ DATA = FW_CFG_BASE + 1
 @pytest.fixture
 def pio():
     bus = Bus("pio", 0x10000)
-    FwCfg(ram_size=128 << 20, nb_cpus=3).register(bus)
+    FwCfg(FakeContext(ram_size=128 << 20, nb_cpus=3)).register(bus)
     return bus
 
 
@@ -74,4 +75,4 @@ def test_other_accesses_are_ignored(pio):
 @pytest.mark.parametrize("nb_cpus", [0, 0xFFFF])
 def test_cpu_counts_that_hang_guests_are_refused(nb_cpus):
     with pytest.raises(ValueError, match="NB_CPUS"):
-        FwCfg(ram_size=1 << 20, nb_cpus=nb_cpus)
+        FwCfg(FakeContext(ram_size=1 << 20, nb_cpus=nb_cpus))

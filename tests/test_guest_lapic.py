@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from devices.registry import DeviceSpec
 from tests.guest import assert_all_pass, boot
 
 
@@ -17,7 +18,7 @@ def test_lapic_kernel(kernel, cpu):
 @pytest.mark.parametrize("cpu", ["intel", "amd"])
 def test_lapic_irq(cpu):
     # hooks=1: the PMI-style LVTPC delivery through the test hook port must work
-    assert_all_pass(*boot("lapic_irq", cpu=cpu, test_hooks=True, cmdline="hooks=1"))
+    assert_all_pass(*boot("lapic_irq", cpu=cpu, devices=[DeviceSpec("pmu-vmm-test-hooks")], cmdline="hooks=1"))
 
 
 def test_lapic_irq_without_hooks_skips_the_hook_part():

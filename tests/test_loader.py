@@ -62,7 +62,7 @@ def test_multiboot_elf_loads_segments_and_zeroes_bss(ram, bits, kind):
     info = load_kernel(mb_kernel(bits), ram)
     assert info.kind == kind
     assert info.entry == KERNEL + 12
-    assert info.mbi_address == MBI_ADDRESS == 0x20000
+    assert info.mbi_address == MBI_ADDRESS == 0xF8000
     text = multiboot_header() + CODE
     assert bytes(ram[KERNEL : KERNEL + len(text)]) == text
     assert bytes(ram[KERNEL + len(text) : KERNEL + len(text) + 0x3000]) == bytes(0x3000)
@@ -84,11 +84,11 @@ def test_plain_elf64_is_elf64(ram):
 
 def test_mbi_without_module_byte_for_byte(ram):
     load_kernel(elf64_kernel(), ram)
-    expected = struct.pack("<7I", 0b1101, 640, RAM_SIZE // 1024 - 1024, 0, 0x21000, 0, 0x22000)
-    assert bytes(ram[0x20000 : 0x20000 + 28]) == expected
-    assert bytes(ram[0x20000 + 28 : 0x21000]) == bytes(0x1000 - 28)
-    assert bytes(ram[0x21000:0x21008]) == b"kernel\0\0"
-    assert bytes(ram[0x22000:0x23000]) == bytes(0x1000)
+    expected = struct.pack("<7I", 0b1101, 640, RAM_SIZE // 1024 - 1024, 0, 0xF9000, 0, 0xFA000)
+    assert bytes(ram[0xF8000 : 0xF8000 + 28]) == expected
+    assert bytes(ram[0xF8000 + 28 : 0xF9000]) == bytes(0x1000 - 28)
+    assert bytes(ram[0xF9000:0xF9008]) == b"kernel\0\0"
+    assert bytes(ram[0xFA000:0xFB000]) == bytes(0x1000)
 
 
 def test_cmdline_starts_with_the_kernel_file_name(ram, tmp_path):
@@ -96,7 +96,7 @@ def test_cmdline_starts_with_the_kernel_file_name(ram, tmp_path):
     path.write_bytes(elf64_kernel())
     info = load_kernel(path, ram, cmdline="-v 'pmu'")
     assert info.cmdline == "pmu.elf -v 'pmu'"
-    assert bytes(ram[0x21000:0x21011]) == b"pmu.elf -v 'pmu'\0"
+    assert bytes(ram[0xF9000:0xF9011]) == b"pmu.elf -v 'pmu'\0"
 
 
 def test_module_goes_to_the_next_page_after_the_kernel(ram):
@@ -105,9 +105,9 @@ def test_module_goes_to_the_next_page_after_the_kernel(ram):
     assert info.image_end == 0x180004
     assert info.module == Window(0x181000, 0x181000 + len(env), "initrd")
     assert bytes(ram[0x181000 : 0x181000 + len(env)]) == env
-    flags, _, _, _, cmdline, mods_count, mods_addr = struct.unpack_from("<7I", ram, 0x20000)
-    assert (flags, cmdline, mods_count, mods_addr) == (0b1101, 0x21000, 1, 0x22000)
-    assert bytes(ram[0x22000:0x22017]) == struct.pack("<4I", 0x181000, 0x18100A, 0x22010, 0) + b"initrd\0"
+    flags, _, _, _, cmdline, mods_count, mods_addr = struct.unpack_from("<7I", ram, 0xF8000)
+    assert (flags, cmdline, mods_count, mods_addr) == (0b1101, 0xF9000, 1, 0xFA000)
+    assert bytes(ram[0xFA000:0xFA017]) == struct.pack("<4I", 0x181000, 0x18100A, 0xFA010, 0) + b"initrd\0"
 
 
 def test_module_right_at_a_page_boundary_stays_there(ram):
@@ -136,7 +136,7 @@ def test_segment_at_zero_below_the_boot_area_is_allowed(ram):
 def test_cmdline_of_exactly_4095_bytes_fits(ram):
     info = load_kernel(elf64_kernel(), ram, cmdline="x" * (4095 - len("kernel ")))
     assert len(info.cmdline) == 4095
-    assert ram[0x21000 + 4094] == ord("x") and ram[0x21000 + 4095] == 0
+    assert ram[0xF9000 + 4094] == ord("x") and ram[0xF9000 + 4095] == 0
 
 
 # --- a.out kludge -----------------------------------------------------------------------------
@@ -269,13 +269,16 @@ def test_bss_running_outside_ram(ram):
     refused(elf64_kernel(memsz=RAM_SIZE), ram, r"^kernel segment .* is outside guest RAM")
 
 
-def test_segment_overlapping_the_boot_area(ram):
-    image = build_elf([Seg(0x9F000, CODE)], entry=0x9F000)
-    refused(image, ram, r"^kernel segment \(0x9f000-0x9f03f\) overlaps the VMM boot area \(0x1000-0x9ffff\)$")
+def test_segment_overlapping_the_firmware_area(ram):
+    image = build_elf([Seg(0xFFFF0, CODE)], entry=0xFFFF0)
+    refused(image, ram, r"^kernel segment \(0xffff0-0x10002f\) overlaps the VMM firmware area \(0xe0000-0xfffff\)$")
 
 
-def test_segment_ending_where_the_boot_area_starts_is_fine(ram):
-    load_kernel(build_elf([Seg(0x1000 - len(CODE), CODE)], entry=0x1000 - len(CODE)), ram)
+def test_low_memory_belongs_to_the_guest(ram):
+    """A kernel may load anywhere a PC allows, e.g. at 0x8000 or right up to the BIOS area."""
+    load_kernel(build_elf([Seg(0x8000, CODE)], entry=0x8000), ram)
+    load_kernel(build_elf([Seg(0xE0000 - len(CODE), CODE)], entry=0xE0000 - len(CODE)), ram)
+    assert bytes(ram[0x8000:0x8000 + len(CODE)]) == CODE
 
 
 def test_segment_overlapping_a_device_window(ram):
@@ -376,7 +379,7 @@ def test_bus_windows_describe_registered_ranges():
     windows = bus_windows(mmio)
     assert windows == [Window(0xFEE00000, 0xFEE01000, "Lapic")]
     assert str(windows[0]) == "Lapic (0xfee00000-0xfee00fff)"
-    assert str(BOOT_AREA) == "VMM boot area (0x1000-0x9ffff)"
+    assert str(BOOT_AREA) == "VMM firmware area (0xe0000-0xfffff)"
 
 
 def test_pyelftools_errors_become_load_errors(ram, monkeypatch):

@@ -4,6 +4,7 @@
     python -m vmm run KERNEL [--append TEXT] [--initrd FILE] [--memory 128M] [--cpu intel|amd]
                              [--cpuid SPEC] [--pmu SPEC] [--smp 1] [--timeout S] [--max-insns N]
                              [--serial FILE] [--trace exits] [--forced-emulation] [--test-hooks]
+                             [--device NAME[,PROP=VAL...]] [--device help]
     python -m vmm list                     # the bundled test kernels
     python -m vmm qemu -kernel X ...       # QEMU-compatible options (for test-suite runners);
     pmu-vmm-qemu -kernel X ...             # the same as a command, e.g. QEMU=pmu-vmm-qemu for a runner
@@ -13,10 +14,13 @@ mirrors the guest's debug-exit write, (value << 1) | 1; other endings: 124 timeo
 instruction limit, 125 guest shut down (triple fault), 126 halted forever, 70 VMM error,
 2 bad input (bad option, unreadable or malformed kernel) with one line on stderr.
 
+``--device NAME[,PROP=VAL...]`` (also spelt ``-device``) adds or configures a device of the board
+(vmm/board.py); ``--device help`` lists the devices, ``--device NAME,help`` a device's properties.
+
 The QEMU mode understands -kernel, -append, -initrd, -m, -smp, -cpu (vendor only: a model
 name containing "amd"/"epyc"/"opteron" selects AMD), -serial stdio|file:PATH|none, and
--device isa-debug-exit,iobase=0xf4,iosize=4; every other option (-machine, -accel, -display,
--vga, -no-reboot, -nodefaults, -name, -enable-kvm, ...) is accepted and ignored.
+-device (every device of ``-device help``, e.g. isa-debug-exit,iobase=0xf4,iosize=4); every other
+option (-machine, -accel, -display, -vga, -no-reboot, -nodefaults, -name, -enable-kvm, ...) is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -119,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace", choices=("exits",), action="append", default=[])
     run.add_argument("--forced-emulation", action="store_true",
                      help='honour the "ud2; kvm" forced emulation prefix')
-    run.add_argument("--test-hooks", action="store_true", help="VMM test hook port 0xE0 (devices/test_hooks.py)")
+    run.add_argument("--device", "-device", action="append", default=[], metavar="NAME[,PROP=VAL...]",
+                     help="add or configure a device (vmm/board.py); `--device help` lists them, "
+                          "`--device NAME,help` lists a device's properties")
+    run.add_argument("--test-hooks", action="store_true",
+                     help="VMM test hook port 0xE0 (the same as --device pmu-vmm-test-hooks)")
     sub.add_parser("list", help="list the bundled test kernels")
     sub.add_parser("qemu", help="QEMU-compatible options", add_help=False)
     return parser
@@ -129,14 +137,40 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["qemu"]:
         return _run_qemu(argv[1:])
+    if argv[:1] == ["run"] and _device_help_asked(argv):
+        return _print_device_help(_device_help_asked(argv))
     args = build_parser().parse_args(argv)
     if args.command == "list":
         print("\n".join(firmware.kernels()))
         return 0
+    devices = args.device + (["pmu-vmm-test-hooks"] if args.test_hooks else [])
     return boot(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
                 smp=args.smp, timeout=args.timeout, max_insns=args.max_insns, serial=args.serial,
                 trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
-                test_hooks=args.test_hooks, pmu=args.pmu, cpuid=args.cpuid)
+                devices=devices, pmu=args.pmu, cpuid=args.cpuid)
+
+
+def _device_help_asked(argv: list[str]) -> str | None:
+    """The ``-device`` value that asks for help (``help``, ``?`` or ``NAME,help``), if any."""
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag.lstrip("-") == "device" and (value in ("help", "?") or value.endswith((",help", ",?"))):
+            return value
+    return None
+
+
+def _print_device_help(value: str) -> int:
+    from devices.device import PropertyError
+    from devices.registry import device_class, device_help
+
+    if value in ("help", "?"):
+        print(device_help())
+        return 0
+    try:
+        print(device_class(value.split(",")[0]).help_text())
+    except PropertyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
 
 
 def qemu_main() -> int:
@@ -154,8 +188,10 @@ def _resolve_kernel(name: str) -> str:
 
 
 def boot(kernel: str, *, cmdline="", initrd=None, memory=128 << 20, cpu="intel", smp=1, timeout=0.0,
-         max_insns=0, serial=None, trace_exits=False, forced_emulation=False, test_hooks=False,
+         max_insns=0, serial=None, trace_exits=False, forced_emulation=False, devices: list[str] = (),
          pmu: dict | None = None, cpuid: dict | None = None) -> int:
+    from devices.device import PropertyError
+    from devices.registry import parse_device_spec
     from vmm.machine import Machine, MachineConfig  # imports the engine: keep `--help` fast
 
     sink = None
@@ -179,10 +215,14 @@ def boot(kernel: str, *, cmdline="", initrd=None, memory=128 << 20, cpu="intel",
             family, model, stepping = DEFAULT_SIGNATURE[cpu]
             sig = cpuid["signature"]
             signature = (sig.get("family", family), sig.get("model", model), sig.get("stepping", stepping))
+        try:
+            device_specs = [parse_device_spec(text) for text in devices]
+        except PropertyError as e:
+            raise VmmError(str(e)) from None
         config = MachineConfig(memory=memory, cpu=cpu, smp=smp, cmdline=cmdline, pmu=pmu_config,
                                cpu_signature=signature, cpuid_features=(cpuid or {}).get("features", {}),
                                initrd=module, serial=sink, timeout=timeout, max_insns=max_insns,
-                               trace_exits=trace_exits, forced_emulation=forced_emulation, test_hooks=test_hooks)
+                               trace_exits=trace_exits, forced_emulation=forced_emulation, devices=device_specs)
         machine = Machine(config)
         machine.load(path)
         result = machine.run()
@@ -210,7 +250,11 @@ def _run_qemu(argv: list[str]) -> int:
     takes_value = {"-kernel", "-append", "-initrd", "-m", "-smp", "-cpu", "-serial", "-device", "-machine", "-M",
                    "-accel", "-display", "-vga", "-name", "-chardev", "-mon", "-monitor", "-global", "-boot",
                    "-drive", "-netdev", "-net", "-rtc", "-object", "-numa", "-d", "-D", "-bios", "-L"}
+    help_value = _device_help_asked(argv)
+    if help_value:
+        return _print_device_help(help_value)
     opts: dict[str, str] = {}
+    devices: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -219,8 +263,8 @@ def _run_qemu(argv: list[str]) -> int:
             if i + 1 >= len(argv):
                 print(f"qemu: option {arg} needs a value", file=sys.stderr)
                 return EXIT_BAD_INPUT
-            if key == "-device" and not argv[i + 1].startswith("isa-debug-exit"):
-                pass    # other devices do not exist here; the debug-exit device is always present
+            if key == "-device":
+                devices.append(argv[i + 1])
             opts[key] = argv[i + 1]
             i += 2
         else:
@@ -238,4 +282,4 @@ def _run_qemu(argv: list[str]) -> int:
         print(f"qemu: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return boot(opts["-kernel"], cmdline=opts.get("-append", ""), initrd=opts.get("-initrd"), memory=memory,
-                cpu=cpu, smp=smp, serial=serial_path)
+                cpu=cpu, smp=smp, serial=serial_path, devices=devices)

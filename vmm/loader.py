@@ -19,13 +19,14 @@ Everything is validated before the first byte is written to RAM.  Refusals raise
 :class:`~vmm.errors.LoadError` with one line naming the problem: not an ELF, truncated header /
 program headers / segment data, wrong class, byte order or machine, an ELF32 without multiboot
 header (nothing says how to enter it), no loadable segment, ``p_filesz > p_memsz``, a segment or
-the module outside RAM or over a reserved window (the VMM boot area 0x1000-0x9FFFF always, plus
+the module outside RAM or over a reserved window (the VMM firmware area 0xE0000-0xFFFFF always, plus
 the device windows the machine passes), an entry point outside every loaded segment, or a command
 line over 4095 bytes.  pyelftools' own exceptions are converted, never shown as tracebacks.
 
-The multiboot information (MBI) goes to 0x20000 for every kind (plain ELF64 kernels get its
+The multiboot information (MBI) goes to 0xF8000 for every kind (plain ELF64 kernels get its
 address in RDI): flags = mem | cmdline | mods, mem_lower = 640, mem_upper = RAM KiB - 1024, the
-command line ``"<kernel file name> <append text>"`` at 0x21000, and the module list at 0x22000.
+command line ``"<kernel file name> <append text>"`` at 0xF9000, and the module list at 0xFA000
+(vmm/firmware_area.py).
 With a module, the list holds one entry (named ``initrd``) whose bytes sit at the first page
 boundary after the kernel's highest loaded byte; without one, mods_count is 0 while the mods flag
 stays set (which the spec allows: the count says there is nothing).
@@ -49,18 +50,23 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from vmm.errors import LoadError
-
-PAGE_SIZE = 0x1000
+from vmm.firmware_area import (
+    BOOT_INFO_ADDRESS,
+    CMDLINE_ADDRESS,
+    FIRMWARE_AREA_END,
+    FIRMWARE_AREA_START,
+    MODULES_ADDRESS,
+    PAGE_SIZE,
+)
 
 MULTIBOOT_MAGIC = 0x1BADB002
 MULTIBOOT_SEARCH_BYTES = 8192
 MULTIBOOT_AOUT_KLUDGE = 1 << 16
 MULTIBOOT_KNOWN_FLAGS = 0x7 | MULTIBOOT_AOUT_KLUDGE
 
-MBI_ADDRESS = 0x20000
-CMDLINE_ADDRESS = 0x21000
-MODS_ADDRESS = 0x22000
-MBI_AREA_END = 0x23000
+MBI_ADDRESS = BOOT_INFO_ADDRESS
+MODS_ADDRESS = MODULES_ADDRESS
+MBI_AREA_END = MODULES_ADDRESS + PAGE_SIZE
 CMDLINE_MAX_BYTES = PAGE_SIZE - 1  # one page, the NUL included
 MODULE_NAME = b"initrd"
 
@@ -98,8 +104,8 @@ class Window(NamedTuple):
         return f"{self.name} ({describe_range(self.start, self.end)})"
 
 
-#: The VMM's own boot structures (GDT, page tables, stack, MBI): always reserved.
-BOOT_AREA = Window(0x1000, 0xA0000, "VMM boot area")
+#: The VMM's own boot structures (GDT, page tables, stack, MBI, ACPI): always reserved.
+BOOT_AREA = Window(FIRMWARE_AREA_START, FIRMWARE_AREA_END, "VMM firmware area")
 
 
 def bus_windows(bus) -> list[Window]:

@@ -1,17 +1,23 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """A machine: guest RAM, one vCPU on Unicorn, the buses, the devices and the run loop.
 
-Boot: the VMM writes a flat GDT, identity page tables for the first 4 GiB and the boot
-trampoline (firmware/trampoline.S) into its boot area (docs/design.md), loads the kernel with
-vmm.loader, and starts the vCPU at the trampoline, which enters the kernel in long mode (plain
-ELF64) or 32-bit protected mode (multiboot).
+Assembly: the vCPU's own parts (local APIC, PMU, speculation-control MSRs) are made here; every
+other device comes from a board description (vmm/board.py) plus the user's ``-device`` list,
+through the device registry (devices/registry.py).  A device is reached by declaring its bus
+ranges: the machine registers them, and maps MMIO ranges into the vCPU.  Devices see the machine
+only through vmm/platform.py.
+
+Boot: the VMM writes its boot structures into the firmware area 0xE0000-0xFFFFF
+(vmm/firmware_area.py), loads the kernel with vmm.loader, and starts the vCPU at the trampoline,
+which enters the kernel in long mode (plain ELF64) or 32-bit protected mode (multiboot).
 
 The run loop turns terminal exits into a :class:`RunResult`: the guest's debug-exit status, a
-clean "guest shut down" on a triple fault, "halted forever" when HLT can never be woken (no
-interrupt pending or possible, no timer armed), a wall-clock timeout or an instruction limit.
-HLT waits on virtual time: the clock skips to the next timer deadline, never sleeps.
+poweroff or reset asked for by the guest, a clean "guest shut down" on a triple fault, "halted
+forever" when HLT can never be woken (no interrupt pending or possible, no timer armed), a
+wall-clock timeout or an instruction limit.  HLT waits on virtual time: the clock skips to the next
+timer deadline, never sleeps.
 
-Not supported: more than one vCPU (``smp`` must be 1), RAM above 3 GiB, PCI, ACPI, device
+Not supported: more than one vCPU (``smp`` must be 1), RAM above 3 GiB, PCI devices, device
 hot-plug, save/restore of the whole machine (the LAPIC and PMU have their own state).
 """
 
@@ -19,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import struct
 import sys
 from dataclasses import dataclass, field
 
@@ -27,37 +32,38 @@ import unicorn
 from unicorn import x86_const as uxc
 
 import firmware
-from devices.bochs import BochsShutdown
 from devices.bus import Bus
-from devices.debug_exit import DebugExit
-from devices.fw_cfg import FwCfg
-from devices.lapic import Lapic, Lvt
-from devices.pic import register_pics
+from devices.device import PropertyError
+from devices.lapic import Lapic
+from devices.registry import DeviceSpec, device_class
 from devices.speculation import SpeculationControl
-from devices.test_hooks import TestHooks
 from devices.uart import Uart16550
-from devices.vmware import VMWARE_PORT, VmwareBackdoor
 from pmu.config import PmuConfig
 from pmu.pmu import Pmu
 from vmm._ucvcpu import UcVcpu
+from vmm.board import PC_BOARD, with_user_devices
 from vmm.clock import VirtualClock
 from vmm.cpuid import CpuidError, CpuidModel
 from vmm.dispatch import Dispatcher
 from vmm.errors import VmmError
 from vmm.exits import ExitKind
+from vmm.firmware_area import (
+    MODE_ELF64,
+    MODE_PROTECTED32,
+    TRAMPOLINE_ADDRESS,
+    write_boot_structures,
+    write_entry_parameters,
+)
 from vmm.loader import Window, bus_windows, load_kernel
+from vmm.platform import Platform
 
-GDT_ADDRESS = 0x1000
-GDTR_ADDRESS = 0x1080
-PARAMS_ADDRESS = 0x1100
-TRAMPOLINE_ADDRESS = 0x8000
-PML4_ADDRESS = 0x10000
-BOOT_STACK_TOP = 0x9F000
 MAX_RAM = 3 << 30
-GDT = (0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF, 0x00CF9A000000FFFF)  # null, code64, data, code32
+MMIO_PAGE = 0x1000
 IBPB_FEATURE = {"intel": "spec_ctrl", "amd": "amd_ibpb"}   # the CPUID bit that advertises PRED_CMD.IBPB
 
 # Process exit statuses for endings that are not the guest's own debug-exit status.
+STATUS_POWEROFF = 0         # the guest powered off (ACPI S5, Bochs port): as QEMU exits
+STATUS_RESET = 123          # the guest asked for a reset (8042, 0xCF9, ACPI reset register): not rebooted
 STATUS_TIMEOUT = 124        # as `timeout(1)` and test runners report it
 STATUS_SHUTDOWN = 125       # triple fault
 STATUS_HALTED = 126         # HLT that nothing can ever wake
@@ -80,13 +86,13 @@ class MachineConfig:
     pmu: PmuConfig | None = None     # None = derived from the CPU vendor's defaults
     cpu_signature: tuple[int, int, int] | None = None   # (family, model, stepping); None = vendor default
     cpuid_features: dict[str, bool] = field(default_factory=dict)   # vmm.cpuid.FEATURES name -> on/off
-    test_hooks: bool = False         # devices/test_hooks.py on port 0xE0
+    devices: list[DeviceSpec] = field(default_factory=list)   # -device NAME,prop=val (vmm/board.py)
 
 
 @dataclass
 class RunResult:
     status: int                      # process exit status
-    reason: str                      # "debug-exit", "poweroff", "shutdown", "halted", "timeout", "limit", "error"
+    reason: str     # "debug-exit", "poweroff", "reset", "shutdown", "halted", "timeout", "limit", "error"
     detail: str = ""
     instructions: int = 0
     serial: bytes = field(default=b"", repr=False)
@@ -125,7 +131,18 @@ class Machine:
         self.pio = Bus("pio", 0x10000, (1, 2, 4))
         self.mmio = Bus("mmio", 1 << 52)
         self.msr = Bus("msr", 1 << 32, (8,), indexed=True)
-        self._build_devices()
+        self._build_cpu_parts()
+        self.platform = Platform(self.clock, config.memory, [self.lapic], config.serial, self._stop_requested,
+                                 self._sync_timers)
+        self.devices: list = []
+        self._mapped_pages: set[int] = set()
+        try:
+            for spec in with_user_devices(PC_BOARD, config.devices):
+                self.add_device(spec)
+        except PropertyError as e:
+            raise VmmError(str(e)) from None
+        self.timers = [d for d in self.devices if hasattr(d, "next_deadline")]
+        self.uart = next(d for d in self.devices if isinstance(d, Uart16550))
         self.dispatcher = Dispatcher(self.pio, self.mmio, self.msr, self.cpuid, self.pmu.rdpmc)
         if config.trace_exits:
             self.dispatcher.trace = _trace_exit
@@ -133,25 +150,18 @@ class Machine:
         self.vcpu.platform = self
         self.vcpu.intc = self
         self.vcpu.on_attention = self._service
-        self._write_boot_area()
+        write_boot_structures(self.ram, firmware.trampoline())
 
     # -- assembly ---------------------------------------------------------------------
-    def _build_devices(self) -> None:
+    def _build_cpu_parts(self) -> None:
+        """The vCPU's local APIC, PMU and speculation-control MSRs."""
         cfg = self.config
-        self.uart = Uart16550(cfg.serial)
-        self.uart.register(self.pio)
-        DebugExit(self._guest_exit).register(self.pio)
-        BochsShutdown(self._guest_poweroff).register(self.pio)
-        FwCfg(cfg.memory, nb_cpus=cfg.smp).register(self.pio)
-        register_pics(self.pio)
-        self.vmware = VmwareBackdoor()
-        self.vmware.register(self.pio)
         self.lapic = Lapic(self.clock, self.cpuid, self.vcpu)
         self.lapic.on_base_change = self._move_apic_window
         self.lapic.on_write = self._sync_timers
         self.lapic.attach(self.mmio, self.msr)
         self.vcpu.attach_lapic(self.lapic)
-        self.vcpu.map_mmio(self.lapic.base, 0x1000)
+        self.vcpu.map_mmio(self.lapic.base, MMIO_PAGE)
         # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
         # virtual time too, so every counter the guest can read stays deterministic.
         pmu_config = cfg.pmu or PmuConfig(vendor=cfg.cpu, vmware_backdoor=True)
@@ -163,24 +173,44 @@ class Machine:
         self.vcpu.attach_pmu(self.pmu.core)
         if self.cpuid.has(IBPB_FEATURE[cfg.cpu]):
             SpeculationControl(self.vcpu.flush_branch_predictor).register(self.msr)
-        if cfg.test_hooks:
-            TestHooks(self.lapic, Lvt.PMC).register(self.pio)
+
+    def add_device(self, spec: DeviceSpec):
+        """Create a device from the registry, claim its ranges and wire its optional hooks."""
+        cls = device_class(spec.name)
+        device = cls(self.platform, **cls.parse_props(spec.props))
+        buses = {"pio": self.pio, "mmio": self.mmio, "msr": self.msr}
+        try:
+            for r in device.bus_ranges():
+                if r.bus not in buses:
+                    raise PropertyError(f"device {spec.name}: unknown bus {r.bus!r}")
+                buses[r.bus].register(r.base, r.size, device)
+                if r.bus == "mmio":
+                    self._map_mmio(r.base, r.size)
+        except ValueError as e:     # bus errors: overlap, bad range
+            raise PropertyError(f"device {spec.name}: {e}") from None
+        if hasattr(device, "set_irq"):
+            self.platform.controllers.append(device)
+        self.devices.append(device)
+        return device
+
+    def _map_mmio(self, base: int, size: int) -> None:
+        """Route the pages under an MMIO range to the bus (the engine maps whole pages)."""
+        first, last = base // MMIO_PAGE, (base + size - 1) // MMIO_PAGE
+        page = first
+        while page <= last:
+            if page in self._mapped_pages:
+                page += 1
+                continue
+            end = page
+            while end + 1 <= last and end + 1 not in self._mapped_pages:
+                end += 1
+            self.vcpu.map_mmio(page * MMIO_PAGE, (end - page + 1) * MMIO_PAGE)
+            self._mapped_pages.update(range(page, end + 1))
+            page = end + 1
 
     def _move_apic_window(self, old: int, new: int) -> None:
-        self.vcpu.unmap_mmio(old, 0x1000)
-        self.vcpu.map_mmio(new, 0x1000)
-
-    def _write_boot_area(self) -> None:
-        ram = self.ram
-        struct.pack_into("<4Q", ram, GDT_ADDRESS, *GDT)
-        struct.pack_into("<HQ", ram, GDTR_ADDRESS, len(GDT) * 8 - 1, GDT_ADDRESS)
-        pdpt, pds = PML4_ADDRESS + 0x1000, PML4_ADDRESS + 0x2000
-        struct.pack_into("<Q", ram, PML4_ADDRESS, pdpt | 3)
-        for i in range(4):
-            struct.pack_into("<Q", ram, pdpt + 8 * i, (pds + 0x1000 * i) | 3)
-        struct.pack_into("<2048Q", ram, pds, *(((i << 21) | 0x83) for i in range(2048)))
-        code = firmware.trampoline()
-        ram[TRAMPOLINE_ADDRESS:TRAMPOLINE_ADDRESS + len(code)] = code
+        self.vcpu.unmap_mmio(old, MMIO_PAGE)
+        self.vcpu.map_mmio(new, MMIO_PAGE)
 
     # -- loading ----------------------------------------------------------------------
     def load(self, kernel) -> object:
@@ -189,16 +219,18 @@ class Machine:
         windows.append(Window(self.lapic.base, self.lapic.base + 0x1000, "LAPIC"))
         boot = load_kernel(kernel, self.ram, cmdline=self.config.cmdline, module=self.config.initrd,
                            reserved=windows)
-        mode = 64 if boot.kind == "elf64" else 32
-        struct.pack_into("<QQQI", self.ram, PARAMS_ADDRESS, boot.entry, boot.mbi_address, BOOT_STACK_TOP, mode)
+        mode = MODE_ELF64 if boot.kind == "elf64" else MODE_PROTECTED32
+        write_entry_parameters(self.ram, entry=boot.entry, boot_info=boot.mbi_address, mode=mode)
         self.engine.reg_write(uxc.UC_X86_REG_RIP, TRAMPOLINE_ADDRESS)
         self.boot = boot
         return boot
 
     # -- what the vCPU asks of the platform beyond exits (on its own thread) ----------------
     def backdoor(self, port: int, regs: dict) -> None:
-        if port == VMWARE_PORT:
-            self.vmware.handle_in(regs)
+        """A 32-bit IN from a backdoor port: the device owning it reads and writes the registers."""
+        owner = self.pio.lookup(port)
+        if owner is not None and hasattr(owner[1], "handle_in"):
+            owner[1].handle_in(regs)
         else:
             regs["rax"] = 0xFFFFFFFF
 
@@ -220,23 +252,37 @@ class Machine:
         return self.lapic.accept_interrupt(vector), False
 
     def _service(self) -> None:
-        """Work on the vCPU side before the next guest instruction: PMIs, timers."""
+        """Work on the vCPU side before the next guest instruction: PMIs, timers, level EOIs."""
         self.pmu.service_pmi()
-        self.lapic.tick(self.clock.now())
+        now = self.clock.now()
+        self.lapic.tick(now)
+        for device in self.timers:
+            deadline = device.next_deadline()
+            if deadline is not None and deadline <= now:
+                device.tick(now)
         self._sync_timers()
 
+    def _next_deadline(self):
+        deadlines = [d for d in (self.lapic.next_deadline(), *(t.next_deadline() for t in self.timers))
+                     if d is not None]
+        return min(deadlines) if deadlines else None
+
     def _sync_timers(self) -> None:
-        deadline = self.lapic.next_deadline()
+        for vector in self.lapic.take_level_eois():
+            for device in self.devices:
+                if hasattr(device, "eoi"):
+                    device.eoi(vector)
+        deadline = self._next_deadline()
         self.vcpu.deadline = (1 << 64) - 1 if deadline is None else deadline
         self.vcpu.irq_pending = True
 
-    def _guest_exit(self, status: int) -> None:
-        self.exit_status, self.exit_reason = status, "debug-exit"
-        self.vcpu.request_stop("debug-exit")
-
-    def _guest_poweroff(self, status: int) -> None:
-        self.exit_status, self.exit_reason = status, "poweroff"
-        self.vcpu.request_stop("poweroff")
+    def _stop_requested(self, reason: str, status: int) -> None:
+        """A device ends the run: debug-exit with its status, poweroff or reset."""
+        if self.exit_status is not None:
+            return
+        statuses = {"poweroff": STATUS_POWEROFF, "reset": STATUS_RESET}
+        self.exit_status, self.exit_reason = statuses.get(reason, status), reason
+        self.vcpu.request_stop(reason)
 
     # -- running ----------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -273,7 +319,7 @@ class Machine:
             if self.lapic.nmi_pending or (self.lapic.has_wakeup() and self.vcpu.interrupts_enabled()):
                 self.vcpu.kick()
                 return True
-            deadline = self.lapic.next_deadline()
+            deadline = self._next_deadline()
             if deadline is None:
                 return False
             self.clock.skip_to(deadline)

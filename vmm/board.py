@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Board descriptions: which devices a machine is built from, by ``-device`` name and properties.
+
+The PC board is what every machine gets (a QEMU ``pc`` without PCI devices): COM1, the IOAPIC, the
+8259 pair, the debug-exit and Bochs shutdown ports, fw_cfg, the VMware backdoor port.  The vCPU's own parts
+(local APIC, PMU, speculation-control MSRs) are not board devices: the machine makes one of each
+per vCPU.
+
+User devices (``-device`` in either CLI) are added with :func:`with_user_devices`: a user device
+whose name the board already has *configures* the board's first copy of it (so a runner's
+``-device isa-debug-exit,iobase=0xf4,iosize=4`` moves or resizes the port instead of clashing with
+it); any other is added.  A board device that is not user-creatable cannot be configured or added.
+"""
+
+from __future__ import annotations
+
+from devices.device import PropertyError
+from devices.registry import DeviceSpec, device_class
+
+PC_BOARD = (
+    DeviceSpec("isa-serial"),
+    DeviceSpec("ioapic"),
+    DeviceSpec("i8259"),
+    DeviceSpec("isa-debug-exit"),
+    DeviceSpec("bochs-shutdown"),
+    DeviceSpec("fw_cfg_io"),
+    DeviceSpec("vmport"),
+)
+
+
+def with_user_devices(board: tuple[DeviceSpec, ...], user: list[DeviceSpec]) -> list[DeviceSpec]:
+    """The board's devices with the user's ``-device`` list applied (see the module docstring)."""
+    specs = list(board)
+    configured: set[int] = set()
+    for spec in user:
+        if not device_class(spec.name).user_creatable:
+            raise PropertyError(f"Parameter 'driver' expects a pluggable device type: {spec.name} cannot be "
+                                f"added with -device (the board always has it)")
+        for i, existing in enumerate(specs):
+            if i < len(board) and i not in configured and existing.name == spec.name:
+                specs[i] = spec
+                configured.add(i)
+                break
+        else:
+            specs.append(spec)
+    return specs

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The machine as its devices see it: the DeviceContext of devices/device.py.
+
+A device gets this narrow view and nothing else: the clock, RAM size and CPU count, interrupt
+lines, the APIC bus to the local APICs, local interrupt sources of a LAPIC, a way to end the
+run, and a way to say its timer moved.
+
+Interrupt routing: an IRQ line change reaches every interrupt controller of the board (devices
+that have ``set_irq``: the IOAPIC, the 8259 pair); an IOAPIC's message reaches every local APIC
+whose destination matches.  Lowest-priority delivery goes to the first matching APIC in APIC id
+order (a documented simplification: with equal task priorities real hardware may pick any).
+
+Not supported: MSIs from PCI devices (there are none), interrupt remapping, ExtINT through the
+8259 (the IOAPIC is the interrupt path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from devices.lapic import Lvt
+
+DELIVERY_LOWEST = 1
+
+
+class IrqLine:
+    """One interrupt line: level changes fan out to the board's interrupt controllers."""
+
+    __slots__ = ("_platform", "line")
+
+    def __init__(self, platform: Platform, line: int):
+        self._platform = platform
+        self.line = line
+
+    def set_level(self, level: bool) -> None:
+        for controller in self._platform.controllers:
+            controller.set_irq(self.line, level)
+
+    def pulse(self) -> None:
+        self.set_level(True)
+        self.set_level(False)
+
+
+class Platform:
+    def __init__(self, clock, ram_size: int, lapics: list, console, on_stop: Callable[[str, int], None],
+                 on_timers_changed: Callable[[], None]):
+        self.clock = clock
+        self.ram_size = ram_size
+        self.nb_cpus = len(lapics)
+        self.lapics = lapics
+        self.console = console              # the host file the first serial port writes to (None: stdout)
+        self.controllers: list = []         # devices with set_irq(line, level)
+        self._on_stop = on_stop
+        self._on_timers_changed = on_timers_changed
+
+    def irq(self, line: int) -> IrqLine:
+        return IrqLine(self, line)
+
+    def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> None:
+        for lapic in self.lapics:
+            if lapic.accepts_destination(destination, logical):
+                lapic.receive(mode, vector, level)
+                if mode == DELIVERY_LOWEST:
+                    return
+
+    def deliver_local(self, cpu: int, lvt: str) -> bool:
+        return self.lapics[cpu].deliver_local(Lvt[lvt.upper()])
+
+    def stop(self, reason: str, status: int) -> None:
+        self._on_stop(reason, status)
+
+    def timers_changed(self) -> None:
+        self._on_timers_changed()
