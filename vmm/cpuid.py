@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A configurable CPUID model: what the guest sees when it executes CPUID.
 
 The model is a table of ``(leaf, subleaf) -> (eax, ebx, ecx, edx)`` built from a vendor
@@ -9,11 +10,18 @@ them with :meth:`CpuidModel.set_leaf` / :meth:`set_feature`; every change bumps
 Leaves that are not in the table read as zero, except that a leaf above the maximum basic
 or extended leaf returns the highest basic leaf, as Intel CPUs do.
 
+Time leaves: on Intel, 0x15 (TSC/crystal ratio 1/1, crystal = the 1 GHz virtual clock) and 0x16
+(base/max/bus MHz) tell the guest its TSC frequency, so Linux does not calibrate; AMD CPUs have no
+such leaf and calibrate against the PIT, which runs on the same virtual clock.  CPUID
+0x80000007:EDX[8] (invariant TSC) is set: the TSC rate never changes.
+
 Not modelled: cache/TLB descriptor leaves (2, 4), topology beyond one thread (0xB/0x1F
 report one logical processor), XSAVE state components, SGX, and hypervisor leaves.
 """
 
 from __future__ import annotations
+
+from vmm.clock import CLOCK_HZ
 
 VENDORS = {
     "intel": b"GenuineIntel",
@@ -50,6 +58,7 @@ FEATURES = {
     "lm": (0x80000001, 0, 3, 29),
     "lahf_lm": (0x80000001, 0, 2, 0),
     "perfctr_core": (0x80000001, 0, 2, 23),  # AMD PerfCtrExtCore
+    "invtsc": (0x80000007, 0, 3, 8),     # invariant TSC: constant rate, runs in every C-state
     "amd_ibpb": (0x80000008, 0, 1, 12),
     "perfmon_v2": (0x80000022, 0, 0, 0),
 }
@@ -57,7 +66,7 @@ FEATURES = {
 DEFAULT_FEATURES = (
     "fpu", "tsc", "msr", "pae", "cx8", "apic", "sep", "pge", "cmov", "pat", "clflush",
     "mmx", "fxsr", "sse", "sse2", "x2apic", "tsc_deadline", "hypervisor", "syscall", "nx", "lm",
-    "lahf_lm", "rdtscp",
+    "lahf_lm", "rdtscp", "invtsc",
 )
 
 DEFAULT_SIGNATURE = {"intel": (6, 0x55, 4), "amd": (0x17, 0x31, 0)}  # Cascade Lake / Zen 2
@@ -92,10 +101,16 @@ class CpuidModel:
     # -- construction -------------------------------------------------------------------
     def _build(self) -> None:
         vb, vd, vc = _words(VENDORS[self.vendor])
-        self._leaves[(0, 0)] = [0xD, vb, vc, vd]
+        self._leaves[(0, 0)] = [0x16 if self.vendor == "intel" else 0xD, vb, vc, vd]
         self._leaves[(1, 0)] = [self.signature(), 0x00010800, 0, 0]  # 1 logical CPU, CLFLUSH 64 B
         for leaf in (6, 7, 0xA, 0xB, 0xD):
             self._leaves[(leaf, 0)] = [0, 0, 0, 0]
+        if self.vendor == "intel":
+            # The TSC and the crystal (the APIC timer's clock) both run at the virtual clock's rate,
+            # so a guest reads its TSC frequency here instead of calibrating against the PIT.
+            mhz = CLOCK_HZ // 1_000_000
+            self._leaves[(0x15, 0)] = [1, 1, CLOCK_HZ, 0]       # TSC/crystal = 1/1, crystal Hz
+            self._leaves[(0x16, 0)] = [mhz, mhz, mhz, 0]        # base, max and bus MHz
         self._leaves[(0x80000000, 0)] = [0x80000022, *(( vb, vc, vd) if self.vendor == "amd" else (0, 0, 0))]
         self._leaves[(0x80000001, 0)] = [self.signature() if self.vendor == "amd" else 0, 0, 0, 0]
         brand = f"pmu-vmm virtual {self.vendor.upper()} CPU".encode().ljust(48, b"\0")
