@@ -3,7 +3,7 @@
 
 The PC board is what every machine gets (a QEMU ``pc`` without PCI devices): COM1, the IOAPIC, the
 8259 pair, the debug-exit and Bochs shutdown ports, fw_cfg, the VMware backdoor port.  The vCPU's own parts
-(local APIC, PMU, speculation-control MSRs) are not board devices: the machine makes one of each
+(local APIC, PMU, speculation-control and architectural MSRs) are not board devices: the machine makes one of each
 per vCPU.
 
 User devices (``-device`` in either CLI) are added with :func:`with_user_devices`: a user device

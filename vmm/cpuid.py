@@ -34,10 +34,13 @@ FEATURES = {
     "tsc": (1, 0, 3, 4),
     "msr": (1, 0, 3, 5),
     "pae": (1, 0, 3, 6),
+    "mce": (1, 0, 3, 7),  # machine-check exception (CR4.MCE, #MC)
     "cx8": (1, 0, 3, 8),
     "apic": (1, 0, 3, 9),
     "sep": (1, 0, 3, 11),
+    "mtrr": (1, 0, 3, 12),  # memory type range registers
     "pge": (1, 0, 3, 13),
+    "mca": (1, 0, 3, 14),  # machine-check architecture (IA32_MCG_CAP and the banks)
     "cmov": (1, 0, 3, 15),
     "pat": (1, 0, 3, 16),
     "clflush": (1, 0, 3, 19),
@@ -110,7 +113,7 @@ class CpuidModel:
             # so a guest reads its TSC frequency here instead of calibrating against the PIT.
             mhz = CLOCK_HZ // 1_000_000
             self._leaves[(0x15, 0)] = [1, 1, CLOCK_HZ, 0]       # TSC/crystal = 1/1, crystal Hz
-            self._leaves[(0x16, 0)] = [mhz, mhz, mhz, 0]        # base, max and bus MHz
+            self._leaves[(0x16, 0)] = [mhz, mhz, 100, 0]        # base, max and (reference) bus MHz
         self._leaves[(0x80000000, 0)] = [0x80000022, *(( vb, vc, vd) if self.vendor == "amd" else (0, 0, 0))]
         self._leaves[(0x80000001, 0)] = [self.signature() if self.vendor == "amd" else 0, 0, 0, 0]
         brand = f"pmu-vmm virtual {self.vendor.upper()} CPU".encode().ljust(48, b"\0")

@@ -33,6 +33,7 @@ from unicorn import x86_const as uxc
 
 import firmware
 from devices.bus import Bus
+from devices.cpu_msrs import CpuMsrs
 from devices.device import PropertyError
 from devices.lapic import Lapic
 from devices.registry import DeviceSpec, device_class
@@ -124,6 +125,7 @@ class Machine:
         try:
             self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()))
             self.cpuid.set_feature(IBPB_FEATURE[config.cpu], True)
+            CpuMsrs.advertise(self.cpuid)
             for name, on in config.cpuid_features.items():
                 self.cpuid.set_feature(name, on)
         except CpuidError as e:
@@ -131,9 +133,8 @@ class Machine:
         self.pio = Bus("pio", 0x10000, (1, 2, 4))
         self.mmio = Bus("mmio", 1 << 52)
         self.msr = Bus("msr", 1 << 32, (8,), indexed=True)
+        self.platform = Platform(self.clock, config.memory, config.serial, self._stop_requested, self._sync_timers)
         self._build_cpu_parts()
-        self.platform = Platform(self.clock, config.memory, [self.lapic], config.serial, self._stop_requested,
-                                 self._sync_timers)
         self.devices: list = []
         self._mapped_pages: set[int] = set()
         try:
@@ -154,12 +155,13 @@ class Machine:
 
     # -- assembly ---------------------------------------------------------------------
     def _build_cpu_parts(self) -> None:
-        """The vCPU's local APIC, PMU and speculation-control MSRs."""
+        """The vCPU's local APIC, PMU, speculation-control and architectural MSRs."""
         cfg = self.config
         self.lapic = Lapic(self.clock, self.cpuid, self.vcpu)
         self.lapic.on_base_change = self._move_apic_window
         self.lapic.on_write = self._sync_timers
         self.lapic.attach(self.mmio, self.msr)
+        self.platform.lapics.append(self.lapic)
         self.vcpu.attach_lapic(self.lapic)
         self.vcpu.map_mmio(self.lapic.base, MMIO_PAGE)
         # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
@@ -173,6 +175,7 @@ class Machine:
         self.vcpu.attach_pmu(self.pmu.core)
         if self.cpuid.has(IBPB_FEATURE[cfg.cpu]):
             SpeculationControl(self.vcpu.flush_branch_predictor).register(self.msr)
+        CpuMsrs(self.platform, cpuid=self.cpuid).register(self.msr)
 
     def add_device(self, spec: DeviceSpec):
         """Create a device from the registry, claim its ranges and wire its optional hooks."""

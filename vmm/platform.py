@@ -42,16 +42,19 @@ class IrqLine:
 
 
 class Platform:
-    def __init__(self, clock, ram_size: int, lapics: list, console, on_stop: Callable[[str, int], None],
+    def __init__(self, clock, ram_size: int, console, on_stop: Callable[[str, int], None],
                  on_timers_changed: Callable[[], None]):
         self.clock = clock
         self.ram_size = ram_size
-        self.nb_cpus = len(lapics)
-        self.lapics = lapics
+        self.lapics: list = []              # one per vCPU, in APIC id order (the machine fills it)
         self.console = console              # the host file the first serial port writes to (None: stdout)
         self.controllers: list = []         # devices with set_irq(line, level)
         self._on_stop = on_stop
         self._on_timers_changed = on_timers_changed
+
+    @property
+    def nb_cpus(self) -> int:
+        return len(self.lapics)
 
     def irq(self, line: int) -> IrqLine:
         return IrqLine(self, line)
