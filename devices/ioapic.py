@@ -162,6 +162,9 @@ class Ioapic(Device):
         # VER and ARB are read-only; other indices are unused.
 
     # -- interrupt inputs ----------------------------------------------------------------------
+    #: The platform hands us global system interrupts (ISA IRQ 0 arrives on pin 2), not ISA IRQs.
+    inputs_are_gsis = True
+
     def set_irq(self, line: int, level: bool) -> None:
         """Interrupt line ``line`` (= pin) now carries ``level``; lines past the last pin are not ours."""
         if not 0 <= line < PINS:

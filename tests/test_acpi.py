@@ -119,11 +119,11 @@ def test_xsdt_and_rsdt_list_the_same_tables(hpet_address):
 @pytest.mark.parametrize("base", [BIOS_AREA, 0xE0010, 0x9F030])  # 64-, 16- and 16-byte aligned
 def test_tables_are_aligned_and_do_not_overlap(base):
     guest = Guest(AcpiPlatform(cpus=3, hpet_address=HPET_ADDRESS), base=base)
-    extents = [(guest.tables.rsdp_address, 36), (guest.fadt["X_FIRMWARE_CTRL"], 64)]
+    extents = [(guest.tables.rsdp_address, 36), (guest.fadt["FIRMWARE_CTRL"], 64)]
     for address in guest.all_tables().values():
         assert address % 8 == 0
         extents.append((address, len(guest.memory.table(address))))
-    assert guest.fadt["X_FIRMWARE_CTRL"] % 64 == 0
+    assert guest.fadt["FIRMWARE_CTRL"] % 64 == 0
     extents.sort()
     for (start, length), (next_start, _) in pairwise(extents):
         assert start + length <= next_start
@@ -171,7 +171,7 @@ def test_fadt_reset_register_is_a_byte_in_system_io():
 
 def test_fadt_extended_fields_agree_with_the_32_bit_ones():
     fadt = Guest(AcpiPlatform()).fadt
-    assert fadt["X_FIRMWARE_CTRL"] == fadt["FIRMWARE_CTRL"] != 0
+    assert fadt["FIRMWARE_CTRL"] != 0 and fadt["X_FIRMWARE_CTRL"] == 0   # ACPI 6: only one of them set
     assert fadt["X_DSDT"] == fadt["DSDT"] != 0
     for block, legacy_address, legacy_length in (
         ("X_PM1a_EVT_BLK", "PM1a_EVT_BLK", "PM1_EVT_LEN"),
@@ -192,9 +192,9 @@ def test_fadt_extended_fields_agree_with_the_32_bit_ones():
 
 def test_fadt_points_at_the_facs_and_the_dsdt():
     guest = Guest(AcpiPlatform())
-    facs = parse_facs(guest.memory.read(guest.fadt["X_FIRMWARE_CTRL"], 64))
+    facs = parse_facs(guest.memory.read(guest.fadt["FIRMWARE_CTRL"], 64))
     assert (facs.signature, facs.length, facs.version) == (b"FACS", 64, 2)
-    assert guest.memory.read(guest.fadt["X_FIRMWARE_CTRL"] + 8, 24) == bytes(24)  # no waking vector, lock free
+    assert guest.memory.read(guest.fadt["FIRMWARE_CTRL"] + 8, 24) == bytes(24)  # no waking vector, lock free
     dsdt = parse_header(guest.memory.table(guest.fadt["X_DSDT"]))
     assert dsdt.signature == b"DSDT"
     assert dsdt.revision >= 2  # 64-bit AML integers

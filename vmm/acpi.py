@@ -396,7 +396,8 @@ def _fadt(platform: AcpiPlatform, facs_address: int, dsdt_address: int) -> bytes
             ("RESET_VALUE", "B", platform.reset_value),
             ("ARM_BOOT_ARCH", "H", 0),
             ("FADT Minor Version", "B", FADT_MINOR_REVISION),
-            ("X_FIRMWARE_CTRL", "Q", facs_address),
+            # ACPI 6: X_FIRMWARE_CTRL must be zero when FIRMWARE_CTRL is used (Linux lists both otherwise).
+            ("X_FIRMWARE_CTRL", "Q", 0),
             ("X_DSDT", "Q", dsdt_address),
             ("X_PM1a_EVT_BLK", "12s", pm1a_event),
             ("X_PM1b_EVT_BLK", "12s", NO_BLOCK),

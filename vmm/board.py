@@ -2,7 +2,9 @@
 """Board descriptions: which devices a machine is built from, by ``-device`` name and properties.
 
 The PC board is what every machine gets (a QEMU ``pc`` without PCI devices): COM1, the IOAPIC, the
-8259 pair, the debug-exit and Bochs shutdown ports, fw_cfg, the VMware backdoor port.  The vCPU's own parts
+8259 pair, the 8254 PIT (with port 0x61), the CMOS RTC, the 8042 (reset line), the PCI host bridge
+(configuration ports and the 0xCF9 reset register), the ACPI PM block (PM timer, S5), the
+debug-exit and Bochs shutdown ports, fw_cfg and the VMware backdoor port.  The vCPU's own parts
 (local APIC, PMU, speculation-control and architectural MSRs) are not board devices: the machine makes one of each
 per vCPU.
 
@@ -21,6 +23,11 @@ PC_BOARD = (
     DeviceSpec("isa-serial"),
     DeviceSpec("ioapic"),
     DeviceSpec("i8259"),
+    DeviceSpec("i8254"),
+    DeviceSpec("mc146818rtc"),
+    DeviceSpec("i8042"),
+    DeviceSpec("pci-host"),
+    DeviceSpec("acpi-pm"),
     DeviceSpec("isa-debug-exit"),
     DeviceSpec("bochs-shutdown"),
     DeviceSpec("fw_cfg_io"),

@@ -13,6 +13,21 @@ from __future__ import annotations
 
 #: Virtual clock frequency shared by core cycles, reference cycles, the TSC and the APIC bus.
 CLOCK_HZ = 1_000_000_000
+NS_PER_S = 1_000_000_000
+
+
+def ticks_at(ns: int, hz: int) -> int:
+    """Edges of an ``hz`` clock in the first ``ns`` virtual nanoseconds (floor; right for ``ns`` < 0 too).
+
+    Devices with their own clocks (PIT, RTC, ACPI PM timer) derive their counts from virtual time
+    with these two, in integer arithmetic, so their values are exact and deterministic."""
+    return ns * hz // NS_PER_S
+
+
+def time_of_tick(tick: int, hz: int) -> int:
+    """The virtual ns at which edge ``tick`` of an ``hz`` clock happens: the first ``ns`` whose
+    :func:`ticks_at` reaches it."""
+    return -(-tick * NS_PER_S // hz)
 
 
 class VirtualClock:

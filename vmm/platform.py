@@ -6,9 +6,12 @@ lines, the APIC bus to the local APICs, local interrupt sources of a LAPIC, a wa
 run, and a way to say its timer moved.
 
 Interrupt routing: an IRQ line change reaches every interrupt controller of the board (devices
-that have ``set_irq``: the IOAPIC, the 8259 pair); an IOAPIC's message reaches every local APIC
-whose destination matches.  Lowest-priority delivery goes to the first matching APIC in APIC id
-order (a documented simplification: with equal task priorities real hardware may pick any).
+that have ``set_irq``: the IOAPIC, the 8259 pair).  Lines are ISA IRQ numbers; a controller whose
+inputs are global system interrupts (``inputs_are_gsis = True``: the IOAPIC) gets them through the
+PC's wiring, on which ISA IRQ 0 (the PIT) is IOAPIC pin 2 -- what the MADT's interrupt source
+override tells the guest.  An IOAPIC's message reaches every local APIC whose destination
+matches.  Lowest-priority delivery goes to the first matching APIC in APIC id order (a documented
+simplification: with equal task priorities real hardware may pick any).
 
 Not supported: MSIs from PCI devices (there are none), interrupt remapping, ExtINT through the
 8259 (the IOAPIC is the interrupt path).
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from devices.lapic import Lvt
 
 DELIVERY_LOWEST = 1
+ISA_TO_GSI = {0: 2}     # PC wiring: the PIT's IRQ 0 is IOAPIC pin 2 (pin 0 is the 8259's ExtINT)
 
 
 class IrqLine:
@@ -34,7 +38,8 @@ class IrqLine:
 
     def set_level(self, level: bool) -> None:
         for controller in self._platform.controllers:
-            controller.set_irq(self.line, level)
+            gsi = getattr(controller, "inputs_are_gsis", False)
+            controller.set_irq(ISA_TO_GSI.get(self.line, self.line) if gsi else self.line, level)
 
     def pulse(self) -> None:
         self.set_level(True)
