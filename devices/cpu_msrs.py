@@ -39,7 +39,9 @@ of the 100 MHz bus clock, i.e. CPUID 0x16's 1000 MHz; no CPUID faulting, no prog
 AMD only: SYSCFG (0xC0010010: MtrrVarDramEn, so TOP_MEM is in effect), TOP_MEM (0xC001001A: RAM
 size rounded up to 8 MiB), TOP_MEM2 (0xC001001D: 0, no RAM above 4 GiB), all read-only because
 the guest cannot move RAM; HWCR (0xC0010015): TscFreqSel reads 1 (the TSC counts at P0, which
-Linux checks) and ignores writes, McStatusWrEn is writable, every other bit is #GP if set.
+Linux checks) and ignores writes, McStatusWrEn is writable, every other bit is #GP if set; NB_CFG
+(0xC001001F): only EnableCf8ExtCfg (bit 46) is writable, other bits read 0 and #GP if set (it has
+no effect: the PCI host serves the 256-byte configuration space only).
 
 Read-only MSRs #GP on guest writes; a host write of the value the MSR holds is accepted, so a
 host that saves and restores every MSR it can read works.  :meth:`get_state`/:meth:`set_state`
@@ -106,6 +108,8 @@ DEFAULT_PHYS_ADDRESS_BITS = 36    # what the SDM says when CPUID 0x80000008 is m
 # -- AMD ---------------------------------------------------------------------------------------
 MSR_AMD_SYSCFG = 0xC0010010
 MSR_AMD_HWCR = 0xC0010015
+MSR_AMD_NB_CFG = 0xC001001F
+NB_CFG_ENABLE_CF8_EXT_CFG = 1 << 46     # extended PCI configuration through 0xCF8 (Linux sets it)
 MSR_AMD_TOP_MEM = 0xC001001A
 MSR_AMD_TOP_MEM2 = 0xC001001D
 SYSCFG_MTRR_VAR_DRAM_EN = 1 << 20
@@ -142,6 +146,10 @@ def any_value(current: int, value: int, host: bool) -> int | None:
 
 def all_or_nothing(current: int, value: int, host: bool) -> int | None:
     return value if value in (0, ALL_ONES) else None
+
+
+def nb_cfg(current: int, value: int, host: bool) -> int | None:
+    return None if value & ~NB_CFG_ENABLE_CF8_EXT_CFG else value
 
 
 def mcg_status(current: int, value: int, host: bool) -> int | None:
@@ -226,6 +234,7 @@ class CpuMsrs(Device):
                 IA32_BIOS_SIGN_ID: Msr(MICROCODE_REVISION, read_only),
                 MSR_AMD_SYSCFG: Msr(SYSCFG_MTRR_VAR_DRAM_EN, read_only),
                 MSR_AMD_HWCR: Msr(HWCR_TSC_FREQ_SEL, self._hwcr),
+                MSR_AMD_NB_CFG: Msr(0, nb_cfg),
                 MSR_AMD_TOP_MEM: Msr(top_mem, read_only),
                 MSR_AMD_TOP_MEM2: Msr(0, read_only),
             }

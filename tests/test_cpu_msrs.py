@@ -47,6 +47,7 @@ AMD_RESET = {
     0x8B: 1,                                       # patch level 1
     0xC0010010: 1 << 20,                           # MtrrVarDramEn
     0xC0010015: 1 << 24,                           # TscFreqSel
+    0xC001001F: 0,                                 # NB_CFG
     0xC001001A: 128 * MIB,
     0xC001001D: 0,
     **MCA_RESET, **MTRR_RESET,
@@ -398,3 +399,14 @@ def test_set_state_refuses_bad_states_and_changes_nothing(change):
     with pytest.raises(ValueError):
         fresh.set_state(state)
     assert fresh.get_state() == before
+
+
+def test_amd_nb_cfg_keeps_only_the_extended_configuration_bit():
+    from devices.bus import GP
+    from devices.cpu_msrs import MSR_AMD_NB_CFG, NB_CFG_ENABLE_CF8_EXT_CFG
+    bus, _ = make("amd")
+    assert rd(bus, MSR_AMD_NB_CFG) == 0
+    assert wr(bus, MSR_AMD_NB_CFG, NB_CFG_ENABLE_CF8_EXT_CFG) is None
+    assert rd(bus, MSR_AMD_NB_CFG) == NB_CFG_ENABLE_CF8_EXT_CFG
+    assert wr(bus, MSR_AMD_NB_CFG, 1) is GP
+    assert rd(make("intel")[0], MSR_AMD_NB_CFG) is None
