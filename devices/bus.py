@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """One generic bus for the three address spaces of a vCPU: port I/O, MMIO and MSR indices.
 
 Devices are registered over half-open ranges ``[base, base + size)``.  Ranges are kept

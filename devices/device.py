@@ -91,8 +91,10 @@ class DeviceContext(Protocol):
 
     clock: Any               # .now() -> virtual ns
     ram_size: int
-    nb_cpus: int
     console: BinaryIO | None   # the host file serial ports write to (None: the process's stdout)
+
+    @property
+    def nb_cpus(self) -> int: ...
 
     def irq(self, line: int) -> IrqLine:
         """The interrupt line ``line`` (an ISA IRQ number, which is also the IOAPIC pin here)."""

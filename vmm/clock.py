@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Virtual time: one deterministic clock per machine, in nanoseconds of virtual time.
 
 Timing model (documented in docs/design.md): every retired guest instruction is one core cycle;

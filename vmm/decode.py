@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Decode a translation block once, on the cold path, when the hook layer first sees it.
 
 The C hook layer needs, per block: the offset of every instruction (to retire exactly the

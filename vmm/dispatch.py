@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """One dispatcher from a vCPU exit to the devices.
 
 It is a free-standing function of an :class:`~vmm.exits.Exit` and the machine's buses, so

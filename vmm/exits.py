@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The closed set of vCPU exits.
 
 Every backend (the Unicorn hook layer, a fake vCPU in tests, later KVM) reports what the

@@ -1,12 +1,20 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A fake vCPU for device-level tests and for embedding devices without a CPU.
 
-It offers exactly the view devices may use (docs/design.md, "vCPU view for devices"): CPL,
-CR0, CR4, interrupt window, the "in guest" flag, kick() and queue_work().  Deferred work
-queued while outside the guest runs only when the test calls :meth:`enter_guest` (or
+It offers exactly the view devices may use, the :class:`devices.vcpu.Vcpu` protocol (docs/design.md,
+"vCPU view for devices"): its id, CPL, CR0, CR4, the interrupt window, the "in guest" flag, kick()
+and queue_work(); tests set the values with the ``set_*`` methods and plain attributes.  Deferred
+work queued while outside the guest runs only when the test calls :meth:`enter_guest` (or
 :meth:`run_work`), just as the real backend runs it before it next enters the guest.
+
+Not supported: running anything (there are no instructions, registers or exits).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["CR0_PE", "CR4_PCE", "FakeVcpu"]
 
 CR0_PE = 1 << 0
 CR4_PCE = 1 << 8
@@ -14,7 +22,7 @@ CR4_PCE = 1 << 8
 
 class FakeVcpu:
     def __init__(self, vcpu_id: int = 0, cpl: int = 0, cr0: int = CR0_PE | (1 << 31), cr4: int = 0):
-        self.id = vcpu_id
+        self.vcpu_id = vcpu_id
         self._cpl = cpl
         self._cr0 = cr0
         self._cr4 = cr4
@@ -23,7 +31,7 @@ class FakeVcpu:
         self.in_guest = False
         self.halted = False
         self.kicks = 0
-        self.work: list = []
+        self.work: list[Callable[[], object]] = []
 
     def cpl(self) -> int:
         return self._cpl
@@ -50,7 +58,7 @@ class FakeVcpu:
         self.kicks += 1
         self.halted = False
 
-    def queue_work(self, fn) -> None:
+    def queue_work(self, fn: Callable[[], object]) -> None:
         self.work.append(fn)
         self.kick()
 

@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Type stub of vmm._ucvcpu (Cython): the Python API of the Unicorn vCPU backend.
+
+What Python sees of vmm/_ucvcpu.pyx: :class:`UcVcpu`'s constructor, the view devices use (it
+provides :class:`devices.vcpu.Vcpu`), the machine's controls (run, stop, MMIO windows, the
+LAPIC and PMU fast paths, the objects it answers exits with) and its public fields.  The hooks
+and C internals are not callable from Python and are not described here; ``BlockTable`` is
+the layer's decoded-block cache, with nothing to call.
+"""
+
+from collections.abc import Callable
+from typing import Protocol, final
+
+from unicorn import Uc
+
+from devices.bus import Fault
+from devices.lapic import Lapic
+from pmu._core import PmuCore
+from vmm._uarch import BranchPredictor, CacheModel
+from vmm.exits import Exit
+
+class _ExitHandler(Protocol):
+    """Answers every non-terminal exit: a read's value, a Fault, CPUID's registers, or None."""
+
+    def handle(self, exit: Exit, /) -> int | Fault | tuple[int, int, int, int] | None: ...
+
+class _InterruptSource(Protocol):
+    """The NMI or (if ``interrupts``) maskable interrupt to inject now, as (vector, is_nmi)."""
+
+    def next_injection(self, interrupts: bool, /) -> tuple[int, bool] | None: ...
+
+class _Platform(Protocol):
+    """The VMware backdoor (reads and updates rax/rbx/rcx/rdx in place) and CR8."""
+
+    def backdoor(self, port: int, regs: dict[str, int], /) -> None: ...
+    def read_cr8(self) -> int: ...
+    def write_cr8(self, value: int, /) -> None: ...
+
+@final
+class BlockTable:
+    def __init__(self) -> None: ...
+
+@final
+class UcVcpu:
+    """One vCPU on a unicorn engine.  ``handler`` answers exits (vmm.dispatch.Dispatcher)."""
+
+    handler: _ExitHandler | None
+    platform: _Platform | None
+    intc: _InterruptSource | None
+    #: Called on the vCPU side when kick()ed or at ``deadline`` (timers, PMIs), after queued work.
+    on_attention: Callable[[], object] | None
+    retired: int
+    tsc_offset: int
+    in_guest: bool
+    attention: bool
+    irq_pending: bool
+    nmi_check: bool
+    forced_emulation: bool
+    vcpu_id: int
+    #: Virtual ns at which on_attention must run (2**64 - 1: none).
+    deadline: int
+    #: Virtual ns skipped in HLT.
+    idle_ns: int
+    max_insns: int
+    tsc_aux: int
+    cache: CacheModel
+    predictor: BranchPredictor
+    def __init__(self, engine: Uc, handler: _ExitHandler | None = None, vcpu_id: int = 0) -> None: ...
+    def self_test(self) -> list[str]: ...
+    def now(self) -> int: ...
+    def nmi_blocked(self) -> bool: ...
+    def flush_branch_predictor(self) -> None: ...
+    # the view devices use (devices.vcpu.Vcpu)
+    def cpl(self) -> int: ...
+    def cr0(self) -> int: ...
+    def cr4(self) -> int: ...
+    def interrupts_enabled(self) -> bool: ...
+    def kick(self) -> None: ...
+    def queue_work(self, fn: Callable[[], object]) -> None: ...
+    # the machine's controls
+    def request_stop(self, text: str = "stopped by the VMM") -> None: ...
+    def map_mmio(self, base: int, size: int) -> None: ...
+    def unmap_mmio(self, base: int, size: int) -> None: ...
+    def attach_lapic(self, lapic: Lapic) -> None: ...
+    def attach_pmu(self, core: PmuCore) -> None: ...
+    def run(self, timeout: float = 0.0) -> Exit: ...
