@@ -83,6 +83,7 @@ class AcpiPm(Device):
         self.ctx = ctx
         self.pm1a_evt, self.pm1a_cnt, self.pm_tmr = pm1a_evt, pm1a_cnt, pm_tmr
         self.s5_type = s5_type
+        self.sci_irq = sci_irq
         self.sci = ctx.irq(sci_irq)
         self._sci_level = False
         self.status = 0       # PM1_STS bits other than TMR_STS

@@ -62,7 +62,7 @@ def test_multiboot_elf_loads_segments_and_zeroes_bss(ram, bits, kind):
     info = load_kernel(mb_kernel(bits), ram)
     assert info.kind == kind
     assert info.entry == KERNEL + 12
-    assert info.mbi_address == MBI_ADDRESS == 0xF8000
+    assert info.boot_info_address == MBI_ADDRESS == 0xF8000
     text = multiboot_header() + CODE
     assert bytes(ram[KERNEL : KERNEL + len(text)]) == text
     assert bytes(ram[KERNEL + len(text) : KERNEL + len(text) + 0x3000]) == bytes(0x3000)
@@ -122,10 +122,18 @@ def test_entry_is_translated_from_virtual_to_physical(ram):
 
 
 def test_non_load_segments_and_empty_loads_are_skipped(ram):
-    image = build_elf([Seg(0, b"note", type=PT_NOTE), Seg(0x5000, b""), Seg(KERNEL, CODE)], entry=KERNEL)
+    gnu_note = struct.pack("<III", 4, 4, 3) + b"GNU\0" + b"\1\2\3\4"    # a build-id style note, not Xen's
+    image = build_elf([Seg(0, gnu_note, type=PT_NOTE), Seg(0x5000, b""), Seg(KERNEL, CODE)], entry=KERNEL)
     info = load_kernel(image, ram)
     assert [s.paddr for s in info.segments] == [KERNEL]
+    assert info.kind == "elf64"
     assert ram[0] == FILLER
+
+
+def test_a_malformed_note_segment_is_refused(ram):
+    """Notes are read (a PVH entry may be among them): one that runs past its segment is a bad image."""
+    image = build_elf([Seg(0, b"note", type=PT_NOTE), Seg(KERNEL, CODE)], entry=KERNEL)
+    refused(image, ram, r"^truncated ELF note header at file offset 0x[0-9a-f]+$")
 
 
 def test_segment_at_zero_below_the_boot_area_is_allowed(ram):

@@ -16,8 +16,12 @@ it); any other is added.  A board device that is not user-creatable cannot be co
 
 from __future__ import annotations
 
+from devices.acpi_pm import AcpiPm
 from devices.device import PropertyError
+from devices.ioapic import Ioapic
+from devices.pic import I8259
 from devices.registry import DeviceSpec, device_class
+from vmm.acpi import AcpiPlatform
 
 PC_BOARD = (
     DeviceSpec("isa-serial"),
@@ -51,3 +55,17 @@ def with_user_devices(board: tuple[DeviceSpec, ...], user: list[DeviceSpec]) -> 
         else:
             specs.append(spec)
     return specs
+
+
+def acpi_platform(devices: list, cpus: int) -> AcpiPlatform:
+    """What the ACPI tables must say about a machine built from ``devices``: its IOAPIC, 8259s and
+    ACPI PM block as configured, so a ``-device ioapic,id=2`` or moved PM ports stay true in the MADT
+    and FADT."""
+    fields: dict = {"cpus": cpus, "pic_present": any(isinstance(d, I8259) for d in devices)}
+    for device in devices:
+        if isinstance(device, Ioapic):
+            fields.update(ioapic_id=device.apic_id, ioapic_address=device.address)
+        elif isinstance(device, AcpiPm):
+            fields.update(pm1a_event_port=device.pm1a_evt, pm1a_control_port=device.pm1a_cnt,
+                          pm_timer_port=device.pm_tmr, sci_irq=device.sci_irq, s5_sleep_type=device.s5_type)
+    return AcpiPlatform(**fields)

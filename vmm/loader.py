@@ -1,7 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Kernel loader: puts a multiboot v1 or plain ELF64 kernel, its command line and one module in guest RAM.
+"""Kernel loader: puts a kernel, its command line and one module (initrd) in guest RAM.
 
-Recognised images (docs/design.md, "Entry state for plain ELF64 kernels"):
+The kind is chosen from the file itself (docs/design.md, "Entry state for plain ELF64 kernels"):
+
+* ``linux64`` -- a Linux bzImage, entered through the 64-bit boot protocol (vmm/linux_boot.py:
+  zero page, e820 map, command line, initrd);
+* ``pvh`` -- an ELF64 (e.g. a Linux vmlinux) without a multiboot header but with a Xen
+  XEN_ELFNOTE_PHYS32_ENTRY note: entered in 32-bit protected mode at the note's address with
+  EBX = an hvm_start_info (memory map, command line, initrd as module 0, RSDP);
 
 * ``multiboot32`` -- ELFCLASS32/EM_386 with a multiboot v1 header (magic 0x1BADB002, 4-byte aligned
   in the first 8 KiB, magic + flags + checksum == 0 mod 2**32);
@@ -31,10 +37,12 @@ With a module, the list holds one entry (named ``initrd``) whose bytes sit at th
 boundary after the kernel's highest loaded byte; without one, mods_count is 0 while the mods flag
 stays set (which the spec allows: the count says there is nothing).
 
+Linux kernels get the command line exactly as given (no argv[0]); the initrd is module 0.
+
 Not supported: multiboot2, the multiboot memory map (flag bit 6; fw_cfg has no E820 table
 either), video mode requests (flag bit 2 is accepted and ignored), symbol tables, more than one
-module, PVH entry notes, compressed (bzImage) kernels, and multiboot header flags bits 3-15
-(refused, as the spec requires for unknown requirements).
+module, kernel files over 512 MiB, and multiboot header flags bits 3-15 (refused, as the spec
+requires for unknown requirements).
 """
 
 from __future__ import annotations
@@ -57,6 +65,15 @@ from vmm.firmware_area import (
     FIRMWARE_AREA_START,
     MODULES_ADDRESS,
     PAGE_SIZE,
+)
+from vmm.linux_boot import (
+    E820Entry,
+    build_e820,
+    find_pvh_entry,
+    is_bzimage,
+    load_bzimage,
+    write_cmdline,
+    write_hvm_start_info,
 )
 
 MULTIBOOT_MAGIC = 0x1BADB002
@@ -86,6 +103,7 @@ ELF_PHDR_SIZE = {32: 32, 64: 56}
 ELF_MACHINE = {32: "EM_386", 64: "EM_X86_64"}
 
 BYTES_KERNEL_NAME = "kernel"  # argv[0] when the kernel comes as bytes rather than a file
+MAX_KERNEL_BYTES = 512 << 20   # larger files are refused before they are read whole
 
 
 def describe_range(start: int, end: int) -> str:
@@ -131,9 +149,9 @@ class Segment:
 class BootInfo:
     """What the machine needs to enter the kernel: its kind, physical entry point and MBI address."""
 
-    kind: str  # "multiboot32", "multiboot64" or "elf64"
+    kind: str  # "multiboot32", "multiboot64", "elf64", "pvh" or "linux64"
     entry: int
-    mbi_address: int
+    boot_info_address: int  # the MBI, the Linux zero page or the PVH start info
     image_end: int  # one past the kernel's highest loaded byte
     segments: tuple[Segment, ...]
     module: Window | None  # where the module landed, if one was given
@@ -152,14 +170,25 @@ def load_kernel(
     cmdline: str = "",
     module: bytes | None = None,
     reserved: Iterable[tuple[int, int, str]] = (),
+    e820: list[E820Entry] | None = None,
+    rsdp_address: int = 0,
 ) -> BootInfo:
-    """Validate ``kernel`` (a path or the image's bytes), then load it, the MBI and ``module`` into ``ram``.
+    """Validate ``kernel`` (a path or the image's bytes), then load it, its boot information and
+    ``module`` into ``ram``.
 
     ``ram`` is guest RAM from physical address 0; ``reserved`` lists ``(start, end, name)`` windows
-    (end exclusive) besides the boot area that nothing may be loaded over.  The command line's argv[0]
-    is the kernel's file name, or ``kernel`` when the image comes as bytes.
+    (end exclusive) besides the boot area that nothing may be loaded over.  The multiboot command
+    line's argv[0] is the kernel's file name, or ``kernel`` when the image comes as bytes.  ``e820``
+    (default: RAM with the PC's reserved windows) and ``rsdp_address`` (0: none) go to Linux kernels.
     """
     data, name = _read_image(kernel)
+    memory_map = e820 if e820 is not None else build_e820(len(ram))
+    if is_bzimage(data):
+        linux = load_bzimage(ram, data, boot_params_address=BOOT_INFO_ADDRESS, cmdline_address=CMDLINE_ADDRESS,
+                             e820=memory_map, cmdline=cmdline, initrd=module, rsdp_address=rsdp_address)
+        initrd = None if linux.initrd_range is None else Window(*linux.initrd_range, MODULE_NAME.decode())
+        return BootInfo("linux64", linux.entry, linux.boot_params_address, linux.kernel_range[1], (), initrd,
+                        cmdline)
     full_cmdline = f"{name} {cmdline}" if cmdline else name
     encoded_cmdline = full_cmdline.encode()
     if len(encoded_cmdline) > CMDLINE_MAX_BYTES:
@@ -169,6 +198,9 @@ def load_kernel(
     windows = [BOOT_AREA, *(Window(*window) for window in reserved)]
 
     kind, entry, segments = _parse_image(data)
+    pvh_entry = find_pvh_entry(data) if kind == "elf64" else None
+    if pvh_entry is not None:
+        kind, entry = "pvh", pvh_entry
     for segment in segments:
         _check_placement("kernel segment", segment.paddr, segment.end, len(ram), windows)
     if not any(segment.paddr <= entry < segment.end for segment in segments):
@@ -186,6 +218,12 @@ def load_kernel(
         ram[segment.paddr + segment.filesz : segment.end] = bytes(segment.memsz - segment.filesz)
     if module_window is not None:
         ram[module_window.start : module_window.end] = module
+    if kind == "pvh":
+        write_cmdline(ram, CMDLINE_ADDRESS, cmdline, max_bytes=CMDLINE_MAX_BYTES + 1)
+        modules = [] if module_window is None else [(module_window.start, len(module), 0)]
+        write_hvm_start_info(ram, BOOT_INFO_ADDRESS, cmdline_address=CMDLINE_ADDRESS, memmap=memory_map,
+                             modules=modules, rsdp_address=rsdp_address)
+        return BootInfo(kind, entry, BOOT_INFO_ADDRESS, image_end, tuple(segments), module_window, cmdline)
     _write_mbi(ram, encoded_cmdline, module_window)
     return BootInfo(kind, entry, MBI_ADDRESS, image_end, tuple(segments), module_window, full_cmdline)
 
@@ -195,9 +233,12 @@ def _read_image(kernel) -> tuple[bytes, str]:
         return bytes(kernel), BYTES_KERNEL_NAME
     try:
         with open(kernel, "rb") as image:
-            return image.read(), os.path.basename(os.fspath(kernel))
+            data = image.read(MAX_KERNEL_BYTES + 1)     # bounded: the path may be /dev/zero
     except OSError as error:
         raise LoadError(f"cannot read kernel {os.fspath(kernel)}: {error.strerror}") from None
+    if len(data) > MAX_KERNEL_BYTES:
+        raise LoadError(f"kernel {os.fspath(kernel)} is larger than {MAX_KERNEL_BYTES >> 20} MiB: not a kernel")
+    return data, os.path.basename(os.fspath(kernel))
 
 
 def _parse_image(data: bytes) -> tuple[str, int, list[Segment]]:

@@ -7,9 +7,11 @@ through the device registry (devices/registry.py).  A device is reached by decla
 ranges: the machine registers them, and maps MMIO ranges into the vCPU.  Devices see the machine
 only through vmm/platform.py.
 
-Boot: the VMM writes its boot structures into the firmware area 0xE0000-0xFFFFF
-(vmm/firmware_area.py), loads the kernel with vmm.loader, and starts the vCPU at the trampoline,
-which enters the kernel in long mode (plain ELF64) or 32-bit protected mode (multiboot).
+Boot: the VMM writes its boot structures and the ACPI tables describing the board into the
+firmware area 0xE0000-0xFFFFF (vmm/firmware_area.py), loads the kernel with vmm.loader (multiboot,
+plain ELF64, Linux bzImage or PVH, chosen from the file), and starts the vCPU at the trampoline,
+which enters the kernel in long mode (plain ELF64, Linux's 64-bit boot protocol) or 32-bit
+protected mode (multiboot, PVH).
 
 The run loop turns terminal exits into a :class:`RunResult`: the guest's debug-exit status, a
 poweroff or reset asked for by the guest, a clean "guest shut down" on a triple fault, "halted
@@ -18,7 +20,8 @@ wall-clock timeout or an instruction limit.  HLT waits on virtual time: the cloc
 timer deadline, never sleeps.
 
 Not supported: more than one vCPU (``smp`` must be 1), RAM above 3 GiB, PCI devices, device
-hot-plug, save/restore of the whole machine (the LAPIC and PMU have their own state).
+hot-plug, rebooting (a guest reset ends the run), save/restore of the whole machine (the LAPIC and
+PMU have their own state).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import unicorn
 from unicorn import x86_const as uxc
 
 import firmware
-from devices.bus import Bus
+from devices.bus import Bus, BusError
 from devices.cpu_msrs import CpuMsrs
 from devices.device import PropertyError
 from devices.lapic import Lapic
@@ -42,19 +45,24 @@ from devices.uart import Uart16550
 from pmu.config import PmuConfig
 from pmu.pmu import Pmu
 from vmm._ucvcpu import UcVcpu
-from vmm.board import PC_BOARD, with_user_devices
+from vmm.acpi import build_acpi_tables
+from vmm.board import PC_BOARD, acpi_platform, with_user_devices
 from vmm.clock import VirtualClock
 from vmm.cpuid import CpuidError, CpuidModel
 from vmm.dispatch import Dispatcher
 from vmm.errors import VmmError
 from vmm.exits import ExitKind
 from vmm.firmware_area import (
+    ACPI_ADDRESS,
+    ACPI_LIMIT,
     MODE_ELF64,
+    MODE_LINUX64,
     MODE_PROTECTED32,
     TRAMPOLINE_ADDRESS,
     write_boot_structures,
     write_entry_parameters,
 )
+from vmm.linux_boot import build_e820
 from vmm.loader import Window, bus_windows, load_kernel
 from vmm.platform import Platform
 
@@ -152,6 +160,12 @@ class Machine:
         self.vcpu.intc = self
         self.vcpu.on_attention = self._service
         write_boot_structures(self.ram, firmware.trampoline())
+        try:
+            self.acpi = build_acpi_tables(acpi_platform(self.devices, self.platform.nb_cpus), ACPI_ADDRESS, ACPI_LIMIT)
+        except ValueError as e:     # a device configured so the tables cannot describe it
+            raise VmmError(str(e)) from None
+        self.ram[ACPI_ADDRESS:self.acpi.end] = self.acpi.blob
+        self.e820 = build_e820(config.memory, acpi=(ACPI_ADDRESS, self.acpi.end))
 
     # -- assembly ---------------------------------------------------------------------
     def _build_cpu_parts(self) -> None:
@@ -189,7 +203,7 @@ class Machine:
                 buses[r.bus].register(r.base, r.size, device)
                 if r.bus == "mmio":
                     self._map_mmio(r.base, r.size)
-        except ValueError as e:     # bus errors: overlap, bad range
+        except BusError as e:       # overlap, bad range
             raise PropertyError(f"device {spec.name}: {e}") from None
         if hasattr(device, "set_irq"):
             self.platform.controllers.append(device)
@@ -221,9 +235,9 @@ class Machine:
         windows = [w for w in bus_windows(self.mmio)]
         windows.append(Window(self.lapic.base, self.lapic.base + 0x1000, "LAPIC"))
         boot = load_kernel(kernel, self.ram, cmdline=self.config.cmdline, module=self.config.initrd,
-                           reserved=windows)
-        mode = MODE_ELF64 if boot.kind == "elf64" else MODE_PROTECTED32
-        write_entry_parameters(self.ram, entry=boot.entry, boot_info=boot.mbi_address, mode=mode)
+                           reserved=windows, e820=self.e820, rsdp_address=self.acpi.rsdp_address)
+        mode = {"elf64": MODE_ELF64, "linux64": MODE_LINUX64}.get(boot.kind, MODE_PROTECTED32)
+        write_entry_parameters(self.ram, entry=boot.entry, boot_info=boot.boot_info_address, mode=mode)
         self.engine.reg_write(uxc.UC_X86_REG_RIP, TRAMPOLINE_ADDRESS)
         self.boot = boot
         return boot
