@@ -11,6 +11,7 @@ there is no target; skip when the measurement could not be made here).  The modu
 * bench_boot     hello64 / hello32 boot-to-exit: CLI process, in-process, QEMU TCG
 * bench_refloop  the reference-loop kernel: wall time, instruction count, determinism
 * bench_pmu_core the compiled PMU core vs the pure-Python reference model
+* bench_linux    Debian's kernel to /init and poweroff: VMM vs QEMU TCG, MIPS, determinism
 
 ``--quick`` uses fewer iterations and repetitions (about half a minute in all); the default run
 takes a few minutes.  The numbers of this machine are in docs/figures.md.
@@ -26,7 +27,7 @@ import time
 
 from bench.common import Figure, print_table
 
-MODULES = ("bench_mips", "bench_exits", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core")
+MODULES = ("bench_mips", "bench_exits", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core", "bench_linux")
 
 
 def main(argv: list[str] | None = None) -> int:
