@@ -68,6 +68,25 @@ def test_a_failing_command_reports_its_status(linux_assets):
     assert exit_status(serial) == 7
 
 
+def test_the_same_kernel_boots_through_its_pvh_entry(linux_assets, tmp_path_factory):
+    """The vmlinux inside the bzImage, loaded as an ELF: the PVH note's 32-bit entry with hvm_start_info."""
+    from firmware.linux.vmlinux import vmlinux_file
+    from vmm.linux_boot import find_pvh_entry
+
+    vmlinux = vmlinux_file(linux_assets.kernel, tmp_path_factory.mktemp("pvh") / "vmlinux")
+    assert find_pvh_entry(vmlinux.read_bytes()) is not None
+    machine = Machine(MachineConfig(memory=256 << 20, serial=io.BytesIO(), timeout=TIMEOUT,
+                                    cmdline=cmdline("cat /proc/cmdline"), initrd=linux_assets.initramfs.read_bytes()))
+    boot = machine.load(str(vmlinux))
+    assert boot.kind == "pvh"
+    result = machine.run()
+    serial = result.serial.decode(errors="replace")
+    assert (result.reason, exit_status(serial)) == ("poweroff", 0), serial[-3000:]
+    # The command line arrives exactly as given (no multiboot-style argv[0]), in the log and in /proc/cmdline.
+    assert f"Command line: {cmdline('cat /proc/cmdline')}\r\n" in serial
+    assert f"\n{cmdline('cat /proc/cmdline')}\r\n" in serial
+
+
 def test_boot_is_byte_identical_in_process_and_through_the_cli(linux_assets):
     """Determinism: the same kernel, initrd and options give the same serial bytes, timestamps included."""
     _, serial = boot_linux(linux_assets, "intel")
