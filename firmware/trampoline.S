@@ -21,6 +21,16 @@
         .set MODE_PROTECTED32, 32
         .set MODE_LINUX64, 0x4C
 
+/* Load every data segment register with one selector (through %ax). */
+        .macro load_data_segments selector
+        mov     $\selector, %ax
+        mov     %ax, %ds
+        mov     %ax, %es
+        mov     %ax, %ss
+        mov     %ax, %fs
+        mov     %ax, %gs
+        .endm
+
         .text
         .code64
         .globl _start
@@ -41,12 +51,7 @@ _start:
         lea     1f(%rip), %rax
         pushq   %rax
         lretq
-1:      mov     $0x10, %ax
-        mov     %ax, %ds
-        mov     %ax, %es
-        mov     %ax, %ss
-        mov     %ax, %fs
-        mov     %ax, %gs
+1:      load_data_segments 0x10
         cmpl    $MODE_PROTECTED32, PARAMS + 0x18
         je      to_protected_mode
         mov     PARAMS + 0x08, %rdi
@@ -59,12 +64,7 @@ to_linux:
         lea     2f(%rip), %rax
         pushq   %rax
         lretq
-2:      mov     $0x18, %ax
-        mov     %ax, %ds
-        mov     %ax, %es
-        mov     %ax, %ss
-        mov     %ax, %fs
-        mov     %ax, %gs
+2:      load_data_segments 0x18
         mov     PARAMS + 0x08, %rsi
         xor     %eax, %eax
         xor     %edi, %edi
@@ -88,12 +88,7 @@ pm32:
         mov     %cr4, %eax
         and     $~0x20, %eax                /* PAE off */
         mov     %eax, %cr4
-        mov     $0x10, %ax
-        mov     %ax, %ds
-        mov     %ax, %es
-        mov     %ax, %ss
-        mov     %ax, %fs
-        mov     %ax, %gs
+        load_data_segments 0x10
         mov     PARAMS + 0x08, %ebx
         mov     $MB_MAGIC, %eax
         jmp     *PARAMS
