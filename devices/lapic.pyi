@@ -111,7 +111,7 @@ class ApicMode(IntEnum):
     X2APIC = 3
 
 class LapicStateError(ValueError):
-    """A saved LAPIC state has the wrong version, fields or apic_id."""
+    """A saved LAPIC state has the wrong version, fields or apic_id, or a value the registers cannot hold."""
 
 class _Clock(Protocol):
     def now(self) -> int: ...
@@ -170,4 +170,5 @@ class Lapic:
     def tick(self, now: int) -> None: ...
     # save / restore
     def get_state(self) -> dict[str, Any]: ...
-    def set_state(self, state: dict[str, Any]) -> None: ...
+    def set_state(self, state: dict[str, Any]) -> None:
+        """All or nothing: LapicStateError, with nothing changed, for a state the registers cannot hold."""

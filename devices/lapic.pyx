@@ -10,19 +10,29 @@ Access paths (one device object on two buses, see :meth:`Lapic.attach`):
   about a move through ``on_base_change(old, new)``).  Registers sit at 16-byte aligned offsets and
   are accessed with 32-bit loads and stores; any other size or a misaligned access reads 0 and a
   write is ignored.  Reserved offsets read 0 and ignore writes.  While the APIC is hardware-disabled
-  or in x2APIC mode the page behaves like a globally disabled xAPIC: reads return 0, writes are
-  ignored (there is no RAM behind it in our machine);
+  the page is not decoded (SDM: the processor acts as one without an on-chip APIC), and in x2APIC
+  mode the SDM makes it behave the same way: nothing answers, so reads return all-ones and writes
+  are lost, as for any address with no device and no RAM behind it (KVM with QEMU answers the
+  same; kvm-unit-tests' apic test checks it);
 * MSR 0x1B (IA32_APIC_BASE) with the SDM's mode transitions (disabled <-> xAPIC -> x2APIC ->
   disabled); a guest write that would go x2APIC -> xAPIC, disabled -> x2APIC, to the invalid state
   EN=0/EXTD=1, set EXTD without CPUID x2APIC, or set reserved bits (0-7, 9, >= MAXPHYADDR) is #GP.
-  Host writes (``access.host``) skip only the transition rules.  Going to the disabled state resets
-  every APIC register to its power-up value;
+  Host writes (``access.host``) skip only the transition rules.  Every change of EN resets all APIC
+  registers to their power-up values (the ID register to the initial APIC ID): the SDM lets a
+  disable lose the APIC's state and we always do, and an APIC enabled again starts from its
+  power-up state whatever CR8 wrote to the TPR meanwhile.  CPUID.1:EDX.APIC follows EN, as the SDM
+  says (the LAPIC sets it in its cpuid model);
 * MSRs 0x800-0x8FF in x2APIC mode (#GP otherwise): RsvdZ checking (a write with a reserved bit set
   is #GP), 64-bit ICR at 0x830, SELF IPI at 0x83F, read-only ID/LDR (LDR derived from the ID),
   #GP for unknown registers, writes to read-only and reads of write-only registers, a non-zero
   EOI or ESR write;
 * MSR 0x6E0 (IA32_TSC_DEADLINE) when CPUID advertises TSC-deadline (#GP otherwise); it reads 0 and
   ignores writes unless the timer LVT is in TSC-deadline mode.
+
+:meth:`Lapic.set_state` applies a whole saved state or, raising :class:`LapicStateError`, nothing:
+it refuses the values a guest's MSR and MMIO writes refuse or cannot produce (reserved APIC_BASE
+bits and modes, reserved register bits, vectors 0-15 in IRR/ISR/TMR, pending work in a disabled
+APIC, values of the wrong type or width).
 
 Interrupt delivery to the vCPU is pulled, not pushed: the vCPU asks :meth:`Lapic.interrupt_for`
 (or :meth:`Lapic.pending_interrupt` plus its own RFLAGS.IF/shadow check), then calls
@@ -170,8 +180,12 @@ _STATE_KEYS = frozenset({
 })
 
 
+#: The fields of a state that hold plain integers.
+_STATE_INTS = tuple(sorted(_STATE_KEYS - {"version", "apic_id", "lvt", "timer_deadline", "nmi_pending"}))
+
+
 class LapicStateError(ValueError):
-    """A saved LAPIC state has the wrong version, fields or apic_id."""
+    """A saved LAPIC state has the wrong version, fields or apic_id, or a value the registers cannot hold."""
 
 
 cdef extern from *:
@@ -498,8 +512,13 @@ cdef class Lapic:
         self._write_mmio(access, value)
         return None
 
-    def _mmio_usable(self, access) -> bool:
-        return ((self.apic_base >> 10) & 3) == ApicMode.XAPIC and access.size == 4 and not access.offset & 0xF
+    def _page_decoded(self) -> bool:
+        """The xAPIC page answers only in xAPIC mode (disabled and x2APIC: nothing is there)."""
+        return ((self.apic_base >> 10) & 3) == ApicMode.XAPIC
+
+    @staticmethod
+    def _register_access(access) -> bool:
+        return access.size == 4 and not access.offset & 0xF
 
     def _now_for(self, offset: int) -> int:
         """clock.now() for the registers whose access depends on time, else 0 (saves a clock call)."""
@@ -509,7 +528,9 @@ cdef class Lapic:
 
     def _read_mmio(self, access) -> int:
         cdef uint64_t value = 0
-        if not self._mmio_usable(access):
+        if not self._page_decoded():
+            return (1 << (8 * access.size)) - 1
+        if not self._register_access(access):
             return 0
         offset = access.offset
         if not self.read_register(offset, False, self._now_for(offset), &value):
@@ -517,7 +538,7 @@ cdef class Lapic:
         return value
 
     def _write_mmio(self, access, value: int) -> None:
-        if self._mmio_usable(access):
+        if self._page_decoded() and self._register_access(access):
             offset = access.offset
             if offset == REG_LVT_TIMER:
                 self._sample_cpuid()
@@ -545,26 +566,34 @@ cdef class Lapic:
     # -- IA32_APIC_BASE --------------------------------------------------------------------
     def _write_apic_base(self, value: int, host: bool):
         self._sample_cpuid()
-        max_phys_addr = self.cpuid.query(0x80000008)[0] & 0xFF
-        reserved = APIC_BASE_LOW_RESERVED | (-1 << max_phys_addr)
-        if not self.cpuid.has("x2apic"):
-            reserved |= APIC_BASE_EXTD
-        if value & reserved or value < 0:
+        if self._apic_base_refused(value) is not None:
             return GP
         old_mode, new_mode = self.mode, ApicMode((value >> 10) & 3)
-        if new_mode == ApicMode.INVALID:
-            return GP
         if not host and (old_mode, new_mode) in ((ApicMode.X2APIC, ApicMode.XAPIC),
                                                   (ApicMode.DISABLED, ApicMode.X2APIC)):
             return GP
         old_base, new_base = self.base, value & APIC_BASE_ADDRESS_MASK
         if new_base != old_base and not self._remap(old_base, new_base):
             return GP
+        old_enabled = self.apic_base & C_APIC_BASE_EN
         self.apic_base = value
-        if old_mode != ApicMode.DISABLED and new_mode == ApicMode.DISABLED:
+        if (value & C_APIC_BASE_EN) != old_enabled:
             self.reset_registers()
+            self.cpuid.set_feature("apic", bool(value & C_APIC_BASE_EN))
         if new_base != old_base:
             self.on_base_change(old_base, new_base)
+        return None
+
+    def _apic_base_refused(self, value: int):
+        """Why no write, not even the host's, may put ``value`` in IA32_APIC_BASE; None if one may."""
+        max_phys_addr = self.cpuid.query(0x80000008)[0] & 0xFF
+        reserved = APIC_BASE_LOW_RESERVED | (-1 << max_phys_addr)
+        if not self.cpuid.has("x2apic"):
+            reserved |= APIC_BASE_EXTD
+        if value < 0 or value & reserved:
+            return "sets reserved bits"
+        if (value >> 10) & 3 == ApicMode.INVALID:
+            return "is the invalid mode EN=0 EXTD=1"
         return None
 
     def _remap(self, old_base: int, new_base: int) -> bool:
@@ -1103,7 +1132,8 @@ cdef class Lapic:
     def set_state(self, state: dict) -> None:
         """Restore what :meth:`get_state` returned; remaps the xAPIC page if its base differs.
 
-        Raises :class:`LapicStateError` (nothing changed) on a version, field or apic_id mismatch.
+        All or nothing: raises :class:`LapicStateError`, having changed nothing, on a version, field
+        or apic_id mismatch and on any value the registers cannot hold (see :meth:`_state_refused`).
         """
         cdef uint64_t irr[4]
         cdef uint64_t isr[4]
@@ -1111,7 +1141,10 @@ cdef class Lapic:
         cdef uint32_t lvt[LAPIC_LVT_COUNT]
         cdef uint64_t apic_base, icr, deadline = 0
         cdef uint32_t xapic_id, tpr, ldr, dfr, spiv, esr, esr_accumulated, initial, divide
+        cdef bint armed
         cdef int i
+        if not isinstance(state, dict):
+            raise LapicStateError(f"LAPIC state must be a dict, not {type(state).__name__}")
         if state.get("version") != _STATE_VERSION:
             raise LapicStateError(f"LAPIC state version {state.get('version')!r}, expected {_STATE_VERSION}")
         if set(state) != _STATE_KEYS:
@@ -1119,8 +1152,16 @@ cdef class Lapic:
             raise LapicStateError(f"LAPIC state fields wrong: missing {missing}, unknown {unknown}")
         if state["apic_id"] != self.apic_id:
             raise LapicStateError(f"LAPIC state is for APIC ID {state['apic_id']}, this one is {self.apic_id}")
-        if len(state["lvt"]) != LVT_COUNT:
-            raise LapicStateError(f"LAPIC state has {len(state['lvt'])} LVT entries, expected {LVT_COUNT}")
+        if not isinstance(state["nmi_pending"], bool):
+            raise LapicStateError(f"LAPIC state has a bad value: nmi_pending {state['nmi_pending']!r} is not a bool")
+        if not isinstance(state["lvt"], (list, tuple)) or len(state["lvt"]) != LVT_COUNT:
+            raise LapicStateError(f"LAPIC state has a bad value: lvt {state['lvt']!r} is not {LVT_COUNT} LVT entries")
+        numbers = [state[name] for name in _STATE_INTS] + list(state["lvt"])
+        if state["timer_deadline"] is not None:
+            numbers.append(state["timer_deadline"])
+        for value in numbers:
+            if not isinstance(value, int):
+                raise LapicStateError(f"LAPIC state has a bad value: {value!r} is not an integer")
         # Convert everything first, so a bad value changes nothing.
         try:
             apic_base = state["apic_base"]
@@ -1142,8 +1183,16 @@ cdef class Lapic:
             armed = state["timer_deadline"] is not None
             if armed:
                 deadline = state["timer_deadline"]
-        except (TypeError, OverflowError) as exc:
+        except OverflowError as exc:
             raise LapicStateError(f"LAPIC state has a bad value: {exc}") from exc
+        self._sample_cpuid()
+        refused = self._apic_base_refused(apic_base)
+        if refused is not None:
+            refused = f"apic_base {apic_base:#x} {refused}"
+        else:
+            refused = self._state_refused(state)
+        if refused is not None:
+            raise LapicStateError(f"LAPIC state refused: {refused}")
         old_base, new_base = self.base, apic_base & APIC_BASE_ADDRESS_MASK
         if new_base != old_base and not self._remap(old_base, new_base):
             raise LapicStateError(f"LAPIC state puts the xAPIC page at {new_base:#x}, which is taken")
@@ -1166,7 +1215,57 @@ cdef class Lapic:
         self.timer_divide_config = divide
         self.timer_armed = armed
         self.timer_deadline = deadline
-        self.nmi_latched = bool(state["nmi_pending"])
-        self._sample_cpuid()
+        self.nmi_latched = state["nmi_pending"]
+        self.cpuid.set_feature("apic", bool(apic_base & C_APIC_BASE_EN))
         if new_base != old_base:
             self.on_base_change(old_base, new_base)
+
+    def _state_refused(self, state: dict):
+        """Why a state that set_state() could convert cannot be the register file's, or None.
+
+        Register values must fit what the MSR and MMIO writes let through (writable_mask(): the
+        same masks, the timer's bit 18 only with CPUID TSC-deadline); beyond that, the state must
+        be one the registers can reach: no vector below 16 in IRR/ISR/TMR, only the error bits this
+        APIC reports, LVT masks set while software-disabled, never timer mode 0b11, an armed timer
+        with something to count, and nothing pending, in service or armed while hardware-disabled.
+        """
+        cdef uint64_t mask = 0
+        apic_base, lvt, spiv = state["apic_base"], state["lvt"], state["spiv"]
+        x2apic = (apic_base >> 10) & 3 == ApicMode.X2APIC
+        for name, offset in (("tpr", O_TPR), ("ldr", O_LDR), ("dfr", O_DFR), ("spiv", O_SPIV),
+                             ("timer_divide_config", O_TIMER_DIVIDE)):
+            self.writable_mask(offset, False, &mask)
+            if state[name] & ~mask:
+                return f"{name} {state[name]:#x} has bits outside {mask:#x}"
+        for i, entry in enumerate(lvt):
+            self.writable_mask(O_LVT_TIMER + 0x10 * i, False, &mask)
+            if entry & ~mask:
+                return f"lvt[{i}] {entry:#x} has bits outside {mask:#x}"
+            if not spiv & C_SPIV_SW_ENABLE and not entry & C_LVT_MASKED:
+                return f"lvt[{i}] {entry:#x} is unmasked in a software-disabled APIC"
+        timer_mode = (lvt[L_TIMER] >> 17) & 3
+        if timer_mode == 3:
+            return f"the timer LVT {lvt[L_TIMER]:#x} is in the reserved mode 0b11"
+        # xAPIC: the low half of the ICR and the destination byte of ICR2; x2APIC: one 64-bit ICR.
+        self.writable_mask(O_ICR_LOW, x2apic, &mask)
+        icr_mask = mask
+        if not x2apic:
+            self.writable_mask(O_ICR_HIGH, False, &mask)
+            icr_mask |= mask << 32
+        if state["icr"] & ~icr_mask:
+            return f"icr {state['icr']:#x} has bits outside {icr_mask:#x}"
+        if state["xapic_id"] > 0xFF:
+            return f"xapic_id {state['xapic_id']:#x} is wider than 8 bits"
+        errors = state["esr"] | state["esr_accumulated"]
+        if errors & ~(C_ESR_REDIRECTABLE | C_ESR_SEND_ILLEGAL | C_ESR_RECEIVE_ILLEGAL):
+            return f"esr/esr_accumulated {errors:#x} hold errors this APIC never reports"
+        if (state["irr"] | state["isr"] | state["tmr"]) & 0xFFFF:
+            return "irr/isr/tmr hold vectors below 16"
+        deadline = state["timer_deadline"]
+        to_count = deadline if timer_mode == TM_TSC_DEADLINE else state["timer_initial_count"]
+        if deadline is not None and to_count == 0:
+            return "the timer is armed with nothing to count (deadline or initial count 0)"
+        if not apic_base & C_APIC_BASE_EN and (state["irr"] or state["isr"] or deadline is not None
+                                               or state["nmi_pending"]):
+            return "a hardware-disabled APIC has interrupts pending or in service, an NMI or a timer"
+        return None

@@ -37,6 +37,7 @@ BUILTIN_DEVICES = (
     "devices.fw_cfg:FwCfg",
     "devices.vmware:VmwareBackdoor",
     "devices.test_hooks:TestHooks",
+    "devices.pc_testdev:PcTestdev",
 )
 
 

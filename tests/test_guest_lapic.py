@@ -37,3 +37,14 @@ def test_lapic_kernels_without_x2apic_and_tsc_deadline():
             assert "SKIP: x2APIC not advertised" in serial, serial
         if kernel == "lapic_timer":
             assert "SKIP: TSC-deadline timer not advertised" in serial, serial
+
+
+@pytest.mark.parametrize("cpu", ["intel", "amd"])
+def test_lapic_enable(cpu):
+    assert_all_pass(*boot("lapic_enable", cpu=cpu))
+
+
+def test_lapic_enable_without_x2apic_skips_the_x2apic_part():
+    result, serial = boot("lapic_enable", cpuid_features={"x2apic": False, "tsc_deadline": False})
+    assert_all_pass(result, serial)
+    assert "SKIP: from x2APIC: x2APIC not advertised" in serial and "TSC_DEADLINE" not in serial, serial

@@ -133,7 +133,7 @@ def test_hardware_disable_resets_registers():
     h.write(0x300, 0x40050)  # self-IPI vector 0x50
     h.lapic.deliver_local(Lvt.LINT0)
     assert h.wrmsr(MSR_APIC_BASE, DISABLED) is None
-    assert h.read(0x20) == 0  # page dead while disabled
+    assert h.read(0x20) == 0xFFFFFFFF  # page not decoded while disabled
     assert h.lapic.pending_interrupt() is None and h.lapic.next_deadline() is None
     assert h.wrmsr(MSR_APIC_BASE, XAPIC) is None
     assert h.read(0x20) == 0x02000000
@@ -183,9 +183,9 @@ def test_self_ipi_register_does_not_exist_in_xapic_mode():
     assert h.lapic.pending_interrupt() is None
 
 
-def test_mmio_in_x2apic_mode_reads_zero_and_ignores_writes():
+def test_mmio_in_x2apic_mode_reads_all_ones_and_ignores_writes():
     h = x2apic_harness()
-    assert h.read(0x30) == 0
+    assert h.read(0x30) == 0xFFFFFFFF
     h.write(0x80, 0x50)
     assert h.rdmsr(0x808) == 0
 

@@ -1,14 +1,24 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """A configurable CPUID model: what the guest sees when it executes CPUID.
 
-The model is a table of ``(leaf, subleaf) -> (eax, ebx, ecx, edx)`` built from a vendor
-(GenuineIntel or AuthenticAMD), family/model/stepping and a set of named feature bits.
-Devices that own leaves (the PMU fills 0xA, 0x80000001 ECX[23], 0x80000022 and PDCM) write
-them with :meth:`CpuidModel.set_leaf` / :meth:`set_feature`; every change bumps
-:attr:`generation` so dependants (the PMU's ``refresh()``) can tell they are stale.
+The model is a table of ``(leaf, subleaf) -> (eax, ebx, ecx, edx)`` built from a named CPU model
+(vmm/cpu_models.py: vendor GenuineIntel or AuthenticAMD, family/model/stepping, brand string and
+feature set; ``CpuidModel("intel")`` and ``CpuidModel("amd")`` are the generic models) and named
+feature bits.  Devices that own leaves or bits (the PMU fills 0xA, 0x80000001 ECX[23], 0x80000022
+and PDCM; the LAPIC keeps CPUID.1:EDX.APIC equal to IA32_APIC_BASE.EN) write them with
+:meth:`CpuidModel.set_leaf` / :meth:`set_feature`; every change bumps :attr:`generation` so
+dependants (the PMU's ``refresh()``) can tell they are stale.
 
 Leaves that are not in the table read as zero, except that a leaf above the maximum basic
-or extended leaf returns the highest basic leaf, as Intel CPUs do.
+or extended leaf returns the highest basic leaf, as Intel CPUs do.  Leaves that take a subleaf
+in ECX (:data:`SUBLEAF_LEAVES`) read as zero for subleaves not in the table; the others ignore ECX.
+
+Bits that follow the vCPU's state (answered from ``vcpu.cr4()`` when a vCPU is attached):
+CPUID.1:ECX.OSXSAVE[27] is CR4.OSXSAVE when XSAVE is advertised.
+
+XSAVE (when advertised): leaf 0xD offers the x87 and SSE state components, the only ones the
+engine saves and restores (both live in the 512-byte legacy area, so the save area is 576 bytes
+whatever XCR0 enables); subleaf 1 carries the XSAVEOPT bit.  Without XSAVE, leaf 0xD is all zero.
 
 Time leaves: on Intel, 0x15 (TSC/crystal ratio 1/1, crystal = the 1 GHz virtual clock) and 0x16
 (base/max/bus MHz) tell the guest its TSC frequency, so Linux does not calibrate; AMD CPUs have no
@@ -16,19 +26,26 @@ such leaf and calibrate against the PIT, which runs on the same virtual clock.  
 0x80000007:EDX[8] (invariant TSC) is set: the TSC rate never changes.
 
 Not modelled: cache/TLB descriptor leaves (2, 4), topology beyond one thread (0xB/0x1F
-report one logical processor), XSAVE state components, SGX, and hypervisor leaves.
+report one logical processor), XSAVE state components other than x87/SSE, SGX, and hypervisor
+leaves.  Feature bits are only advertised, never enforced: a guest that uses an instruction or
+CR4 bit CPUID does not offer gets whatever the engine does with it.
 """
 
 from __future__ import annotations
 
 from vmm.clock import CLOCK_HZ
+from vmm.cpu_models import DEFAULT_FEATURES, DEFAULT_SIGNATURE, CpuidError, cpu_model
+
+__all__ = ["DEFAULT_FEATURES", "DEFAULT_SIGNATURE", "FEATURES", "SUBLEAF_LEAVES", "VENDORS", "CpuidError",
+           "CpuidModel"]
 
 VENDORS = {
     "intel": b"GenuineIntel",
     "amd": b"AuthenticAMD",
 }
 
-# name -> (leaf, subleaf, register index 0..3 = eax/ebx/ecx/edx, bit)
+# name -> (leaf, subleaf, register index 0..3 = eax/ebx/ecx/edx, bit).  vmm/cpu_models.py says which
+# of them the engine executes (ENGINE_UNSUPPORTED lists those it does not).
 FEATURES = {
     "fpu": (1, 0, 3, 0),
     "tsc": (1, 0, 3, 4),
@@ -48,35 +65,59 @@ FEATURES = {
     "fxsr": (1, 0, 3, 24),
     "sse": (1, 0, 3, 25),
     "sse2": (1, 0, 3, 26),
+    "sse3": (1, 0, 2, 0),
+    "pclmulqdq": (1, 0, 2, 1),
+    "ssse3": (1, 0, 2, 9),
+    "cx16": (1, 0, 2, 13),
     "pdcm": (1, 0, 2, 15),
+    "sse4_1": (1, 0, 2, 19),
+    "sse4_2": (1, 0, 2, 20),
     "x2apic": (1, 0, 2, 21),
+    "movbe": (1, 0, 2, 22),
+    "popcnt": (1, 0, 2, 23),
     "tsc_deadline": (1, 0, 2, 24),
+    "aes": (1, 0, 2, 25),
+    "xsave": (1, 0, 2, 26),
+    "avx": (1, 0, 2, 28),
+    "rdrand": (1, 0, 2, 30),
     "hypervisor": (1, 0, 2, 31),
+    "fsgsbase": (7, 0, 1, 0),
+    "bmi1": (7, 0, 1, 3),
+    "smep": (7, 0, 1, 7),
+    "bmi2": (7, 0, 1, 8),
+    "erms": (7, 0, 1, 9),  # enhanced REP MOVSB/STOSB
+    "invpcid": (7, 0, 1, 10),
+    "rdseed": (7, 0, 1, 18),
+    "smap": (7, 0, 1, 20),
+    "umip": (7, 0, 2, 2),
+    "pku": (7, 0, 2, 3),
+    "rdpid": (7, 0, 2, 22),
+    "fsrm": (7, 0, 3, 4),  # fast short REP MOVSB
     "arch_capabilities": (7, 0, 3, 29),
     "spec_ctrl": (7, 0, 3, 26),  # IBRS/IBPB on Intel
+    "xsaveopt": (0xD, 1, 0, 0),
     "syscall": (0x80000001, 0, 3, 11),
     "nx": (0x80000001, 0, 3, 20),
     "pdpe1gb": (0x80000001, 0, 3, 26),
     "rdtscp": (0x80000001, 0, 3, 27),
     "lm": (0x80000001, 0, 3, 29),
     "lahf_lm": (0x80000001, 0, 2, 0),
+    "abm": (0x80000001, 0, 2, 5),  # LZCNT
+    "3dnowprefetch": (0x80000001, 0, 2, 8),  # PREFETCHW
     "perfctr_core": (0x80000001, 0, 2, 23),  # AMD PerfCtrExtCore
     "invtsc": (0x80000007, 0, 3, 8),     # invariant TSC: constant rate, runs in every C-state
     "amd_ibpb": (0x80000008, 0, 1, 12),
     "perfmon_v2": (0x80000022, 0, 0, 0),
 }
 
-DEFAULT_FEATURES = (
-    "fpu", "tsc", "msr", "pae", "cx8", "apic", "sep", "pge", "cmov", "pat", "clflush",
-    "mmx", "fxsr", "sse", "sse2", "x2apic", "tsc_deadline", "hypervisor", "syscall", "nx", "lm",
-    "lahf_lm", "rdtscp", "invtsc",
-)
+#: Leaves whose ECX input selects a subleaf (Intel SDM / AMD APM); every other leaf ignores ECX.
+SUBLEAF_LEAVES = frozenset({4, 7, 0xB, 0xD, 0xF, 0x10, 0x12, 0x14, 0x17, 0x18, 0x1D, 0x1F, 0x8000001D, 0x80000020})
 
-DEFAULT_SIGNATURE = {"intel": (6, 0x55, 4), "amd": (0x17, 0x31, 0)}  # Cascade Lake / Zen 2
-
-
-class CpuidError(ValueError):
-    """A CPUID model was configured with an unknown vendor or feature."""
+CR4_OSXSAVE = 1 << 18
+XSAVE_BIT = 1 << FEATURES["xsave"][3]   # CPUID.1:ECX
+OSXSAVE_BIT = 1 << 27                   # CPUID.1:ECX: CR4.OSXSAVE
+XCR0_X87_SSE = 0b11                     # the XSAVE state components the engine saves and restores
+XSAVE_AREA_SIZE = 512 + 64              # legacy region + XSAVE header: x87 and SSE live in the former
 
 
 def _words(text: bytes) -> tuple[int, ...]:
@@ -84,21 +125,26 @@ def _words(text: bytes) -> tuple[int, ...]:
 
 
 class CpuidModel:
-    """The guest's CPUID table."""
+    """The guest's CPUID table for one named CPU model (vmm/cpu_models.py).
 
-    def __init__(self, vendor: str = "intel", family: int | None = None, model: int | None = None,
-                 stepping: int | None = None, features=DEFAULT_FEATURES):
-        if vendor not in VENDORS:
-            raise CpuidError(f"unknown CPU vendor {vendor!r}; choose one of {sorted(VENDORS)}")
-        self.vendor = vendor
-        fam, mod, step = DEFAULT_SIGNATURE[vendor]
-        self.family = fam if family is None else family
-        self.model = mod if model is None else model
-        self.stepping = step if stepping is None else stepping
+    ``cpu`` is a model name; ``family``/``model``/``stepping`` override its signature and
+    ``features`` replaces its feature list.  ``vcpu`` (anything with ``cr4()``, see devices/vcpu.py)
+    is where the bits that follow the vCPU's state are read from; without one they read 0.
+    """
+
+    def __init__(self, cpu: str = "intel", family: int | None = None, model: int | None = None,
+                 stepping: int | None = None, features=None, vcpu=None):
+        spec = cpu_model(cpu)
+        self.cpu_model = spec
+        self.vendor = spec.vendor
+        self.family = spec.family if family is None else family
+        self.model = spec.model if model is None else model
+        self.stepping = spec.stepping if stepping is None else stepping
+        self.vcpu = vcpu
         self.generation = 0
         self._leaves: dict[tuple[int, int], list[int]] = {}
         self._build()
-        for name in features:
+        for name in spec.features if features is None else features:
             self.set_feature(name, True)
 
     # -- construction -------------------------------------------------------------------
@@ -106,8 +152,11 @@ class CpuidModel:
         vb, vd, vc = _words(VENDORS[self.vendor])
         self._leaves[(0, 0)] = [0x16 if self.vendor == "intel" else 0xD, vb, vc, vd]
         self._leaves[(1, 0)] = [self.signature(), 0x00010800, 0, 0]  # 1 logical CPU, CLFLUSH 64 B
-        for leaf in (6, 7, 0xA, 0xB, 0xD):
+        for leaf in (6, 7, 0xA, 0xB):
             self._leaves[(leaf, 0)] = [0, 0, 0, 0]
+        # Read only while XSAVE is advertised (see query()).
+        self._leaves[(0xD, 0)] = [XCR0_X87_SSE, XSAVE_AREA_SIZE, XSAVE_AREA_SIZE, 0]
+        self._leaves[(0xD, 1)] = [0, 0, 0, 0]
         if self.vendor == "intel":
             # The TSC and the crystal (the APIC timer's clock) both run at the virtual clock's rate,
             # so a guest reads its TSC frequency here instead of calibrating against the PIT.
@@ -116,7 +165,7 @@ class CpuidModel:
             self._leaves[(0x16, 0)] = [mhz, mhz, 100, 0]        # base, max and (reference) bus MHz
         self._leaves[(0x80000000, 0)] = [0x80000022, *(( vb, vc, vd) if self.vendor == "amd" else (0, 0, 0))]
         self._leaves[(0x80000001, 0)] = [self.signature() if self.vendor == "amd" else 0, 0, 0, 0]
-        brand = f"pmu-vmm virtual {self.vendor.upper()} CPU".encode().ljust(48, b"\0")
+        brand = self.cpu_model.brand.encode().ljust(48, b"\0")
         for i, leaf in enumerate((0x80000002, 0x80000003, 0x80000004)):
             self._leaves[(leaf, 0)] = list(_words(brand[16 * i:16 * i + 16]))
         self._leaves[(0x80000008, 0)] = [0x3030, 0, 0, 0]  # 48-bit physical and virtual addresses
@@ -131,15 +180,21 @@ class CpuidModel:
 
     # -- queries and updates --------------------------------------------------------------
     def query(self, leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
-        """What CPUID returns for EAX=leaf, ECX=subleaf."""
-        regs = self._leaves.get((leaf, subleaf)) or self._leaves.get((leaf, 0))
-        if regs is not None:
-            return tuple(regs)
+        """What CPUID returns for EAX=leaf, ECX=subleaf, in the vCPU's current state."""
+        regs = self._table(leaf, subleaf)
+        if leaf == 1 and regs[2] & XSAVE_BIT and self.vcpu is not None and self.vcpu.cr4() & CR4_OSXSAVE:
+            return regs[0], regs[1], regs[2] | OSXSAVE_BIT, regs[3]
+        return regs
+
+    def _table(self, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
+        """The table's answer, without the bits that follow the vCPU's state."""
         max_basic = self._leaves[(0, 0)][0]
-        max_ext = self._leaves[(0x80000000, 0)][0]
-        if (leaf < 0x80000000 and leaf > max_basic) or leaf > max_ext:
-            return tuple(self._leaves[(max_basic, 0)]) if (max_basic, 0) in self._leaves else (0, 0, 0, 0)
-        return (0, 0, 0, 0)
+        if (max_basic < leaf < 0x80000000) or leaf > self._leaves[(0x80000000, 0)][0]:
+            leaf = max_basic        # Intel: out-of-range leaves answer with the highest basic leaf
+        regs = self._leaves.get((leaf, subleaf if leaf in SUBLEAF_LEAVES else 0))
+        if regs is None or (leaf == 0xD and not self._leaves[(1, 0)][2] & XSAVE_BIT):
+            return (0, 0, 0, 0)
+        return regs[0], regs[1], regs[2], regs[3]
 
     def set_leaf(self, leaf: int, subleaf: int, eax: int, ebx: int, ecx: int, edx: int) -> None:
         self._leaves[(leaf, subleaf)] = [eax & 0xFFFFFFFF, ebx & 0xFFFFFFFF, ecx & 0xFFFFFFFF, edx & 0xFFFFFFFF]
@@ -147,7 +202,7 @@ class CpuidModel:
 
     def has(self, name: str) -> bool:
         leaf, sub, reg, bit = self._feature(name)
-        return bool(self.query(leaf, sub)[reg] >> bit & 1)
+        return bool(self._table(leaf, sub)[reg] >> bit & 1)
 
     def set_feature(self, name: str, on: bool) -> None:
         leaf, sub, reg, bit = self._feature(name)

@@ -4,7 +4,7 @@
  * priority classes (highest first, nesting, same-class blocking, EOI clears
  * the highest ISR bit), TPR/CR8 masking, NMIs (ICR NMI to self, LVTPC in NMI
  * mode), "sti; hlt" wake-ups and the STI shadow, and a PMI-style LVTPC
- * delivery through the VMM test hook (port 0xE0, needs --test-hooks): vector
+ * delivery through the VMM test hook (port 0x5F0, needs --test-hooks): vector
  * delivered, LVTPC masked afterwards on Intel only, held pending while IF=0
  * and taken right after the STI shadow.
  *
@@ -17,7 +17,7 @@
 #include "pmu.h"
 #include "processor.h"
 
-#define TEST_HOOK_PORT 0xe0
+#define TEST_HOOK_PORT 0x5f0
 #define TEST_HOOK_DELIVER_LVTPC 1
 
 static volatile int log_buf[32];

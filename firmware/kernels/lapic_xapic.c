@@ -275,8 +275,9 @@ static void test_hw_disable(void)
 	wrmsr(MSR_IA32_APICBASE, base & ~APIC_BASE_EN);
 	report(!(rdmsr(MSR_IA32_APICBASE) & APIC_BASE_EN),
 	       "APIC_BASE.EN cleared");
-	report(xapic_read(APIC_LVR) == 0 && xapic_read(APIC_SPIV) == 0,
-	       "MMIO reads 0 while hardware-disabled");
+	report(xapic_read(APIC_LVR) == 0xffffffff &&
+		       xapic_read(APIC_SPIV) == 0xffffffff,
+	       "MMIO reads all-ones while hardware-disabled (not decoded)");
 	wrmsr(MSR_IA32_APICBASE, base);
 	report(rdmsr(MSR_IA32_APICBASE) == base, "APIC_BASE.EN set again");
 	report(xapic_read(APIC_SPIV) == 0xff && xapic_read(APIC_TPR) == 0 &&
