@@ -16,8 +16,14 @@ Device protocol (plain objects, duck-typed):
 * ``write(access, value) -> None | Fault``
 
 MSR handlers return a value or a :data:`GP` fault and never raise into the CPU loop; port
-I/O and MMIO devices return plain values.  An access that straddles a range boundary is a
-misuse of the bus and raises :class:`InvalidAccessError`.
+I/O and MMIO devices return plain values.
+
+An access that does not lie inside one range (a 4-byte IN at the UART's last port, a word write
+that ends on the first port of a device) is split at the range boundaries, as a PC's chipset
+does: each owner gets the part inside its range, as one access when that part has a size the bus
+accepts and byte by byte otherwise; bytes nobody owns read all-ones and drop writes.  An access
+of a size the bus does not accept is a misuse of the bus by the VMM and raises
+:class:`InvalidAccessError`.
 
 Not supported: partial overlaps resolved by priority (QEMU-style memory regions), and
 ranges registered for only one direction.
@@ -43,7 +49,7 @@ class InvalidRangeError(BusError):
 
 
 class InvalidAccessError(BusError):
-    """An access has a bad size or crosses the end of a device's range."""
+    """An access has a size the bus does not accept."""
 
 
 class DeviceNotFoundError(BusError):
@@ -88,7 +94,8 @@ class Bus:
         self.limit = limit
         self._sizes = sizes
         self._indexed = indexed
-        self._starts: list[int] = []
+        # Range starts, then one no access reaches: there is always a next start to compare with.
+        self._starts: list[int] = [limit + max(sizes)]
         self._entries: list[tuple[int, int, object]] = []  # (base, end, device)
 
     def register(self, base: int, size: int, device: object) -> None:
@@ -111,7 +118,7 @@ class Bus:
     def unregister(self, base: int) -> object:
         """Remove the range that starts at ``base`` and return its device."""
         i = bisect_right(self._starts, base) - 1
-        if i < 0 or self._starts[i] != base:
+        if not 0 <= i < len(self._entries) or self._starts[i] != base:
             raise DeviceNotFoundError(f"{self.name} bus: no range starts at {base:#x}")
         del self._starts[i]
         return self._entries.pop(i)[2]
@@ -121,38 +128,73 @@ class Bus:
         return [(b, e - b, d) for b, e, d in self._entries]
 
     def lookup(self, address: int, size: int = 1) -> tuple[int, object] | None:
-        """The ``(base, device)`` owning ``[address, address + size)``, or None if unowned."""
+        """The ``(base, device)`` owning all of ``[address, address + size)``, or None."""
         entry = self._entry(address, size)
-        return None if entry is None else (entry[0], entry[2])
+        return None if entry is None or entry is _SPLIT else (entry[0], entry[2])
 
     def _entry(self, address: int, span: int):
-        """The registered ``(base, end, device)`` holding ``[address, address + span)``, or None."""
+        """The registered ``(base, end, device)`` holding ``[address, address + span)``; None when
+        no range has any of it, _SPLIT when it is not inside one range."""
         i = bisect_right(self._starts, address) - 1
-        if i < 0:
-            return None
-        entry = self._entries[i]
-        if address >= entry[1]:
-            return None
-        if address + span > entry[1]:
-            raise InvalidAccessError(f"{self.name} bus: access {address:#x}+{span} crosses the end of "
-                                     f"{entry[0]:#x}-{entry[1] - 1:#x}")
-        return entry
+        end = address + span
+        if i >= 0:
+            entry = self._entries[i]
+            if end <= entry[1]:
+                return entry
+            if address < entry[1]:
+                return _SPLIT
+        return _SPLIT if self._starts[i + 1] < end else None
 
     def _route(self, address: int, size: int):
         if size not in self._sizes:
             raise InvalidAccessError(f"{self.name} bus: access size {size} not one of {self._sizes}")
         return self._entry(address, 1 if self._indexed else size)
 
+    def _parts(self, address: int, size: int) -> list[tuple[int, int, tuple | None]]:
+        """What a split access becomes: ``(address, size, entry)`` for each owner's part (byte by
+        byte when the part's size is not one the bus accepts) and ``entry`` None for each unowned byte."""
+        parts: list[tuple[int, int, tuple | None]] = []
+        end = address + size
+        while address < end:
+            i = bisect_right(self._starts, address) - 1
+            entry = self._entries[i] if 0 <= i < len(self._entries) and address < self._entries[i][1] else None
+            n = 1 if entry is None else min(end, entry[1]) - address
+            if n in self._sizes:
+                parts.append((address, n, entry))
+            else:
+                parts += [(a, 1, entry) for a in range(address, address + n)]
+            address += n
+        return parts
+
     def read(self, address: int, size: int, vcpu_id: int = 0, host: bool = False):
-        """The device's answer (int or Fault), or None when no device owns the address."""
+        """The device's answer (int or Fault), or None when no device owns the address.  A split
+        access is the parts' values, little-endian, all-ones where nobody answers with a number."""
         entry = self._route(address, size)
         if entry is None:
             return None
-        return entry[2].read(Access(address, address - entry[0], size, vcpu_id, host))
+        if entry is not _SPLIT:
+            return entry[2].read(Access(address, address - entry[0], size, vcpu_id, host))
+        value = 0
+        for part, n, owner in self._parts(address, size):
+            got = None if owner is None else owner[2].read(Access(part, part - owner[0], n, vcpu_id, host))
+            ones = (1 << (8 * n)) - 1
+            value |= ((got & ones) if isinstance(got, int) else ones) << (8 * (part - address))
+        return value
 
     def write(self, address: int, size: int, value: int, vcpu_id: int = 0, host: bool = False):
-        """Deliver a write; returns the device's Fault if it refused, False when unowned, else None."""
+        """Deliver a write; returns the device's Fault if it refused, False when unowned, else None.
+        The parts of a split write go to their owners in address order (MSR accesses never split)."""
         entry = self._route(address, size)
         if entry is None:
             return False
-        return entry[2].write(Access(address, address - entry[0], size, vcpu_id, host), value)
+        if entry is not _SPLIT:
+            return entry[2].write(Access(address, address - entry[0], size, vcpu_id, host), value)
+        for part, n, owner in self._parts(address, size):
+            if owner is not None:
+                owner[2].write(Access(part, part - owner[0], n, vcpu_id, host),
+                               (value >> (8 * (part - address))) & ((1 << (8 * n)) - 1))
+        return None
+
+
+#: What Bus._entry() returns for an access that is not inside one range.
+_SPLIT = object()

@@ -100,3 +100,31 @@ def test_trace_sees_every_answer(setup):
     d.trace = lambda exit, result: seen.append((exit.kind, result))
     d.handle(Exit(ExitKind.MSR_READ, 0xC1, 8))
     assert seen == [(ExitKind.MSR_READ, GP)]
+
+
+@pytest.mark.parametrize("address,size,expected,parts", [
+    (0x3FE, 4, 0xFFFF0042, [(0x3FE, 6, 2)]),                 # UART's last two ports, then unowned
+    (0x3FF, 2, 0xFF42, [(0x3FF, 7, 1)]),
+    (0x3F7, 2, 0x42FF, [(0x3F8, 0, 1)]),                     # unowned, then the UART's first port
+    (0x3FD, 4, 0xFF424242, [(0x3FD, 5, 1), (0x3FE, 6, 1), (0x3FF, 7, 1)]),   # 3 bytes: byte by byte
+])
+def test_port_access_across_a_range_end_is_split_per_owner(setup, address, size, expected, parts):
+    d, port, _, _ = setup
+    assert d.handle(Exit(ExitKind.IO_IN, address, size)) == expected
+    assert [(a.address, a.offset, a.size) for _, a in port.accesses] == parts
+    port.accesses.clear()
+    d.handle(Exit(ExitKind.IO_OUT, address, size, 0x11223344))
+    written = [(a.address, a.size, v) for _, a, v in port.accesses]
+    assert written == [(a, n, (0x11223344 >> (8 * (a - address))) & ((1 << 8 * n) - 1)) for a, _, n in parts]
+
+
+def test_access_spanning_two_devices_reaches_both():
+    bus = Bus("pio", 0x10000, (1, 2, 4))
+    low, high = Recorder(0x1122), Recorder(0x3344)
+    bus.register(0x510, 2, low)
+    bus.register(0x512, 2, high)
+    assert bus.read(0x511, 2) == 0x4422          # each part masked to its size
+    assert bus.lookup(0x511, 2) is None and bus.lookup(0x510, 2) == (0x510, low)
+    assert bus.write(0x510, 4, 0xAABBCCDD) is None
+    assert [(a.address, v) for _, a, v in low.accesses[1:]] == [(0x510, 0xCCDD)]
+    assert [(a.address, v) for _, a, v in high.accesses[1:]] == [(0x512, 0xAABB)]

@@ -36,13 +36,25 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   reported to it; the branch predictor model consulted at the next block boundary for the
   previous block's final branch while a branch-miss counter runs.
 
-It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
-inside unicorn 2.1.4); :func:`self_test` checks every one of them at start-up and fails with
-a clear message on a mismatch.
+* No guest state makes the engine abort the process or spin where run() cannot stop it: TR
+  starts as a CPU leaves reset (the engine's all-zero TR makes its first stack switch through the
+  TSS abort), LTR of a null selector is a #GP(0) (the engine would load a not-present TR), a fault
+  while delivering a #DF is a triple fault even when the engine stops by itself, and a run that
+  is ending delivers no more exceptions (a delivery that reads unmapped memory would otherwise be
+  retried inside the engine for ever).  HLT is the engine's halted state, not a look at the byte
+  before RIP.  Reads of guest memory made for the hook layer itself (instruction bytes, the TSS
+  I/O bitmap, operands) leave CR2 alone when they fail.
+* Stop requests are kept until reported: one made while the guest is not running (the machine's
+  HLT wait, a signal handler) ends the next run() or service().
 
-Not supported: more than one vCPU per engine, SYSENTER/SYSEXIT from 64-bit user code,
-self-modifying code that keeps a block's address and size but changes its instructions
-(the decoded-block cache is keyed by address and size).  An interrupt made pending by an MMIO
+It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
+inside unicorn 2.1.4, CPUState.halted); :func:`self_test` checks every one of them at start-up
+and fails with a clear message on a mismatch.
+
+Not supported: more than one vCPU per engine, SYSENTER/SYSEXIT from 64-bit user code, executing
+from an MMIO window (the run ends with an internal error), self-modifying code that keeps a
+block's address and size but changes its instructions (the decoded-block cache is keyed by
+address and size: the accounting of that block goes wrong).  An interrupt made pending by an MMIO
 access (e.g. a self-IPI through the xAPIC page) is taken at the next block boundary, a few
 instructions late; overflows of LLC and branch-miss counters raise their PMI at the next block
 boundary (the instruction/cycle/branch counters have zero skid).  SYSCALL loads CS/SS through
@@ -69,7 +81,7 @@ from devices.bus import Fault
 cimport cython
 
 from vmm import decode
-from vmm.decode import decode_block, flushed_address
+from vmm.decode import decode_block, memory_operand
 from vmm.exits import Exit, ExitKind
 
 # ---------------------------------------------------------------------------------------
@@ -156,6 +168,7 @@ cdef int CTL_IO_WRITE = 1
 cdef int CTL_TB_REMOVE_CACHE = ucc.UC_CTL_TB_REMOVE_CACHE
 cdef int CTL_UC_EXITS = ucc.UC_CTL_UC_EXITS
 cdef int CTL_UC_USE_EXITS = ucc.UC_CTL_UC_USE_EXITS
+cdef int ERR_FETCH_PROT = ucc.UC_ERR_FETCH_PROT
 
 cdef inline int ctl_write(int ctl, int nargs) noexcept nogil:
     return ctl | (nargs << 26) | (CTL_IO_WRITE << 30)
@@ -166,19 +179,29 @@ DEF OFF_EIP = 128
 DEF OFF_EFLAGS = 136
 DEF OFF_HFLAGS = 176
 DEF OFF_HFLAGS2 = 180
+DEF OFF_SEGS = 184                  # segment caches ES, CS, SS, DS, FS, GS: 24 bytes each, base at +8
+DEF SEG_CACHE_SIZE = 24
+DEF SEG_BASE = 8
 DEF OFF_TR_BASE = 360               # segment cache of TR: base, limit, flags
 DEF OFF_TR_LIMIT = 368
 DEF OFF_CR = 424
+DEF OFF_OLD_EXCEPTION = 5496        # the exception being delivered (-1: none), what turns a second fault into #DF
 DEF UC_CPU_SLOT_FROM_REG_READ = 38   # CPUState* is this many pointer slots after reg_read_x86_64
 DEF CPU_ENV_SLOT = 37                # CPUState field holding the CPUX86State* (env_ptr)
+DEF CPU_HALTED_BEFORE_UC = 16        # CPUState.halted lies this many bytes before CPUState.uc
+DEF TR_RESET_LIMIT = 0xFFFF
+DEF TR_RESET_FLAGS = 0x8900          # present, available 32-bit TSS
 
 DEF HF_CPL_MASK = 3
 DEF HF_INHIBIT_IRQ = 1 << 3
+DEF HF_CS32 = 1 << 4
 DEF HF_LMA = 1 << 14
 DEF HF_CS64 = 1 << 15
+DEF CR0_PE = 1
 DEF HF2_NMI_MASK = 1 << 2
 DEF EFLAGS_IF = 1 << 9
 DEF EFLAGS_IOPL_SHIFT = 12
+DEF EFLAGS_VM = 1 << 17
 DEF EFER_ALLOWED = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)   # SCE, LME, LMA, NXE
 DEF MSR_EFER = 0xC0000080
 DEF R_RAX = 0
@@ -188,6 +211,10 @@ DEF R_RBX = 3
 DEF R_RSP = 4
 DEF SEG_CS = 1
 DEF SEG_SS = 2
+DEF SEG_FS = 4
+DEF PAGE_SIZE = 0x1000
+DEF PROT_READ = 1                   # uc_prot for uc_vmem_read: data read, instruction fetch
+DEF PROT_EXEC = 4
 
 DEF EXC_UD = 6
 DEF EXC_GP = 13
@@ -419,6 +446,60 @@ cdef struct MsrArg:
     uint64_t value
 
 
+cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted) except -1:
+    """Find the engine's private CPU state from its handle: the CPUState, its CPUX86State (env) and
+    CPUState.halted, which sits just before CPUState's back pointer to the engine."""
+    cdef uint64_t rax = 0
+    uc_reg_read(uc, uxc.UC_X86_REG_RAX, &rax)   # the engine initialises lazily
+    lib = _ucmod.uclib
+    cdef uintptr_t rr = _sym(lib, "reg_read_x86_64")
+    cdef uintptr_t rw = _sym(lib, "reg_write_x86_64")
+    cdef uintptr_t *words = <uintptr_t*> uc
+    cdef int i, slot = -1
+    for i in range(512):
+        if words[i] == rr and words[i + 1] == rw:
+            slot = i
+            break
+    if slot < 0:
+        raise RuntimeError("unicorn self-test: reg_read_x86_64 not found in the engine struct "
+                           "(not unicorn 2.1.4 x86_64?)")
+    cpu[0] = <void*> words[slot + UC_CPU_SLOT_FROM_REG_READ]
+    env[0] = <char*> (<uintptr_t*> cpu[0])[CPU_ENV_SLOT]
+    if env[0] == NULL or <uintptr_t> env[0] < <uintptr_t> cpu[0] \
+            or <uintptr_t> env[0] > <uintptr_t> cpu[0] + 0x20000:
+        raise RuntimeError("unicorn self-test: CPUX86State pointer not where unicorn 2.1.4 keeps it")
+    # CPUState ends before env (both live in one X86CPU object): its `uc` field is the first
+    # pointer back to the engine after env_ptr.
+    words = <uintptr_t*> cpu[0]
+    for i in range(CPU_ENV_SLOT + 1, (<uintptr_t> env[0] - <uintptr_t> cpu[0]) // sizeof(uintptr_t)):
+        if words[i] == <uintptr_t> uc:
+            halted[0] = <uint32_t*> (<char*> &words[i] - CPU_HALTED_BEFORE_UC)
+            return 0
+    raise RuntimeError("unicorn self-test: CPUState.uc not found (not unicorn 2.1.4 x86_64?)")
+
+
+cdef object _hlt_check = None
+
+
+cdef bint _halted_flag_tracks_hlt() except -1:
+    """On a scratch engine: the halted flag _locate() finds stays clear when a run stops for another
+    reason and is set by HLT.  Checked once per process (a scratch engine costs about a millisecond)."""
+    global _hlt_check
+    cdef void *cpu
+    cdef char *env
+    cdef uint32_t *halted
+    if _hlt_check is None:
+        scratch = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        scratch.mem_map(0x1000, PAGE_SIZE)
+        scratch.mem_write(0x1000, b"\x90\xf4")     # nop; hlt
+        _locate(<void*> <uintptr_t> scratch._uch.value, &cpu, &env, &halted)
+        scratch.emu_start(0x1000, 0x2000, count=1)
+        stopped_by_count = halted[0] == 0
+        scratch.emu_start(0x1001, 0x2000)
+        _hlt_check = stopped_by_count and halted[0] == 1 and scratch.reg_read(uxc.UC_X86_REG_RIP) == 0x1002
+    return _hlt_check
+
+
 # ---------------------------------------------------------------------------------------
 
 @cython.final
@@ -428,6 +509,7 @@ cdef class UcVcpu:
     cdef void *uc
     cdef char *env
     cdef void *cpu
+    cdef uint32_t *engine_halted  # the engine's CPUState.halted: set by HLT, cleared by each emu_start
     cdef object engine           # the binding's Uc, kept alive
     cdef public object handler   # .handle(Exit) -> int | Fault | tuple | None (vmm.dispatch.Dispatcher)
     cdef public object platform  # .backdoor(port, regs), .read_cr8(), .write_cr8(value)
@@ -460,7 +542,6 @@ cdef class UcVcpu:
     cdef int stop_reason
     cdef object stop_text
     cdef bint delivering_df      # set while the engine delivers a #DF; still set later = triple fault
-    cdef object error
     cdef public uint64_t tsc_aux
 
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
@@ -493,28 +574,16 @@ cdef class UcVcpu:
         self.vcpu_id = vcpu_id
         self._locate_state()
         self._add_hooks()
+        # A CPU leaves reset with TR present (selector 0, base 0, limit 0xFFFF).  The engine starts
+        # with TR all zero, "not present", on which its first stack switch through the TSS (a
+        # privilege change, an IST gate) aborts the whole process.  The type is an available 32-bit
+        # TSS: how the engine caches every TSS it loads, and the only form its 32-bit stack switch
+        # accepts.  (LTR of a null selector, the other way to a not-present TR, is a #GP here.)
+        engine.reg_write(uxc.UC_X86_REG_TR, (0, 0, TR_RESET_LIMIT, TR_RESET_FLAGS))
 
     # -- engine internals ---------------------------------------------------------------
     cdef void _locate_state(self) except *:
-        cdef uint64_t rax = 0
-        uc_reg_read(self.uc, uxc.UC_X86_REG_RAX, &rax)   # the engine initialises lazily
-        lib = _ucmod.uclib
-        cdef uintptr_t rr = _sym(lib, "reg_read_x86_64")
-        cdef uintptr_t rw = _sym(lib, "reg_write_x86_64")
-        cdef uintptr_t *words = <uintptr_t*> self.uc
-        cdef int i, slot = -1
-        for i in range(512):
-            if words[i] == rr and words[i + 1] == rw:
-                slot = i
-                break
-        if slot < 0:
-            raise RuntimeError("unicorn self-test: reg_read_x86_64 not found in the engine struct "
-                               "(not unicorn 2.1.4 x86_64?)")
-        self.cpu = <void*> words[slot + UC_CPU_SLOT_FROM_REG_READ]
-        self.env = <char*> (<uintptr_t*> self.cpu)[CPU_ENV_SLOT]
-        if self.env == NULL or <uintptr_t> self.env < <uintptr_t> self.cpu \
-                or <uintptr_t> self.env > <uintptr_t> self.cpu + 0x20000:
-            raise RuntimeError("unicorn self-test: CPUX86State pointer not where unicorn 2.1.4 keeps it")
+        _locate(self.uc, &self.cpu, &self.env, &self.engine_halted)
 
     cdef inline uint64_t *regs(self) noexcept nogil:
         return <uint64_t*> (self.env + OFF_REGS)
@@ -528,6 +597,12 @@ cdef class UcVcpu:
     cdef inline uint32_t hflags(self) noexcept nogil:
         return (<uint32_t*> (self.env + OFF_HFLAGS))[0]
 
+    cdef inline int code_bits(self) noexcept nogil:
+        """The code segment's default size: 64 (long mode), 32, or 16 (real, virtual-8086 and
+        16-bit protected-mode code)."""
+        cdef uint32_t hf = self.hflags()
+        return 64 if (hf & HF_CS64) else (32 if (hf & HF_CS32) else 16)
+
     cdef inline int c_cpl(self) noexcept nogil:
         return (<uint32_t*> (self.env + OFF_HFLAGS))[0] & HF_CPL_MASK
 
@@ -537,6 +612,54 @@ cdef class UcVcpu:
     cdef inline bint c_interruptible(self) noexcept nogil:
         return ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & EFLAGS_IF) != 0 and \
                (self.hflags() & HF_INHIBIT_IRQ) == 0
+
+    cdef bint read_guest(self, uint64_t address, int prot, void *buf, size_t size) noexcept:
+        """Read guest memory at a virtual address, through the guest's page tables.  A failed
+        translation is no fault of the guest's: the engine's page walk records its address in CR2
+        as if the guest had faulted, so CR2 is put back."""
+        cdef uint64_t cr2 = self.c_cr(2)
+        if uc_vmem_read(self.uc, address, prot, buf, size) == 0:
+            return True
+        (<uint64_t*> (self.env + OFF_CR))[2] = cr2
+        return False
+
+    cdef bint fetch(self, uint64_t address, uint8_t *buf, int n) noexcept:
+        """The first ``n`` bytes at the address of an instruction the engine is executing, zero
+        past the end of its page when the next page cannot be read (the instruction then ends
+        before it); False if nothing can be read."""
+        cdef int rest = PAGE_SIZE - <int> (address & (PAGE_SIZE - 1))
+        if self.read_guest(address, PROT_EXEC, buf, n):
+            return True
+        if rest >= n or not self.read_guest(address, PROT_EXEC, buf, rest):
+            return False
+        memset(buf + rest, 0, n - rest)
+        return True
+
+    cdef bint operand_address(self, uint64_t address, uint64_t *linear) noexcept:
+        """The linear address of the memory operand of the instruction at ``address`` (its effective
+        address from vmm.decode plus its segment's base: only FS and GS have one in 64-bit code).
+        False if it has none or the instruction cannot be read.  Cold paths only."""
+        cdef uint8_t code[15]
+        cdef uint64_t *r = self.regs()
+        cdef int bits = self.code_bits()
+        cdef bint cs64 = bits == 64
+        cdef uint64_t offset, base
+        cdef int seg
+        if not self.fetch(address, code, 15):
+            return False
+        try:
+            operand = memory_operand((<char*> code)[:15], address, bits, [r[i] for i in range(16)])
+        except BaseException as e:
+            self._fail(f"decoding the operand at {address:#x}: {e!r}")
+            return False
+        if operand is None:
+            return False
+        offset, seg = operand
+        base = 0
+        if not cs64 or seg >= SEG_FS:
+            base = (<uint64_t*> (self.env + OFF_SEGS + seg * SEG_CACHE_SIZE + SEG_BASE))[0]
+        linear[0] = (base + offset) if cs64 else <uint32_t> (base + offset)
+        return True
 
     def self_test(self):
         """Check every engine internal this layer relies on; raise RuntimeError on a mismatch."""
@@ -557,6 +680,7 @@ cdef class UcVcpu:
         checks.append(("CR0 at env+424", self.c_cr(0) == eng.reg_read(uxc.UC_X86_REG_CR0)))
         checks.append(("CR4 at env+456", self.c_cr(4) == eng.reg_read(uxc.UC_X86_REG_CR4)))
         checks.append(("hflags LMA bit at env+176", (self.hflags() & HF_LMA) != 0))
+        checks.append(("no exception in flight at env+5496", (<int*> (self.env + OFF_OLD_EXCEPTION))[0] == -1))
         old_tr = eng.reg_read(uxc.UC_X86_REG_TR)
         eng.reg_write(uxc.UC_X86_REG_TR, (0x28, 0x12345000, 0x2067, 0x8900))
         checks.append(("TR base/limit at env+360/368", (<uint64_t*> (self.env + OFF_TR_BASE))[0] == 0x12345000
@@ -564,6 +688,7 @@ cdef class UcVcpu:
         eng.reg_write(uxc.UC_X86_REG_TR, old_tr)
         eng.reg_write(uxc.UC_X86_REG_RAX, 0)
         eng.reg_write(uxc.UC_X86_REG_RCX, 0)
+        checks.append(("CPUState.halted set by HLT, not by other stops", _halted_flag_tracks_hlt()))
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise RuntimeError("unicorn self-test failed (engine is not the unicorn 2.1.4 layout this VMM "
@@ -607,15 +732,16 @@ cdef class UcVcpu:
         k = upto - self.cur_done
         if self.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
             k -= 1      # another iteration of the REP instruction that already retired
-        cdef uint64_t branch = 0
+        cdef uint64_t branch = 0, conditional = 0
         self.retired += k
         if upto == b.n:
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
+                conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
             self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
-            self.pmu.count_block(k, branch, self.cur_cpl)
+            self.pmu.count_block(k, branch, self.cur_cpl, conditional)
             self.cycle_budget = self.cycle_budget - k if self.cycle_budget > <uint64_t> k else 0
             if branch and (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
                 # its outcome is known at the next block boundary (resolve_branch)
@@ -696,14 +822,17 @@ cdef class UcVcpu:
                 # shadowed instruction, not at the end of this block.
                 self.truncate_after(b, 1)
                 return
-        if self.retired >= self.max_insns:
-            self.stop_reason = STOP_LIMIT
-            self.stop_text = f"instruction limit of {self.max_insns} reached"
-            uc_emu_stop(self.uc)
+        self.check_limit()
         self.cur = b
         self.cur_cpl = self.c_cpl()
         if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS):
             self.stop_at_overflow(b)
+
+    cdef inline void check_limit(self) noexcept:
+        if self.retired >= self.max_insns and self.stop_reason == STOP_NONE:
+            self.stop_reason = STOP_LIMIT
+            self.stop_text = f"instruction limit of {self.max_insns} reached"
+            uc_emu_stop(self.uc)
 
     cdef void resolve_branch(self, uint64_t target) noexcept:
         """The last branch went to ``target``: ask the predictor whether it saw that coming."""
@@ -788,8 +917,9 @@ cdef class UcVcpu:
         self.trunc_exit = 0
 
     cdef bint triple_faulted(self) noexcept:
-        """True if a #DF delivery never completed: the engine then silently retries the
-        faulting instruction, so the next hook we see is where a CPU would have shut down."""
+        """True if a #DF delivery never completed: a fault while delivering it.  The engine then
+        either stops (run() sees the flag still set) or retries the faulting instruction, so the
+        next hook we see is where a CPU would have shut down."""
         if not self.delivering_df:
             return False
         self.delivering_df = False
@@ -820,11 +950,10 @@ cdef class UcVcpu:
         if buf == NULL:
             return False
         try:
-            if uc_vmem_read(self.uc, address, 4, buf, size) != 0:     # UC_PROT_EXEC
+            if not self.read_guest(address, PROT_EXEC, buf, size):
                 return False
             code = buf[:size]
-            bits = 64 if (self.hflags() & HF_CS64) else 32
-            d = decode_block(code, address, bits)
+            d = decode_block(code, address, self.code_bits())
             self.blocks.insert(address, size, d.offsets, d.flags)
             for off in d.hooked_offsets:
                 a = address + off
@@ -888,7 +1017,10 @@ cdef class UcVcpu:
         cdef uint64_t rip = self.eip()
         cdef uint8_t op[2]
         cdef uint64_t insn
-        if self.triple_faulted():
+        if self.triple_faulted() or self.stop_reason != STOP_NONE:
+            # A run that is ending delivers nothing: a delivery that read unmapped memory (an IDT
+            # beyond RAM) leaves the engine's exception pending, and delivering it again would
+            # loop inside the engine for ever.
             return
         # Exceptions report RIP at the faulting instruction (which did not retire); INT n,
         # INT3 and INTO report RIP after it (it did).  Either way: retire what lies before RIP.
@@ -900,9 +1032,12 @@ cdef class UcVcpu:
             # comes from its next-EIP, but a fault while delivering (not-present gate, DPL)
             # must point at the INT instruction itself.
             self.set_eip(insn)
-        if intno == EXC_GP and self.c_cpl() > 0 and uc_vmem_read(self.uc, rip, 4, op, 2) == 0:
+        if intno == EXC_GP and self.c_cpl() > 0 and self.fetch(rip, op, 2):
             if op[0] == 0x0F and op[1] == 0x33:
                 # The engine's RDPMC raises #GP at CPL>0 when CR4.PCE=1 (its check is inverted).
+                # It has already recorded that #GP as the exception in flight: forget it, or the
+                # guest's next contributory fault would become a #DF.
+                (<int*> (self.env + OFF_OLD_EXCEPTION))[0] = -1
                 self.emulate_rdpmc(rip)
                 return
         self.delivering_df = intno == 8
@@ -923,7 +1058,7 @@ cdef class UcVcpu:
         if k == 0 or (k < b.n and b.addr + b.offs[k] != rip) or (k == b.n and rip != b.addr + b.size):
             return 0
         at = b.addr + b.offs[k - 1]
-        if uc_vmem_read(self.uc, at, 4, op, 2) != 0:
+        if not self.fetch(at, op, 2):
             return 0
         if (op[0] == 0xCD and op[1] == intno) or (op[0] == 0xCC and intno == 3) or \
                 (op[0] == 0xCE and intno == 4) or (op[0] == 0xF1 and intno == 1):
@@ -935,7 +1070,7 @@ cdef class UcVcpu:
         they raise; the SDM says vector*8+2 (selector index into the IDT, IDT bit set).  In long
         mode only those checks produce IDT error codes, so any with the IDT bit is rewritten."""
         cdef uint64_t rsp = self.regs()[R_RSP], ec = 0
-        if uc_vmem_read(self.uc, rsp, 1, &ec, 8) != 0 or (ec & 3) != 2:
+        if not self.read_guest(rsp, PROT_READ, &ec, 8) or (ec & 3) != 2:
             return
         ec = ((ec >> 4) << 3) | 2
         uc_vmem_write(self.uc, rsp, 2, &ec, 8)
@@ -945,13 +1080,15 @@ cdef class UcVcpu:
         cdef uint8_t op[5]
         if self.triple_faulted():
             return 0
+        if self.stop_reason != STOP_NONE:
+            return 1        # as in on_intr: the run is ending, deliver nothing
         self.commit_before(rip)
         self.leave_block()
-        if uc_vmem_read(self.uc, rip, 4, op, 2) == 0 and op[0] == 0x0F:
+        if self.fetch(rip, op, 2) and op[0] == 0x0F:
             if op[1] == 0x33:
                 self.emulate_rdpmc(rip)
                 return 1
-            if op[1] == 0x0B and self.forced_emulation and uc_vmem_read(self.uc, rip, 4, op, 5) == 0 \
+            if op[1] == 0x0B and self.forced_emulation and self.fetch(rip, op, 5) \
                     and op[2] == 0x6B and op[3] == 0x76 and op[4] == 0x6D:
                 self.set_eip(rip + 5)   # "ud2; .ascii kvm": run the next instruction as if emulated
                 return 1
@@ -979,14 +1116,16 @@ cdef class UcVcpu:
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
         self.set_eip(rip + 2)
 
-    # -- intercepted instructions: MSR accesses and port I/O ------------------------------
+    # -- intercepted instructions: MSR accesses, port I/O, CR8, LTR -----------------------
     cdef void on_hooked_insn(self, uint64_t address) noexcept:
-        cdef uint8_t op[6]
+        cdef uint8_t op[15]
         cdef int i = 0
         cdef uint8_t rex = 0
-        cdef bint opsize16 = False
+        cdef bint opsize = False          # 0x66: 16-bit operands in 32/64-bit code, 32-bit ones in 16-bit code
+        cdef int bits = self.code_bits()
+        cdef bint cs64 = bits == 64
         cdef uint32_t port, size
-        if uc_vmem_read(self.uc, address, 4, op, 6) != 0:
+        if not self.fetch(address, op, 15):
             return
         if op[0] == 0x0F and (op[1] == 0x30 or op[1] == 0x32):
             self.on_msr_insn(address, op[1] == 0x30)
@@ -995,19 +1134,25 @@ cdef class UcVcpu:
                               or (op[0] == 0x66 and op[1] == 0x0F and op[2] == 0xAE)):
             self.cache_maintenance(address, op)
             return
-        while i < 4 and (op[i] == 0x66 or op[i] == 0xF3 or op[i] == 0xF2 or (op[i] & 0xF0) == 0x40):
+        # Prefixes: operand size, REP, segment overrides, address size, LOCK and (64-bit code, last
+        # before the opcode) REX.
+        while i < 12 and (op[i] == 0x66 or op[i] == 0xF3 or op[i] == 0xF2 or op[i] == 0x26 or op[i] == 0x2E
+                          or op[i] == 0x36 or op[i] == 0x3E or op[i] == 0x64 or op[i] == 0x65 or op[i] == 0x67
+                          or op[i] == 0xF0 or (cs64 and (op[i] & 0xF0) == 0x40)):
             if op[i] == 0x66:
-                opsize16 = True
-            elif (op[i] & 0xF0) == 0x40:
-                rex = op[i]
+                opsize = True
+            rex = op[i] if (op[i] & 0xF0) == 0x40 else 0
             i += 1
+        if op[i] == 0x0F and op[i + 1] == 0x00 and ((op[i + 2] >> 3) & 7) == 3:
+            self.check_ltr(address, op[i + 2], rex)
+            return
         if op[i] == 0x0F and (op[i + 1] == 0x20 or op[i + 1] == 0x22) and (rex & 4) and (op[i + 2] & 0x38) == 0:
             self.emulate_cr8(address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
             return
         if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
                 (op[i] >= 0x6C and op[i] <= 0x6F):
             port = op[i + 1] if (op[i] >= 0xE4 and op[i] <= 0xE7) else (self.regs()[R_RDX] & 0xFFFF)
-            size = 1 if (op[i] & 1) == 0 else (2 if opsize16 else 4)
+            size = 1 if (op[i] & 1) == 0 else (2 if opsize != (bits == 16) else 4)
             if not self.io_permitted(port, size):
                 self.commit_before(address)
                 self.raise_fault(EXC_GP)
@@ -1015,44 +1160,51 @@ cdef class UcVcpu:
                 self.emulate_port_io(address, address + i + (2 if op[i] <= 0xE7 else 1), port, size,
                                      (op[i] & 2) != 0)
 
+    cdef void check_ltr(self, uint64_t address, uint8_t modrm, uint8_t rex) noexcept:
+        """LTR of a null selector is a #GP(0) (SDM: LTR).  The engine would load a not-present TR
+        instead, and abort the whole process at the next stack switch through the TSS.  Other
+        selectors, and LTR outside protected mode at CPL0, are the engine's to check."""
+        cdef uint16_t selector = 0
+        cdef uint64_t linear = 0
+        if self.c_cpl() != 0 or not (self.c_cr(0) & CR0_PE):
+            return
+        if (modrm >> 6) == 3:
+            selector = <uint16_t> self.regs()[(modrm & 7) | ((rex & 1) << 3)]
+        elif not (self.operand_address(address, &linear) and self.read_guest(linear, PROT_READ, &selector, 2)):
+            return      # the engine faults on the operand itself
+        if (selector & 0xFFFC) == 0:
+            self.commit_before(address)
+            self.raise_fault(EXC_GP)
+
     cdef void cache_maintenance(self, uint64_t address, uint8_t *op) noexcept:
         """CLFLUSH/CLFLUSHOPT evict a line of the cache model, WBINVD/INVD empty it (the engine
         itself treats them as no-ops, so they still execute normally afterwards)."""
-        cdef uint8_t code[15]
-        cdef uint64_t *r = self.regs()
+        cdef uint64_t line = 0
         if op[0] == 0x0F and op[1] != 0xAE:
             self.cache.invalidate()
-            return
-        if uc_vmem_read(self.uc, address, 4, code, 15) != 0:
-            return
-        try:
-            names = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-                     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
-            ea = flushed_address(code[:15], address, {n: r[i] for i, n in enumerate(names)})
-        except BaseException as e:
-            self._fail(f"decoding CLFLUSH at {address:#x}: {e!r}")
-            return
-        if ea is not None:
-            self.cache.flush_line(ea)
+        elif self.operand_address(address, &line):
+            self.cache.flush_line(line)
 
     def flush_branch_predictor(self):
         """IBPB: later branches cannot be steered by earlier ones."""
         self.predictor.flush()
 
     cdef bint io_permitted(self, uint32_t port, uint32_t size) noexcept:
-        """Port I/O at CPL > IOPL must be allowed by the TSS I/O bitmap, or it is a #GP (SDM
-        vol. 1 19.5.2).  The VMware backdoor ports are exempt, as KVM makes them."""
+        """Port I/O at CPL > IOPL, and any in virtual-8086 mode, must be allowed by the TSS I/O
+        bitmap, or it is a #GP (SDM vol. 1 19.5.2, vol. 3 20.2.8.1).  The VMware backdoor ports are
+        exempt, as KVM makes them."""
         cdef uint64_t eflags = (<uint64_t*> (self.env + OFF_EFLAGS))[0]
         cdef uint32_t limit, bits = 0
         cdef uint64_t base
         cdef uint16_t map_base = 0
-        if <uint64_t> self.c_cpl() <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3) or port == 0x5658 or port == 0x5659:
+        if port == 0x5658 or port == 0x5659 or \
+                (not (eflags & EFLAGS_VM) and <uint64_t> self.c_cpl() <= ((eflags >> EFLAGS_IOPL_SHIFT) & 3)):
             return True
         base = (<uint64_t*> (self.env + OFF_TR_BASE))[0]
         limit = (<uint32_t*> (self.env + OFF_TR_LIMIT))[0]
-        return limit >= 103 and uc_vmem_read(self.uc, base + 0x66, 1, &map_base, 2) == 0 \
+        return limit >= 103 and self.read_guest(base + 0x66, PROT_READ, &map_base, 2) \
             and map_base + (port >> 3) + 1 <= limit \
-            and uc_vmem_read(self.uc, base + map_base + (port >> 3), 1, &bits, 2) == 0 \
+            and self.read_guest(base + map_base + (port >> 3), PROT_READ, &bits, 2) \
             and ((bits >> (port & 7)) & ((1 << size) - 1)) == 0
 
     cdef void emulate_port_io(self, uint64_t address, uint64_t next_rip, uint32_t port, uint32_t size,
@@ -1246,14 +1398,20 @@ cdef class UcVcpu:
         return 0
 
     cdef void _py_attention(self) noexcept:
+        """Queued work, on_attention, then the work that queued: all of it before the guest goes on
+        (or, in the HLT wait, before the machine decides whether anything can wake the vCPU)."""
         self.cycle_budget = 0
         try:
-            while self.work:
-                self.work.pop(0)()
+            self._run_work()
             if self.on_attention is not None:
                 self.on_attention()
+            self._run_work()
         except BaseException as e:
             self._fail(f"device work on the vCPU: {e!r}")
+
+    cdef void _run_work(self) except *:
+        while self.work:
+            self.work.pop(0)()
 
     cdef void _fail(self, str text) noexcept:
         self.stop_reason = STOP_ERROR
@@ -1320,19 +1478,20 @@ cdef class UcVcpu:
 
     # -- running --------------------------------------------------------------------------
     def run(self, double timeout=0.0):
-        """Run until a terminal exit: HLT, SHUTDOWN, STOPPED or INTERNAL_ERROR."""
+        """Run until a terminal exit: HLT, SHUTDOWN, STOPPED or INTERNAL_ERROR.  A stop requested
+        while the guest was not running (from the machine's HLT wait, a signal handler) ends the
+        call before the guest runs."""
         cdef uint64_t rip = 0
         cdef int err
-        cdef uint8_t op = 0
         cdef size_t timeout_us
         cdef double end = time.monotonic() + timeout if timeout > 0 else 0.0
         while True:
-            self.stop_reason = STOP_NONE
-            if self.work or self.attention or self.deadline <= self.retired + self.idle_ns:
+            if self.stop_reason == STOP_NONE and \
+                    (self.work or self.attention or self.deadline <= self.retired + self.idle_ns):
                 self.attention = False
                 self._py_attention()
-                if self.stop_reason != STOP_NONE:
-                    return self._terminal()
+            if self.stop_reason != STOP_NONE:
+                return self._terminal()
             uc_reg_read(self.uc, REG_RIP, &rip)
             timeout_us = 0
             if end:
@@ -1345,24 +1504,42 @@ cdef class UcVcpu:
             err = uc_emu_start(self.uc, rip, 0, timeout_us, 0)
             self.in_guest = False
             self.finish_block()
-            if self.trunc_exit:
-                uc_reg_read(self.uc, REG_RIP, &rip)
-                if rip == self.trunc_exit:
-                    self.disarm_truncation()
-                    if self.stop_reason == STOP_NONE and not err:
-                        continue        # stopped where a counter overflowed or a shadow ended
+            if self.delivering_df:
+                self.triple_faulted()   # a fault while delivering the #DF: the engine gave up and stopped
+            uc_reg_read(self.uc, REG_RIP, &rip)
+            if self.trunc_exit and rip == self.trunc_exit:
+                self.disarm_truncation()
+                if self.stop_reason == STOP_NONE and not err:
+                    continue        # stopped where a counter overflowed or a shadow ended
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
+            if err == ERR_FETCH_PROT:     # RAM is executable: this is a jump into an MMIO window
+                return Exit(ExitKind.INTERNAL_ERROR, reason=f"guest fetched an instruction from MMIO at {rip:#x}",
+                            vcpu_id=self.vcpu_id)
             if err:
                 return Exit(ExitKind.INTERNAL_ERROR, reason=f"engine error: {unicorn.UcError(err)}",
                             vcpu_id=self.vcpu_id)
-            uc_reg_read(self.uc, REG_RIP, &rip)
-            if rip > 0 and uc_vmem_read(self.uc, rip - 1, 4, &op, 1) == 0 and op == 0xF4:
+            # The engine's own halted state says HLT ran (RIP is after it); a stop at an exit
+            # address sets it too, but those were taken above.
+            if self.engine_halted[0]:
                 return Exit(ExitKind.HLT, address=rip, vcpu_id=self.vcpu_id)
             if end and time.monotonic() >= end:
                 return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
 
+    def service(self):
+        """Run queued work and ``on_attention`` while the guest is not running (the machine's HLT
+        wait does this instead of run()).  Returns the terminal exit of a stop requested by now,
+        or of the instruction limit, else None."""
+        self.attention = False
+        self._py_attention()
+        self.check_limit()
+        return self._terminal() if self.stop_reason != STOP_NONE else None
+
     cdef object _terminal(self):
+        """The terminal exit of ``stop_reason``, which it consumes."""
         kinds = {STOP_REQUESTED: ExitKind.STOPPED, STOP_LIMIT: ExitKind.STOPPED,
                  STOP_SHUTDOWN: ExitKind.SHUTDOWN, STOP_ERROR: ExitKind.INTERNAL_ERROR}
-        return Exit(kinds[self.stop_reason], reason=self.stop_text or "", vcpu_id=self.vcpu_id)
+        ex = Exit(kinds[self.stop_reason], reason=self.stop_text or "", vcpu_id=self.vcpu_id)
+        self.stop_reason = STOP_NONE
+        self.stop_text = None
+        return ex

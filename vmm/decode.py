@@ -5,11 +5,12 @@ The C hook layer needs, per block: the offset of every instruction (to retire ex
 instructions before a fault or an emulated instruction), whether the block ends in a branch
 (branch instructions retired), whether it starts with or ends in a REP string instruction
 (one retired instruction however many iterations), and where its RDMSR/WRMSR instructions
-port I/O, CR8 and cache-maintenance instructions are (they get per-address code hooks where
-they are emulated or reported to the cache model; port I/O is also checked against the TSS I/O
-permission bitmap, which the engine does not enforce), and the kind of the block's final branch
-for the branch predictor model.  Capstone does the decoding; this runs once per new
-block, so its cost is not on any hot path.
+port I/O, CR8, LTR and cache-maintenance instructions are (they get per-address code hooks where
+they are emulated, checked or reported to the cache model; port I/O is also checked against the
+TSS I/O permission bitmap, which the engine does not enforce), and the kind of the block's final
+branch for the branch predictor model.  Capstone does the decoding; this runs once per new
+block, so its cost is not on any hot path.  :func:`memory_operand` gives the hook layer the
+address of an instruction's memory operand (CLFLUSH's line, LTR's selector), also on cold paths.
 
 Not decoded: anything the hook layer does not use (operands, prefixes other than REP).
 """
@@ -25,6 +26,9 @@ _md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 _md.detail = True
 _md32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
 _md32.detail = True
+_md16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+_md16.detail = True
+_DECODERS = {64: _md, 32: _md32, 16: _md16}
 
 _BRANCH_GROUPS = (capstone.CS_GRP_JUMP, capstone.CS_GRP_CALL, capstone.CS_GRP_RET,
                   capstone.CS_GRP_INT, capstone.CS_GRP_IRET, capstone.CS_GRP_BRANCH_RELATIVE)
@@ -40,9 +44,25 @@ _STRING_OPS = {cx.X86_INS_MOVSB, cx.X86_INS_MOVSW, cx.X86_INS_MOVSD, cx.X86_INS_
 _REP_PREFIXES = {cx.X86_PREFIX_REP, cx.X86_PREFIX_REPNE}
 _CONDITIONAL = {cx.X86_INS_LOOP, cx.X86_INS_LOOPE, cx.X86_INS_LOOPNE, cx.X86_INS_JRCXZ, cx.X86_INS_JECXZ,
                 cx.X86_INS_JCXZ}
-_CACHE_MAINTENANCE = {cx.X86_INS_CLFLUSH, cx.X86_INS_CLFLUSHOPT, cx.X86_INS_WBINVD, cx.X86_INS_INVD}
-_HOOKED = {cx.X86_INS_RDMSR, cx.X86_INS_WRMSR, cx.X86_INS_IN, cx.X86_INS_OUT,
-           cx.X86_INS_INSB, cx.X86_INS_INSW, cx.X86_INS_INSD, cx.X86_INS_OUTSB, cx.X86_INS_OUTSW, cx.X86_INS_OUTSD}
+# Instructions that get per-address code hooks, by mnemonic (lite decoding gives no ids): MSR
+# accesses, port I/O, LTR and cache maintenance; MOV to/from CR8 is matched on its operands.
+_HOOKED_MNEMONICS = frozenset({"rdmsr", "wrmsr", "in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd",
+                               "ltr", "clflush", "clflushopt", "wbinvd", "invd"})
+
+# Operand addressing: capstone register id -> (index in the guest's register file, value mask), for
+# the 64-, 32- and 16-bit names of the sixteen general registers; segment registers by x86 number.
+_GPR_NAMES = {
+    64: ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", *(f"r{n}" for n in range(8, 16))),
+    32: ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", *(f"r{n}d" for n in range(8, 16))),
+    16: ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di", *(f"r{n}w" for n in range(8, 16))),
+}
+_GPRS = {getattr(cx, f"X86_REG_{name.upper()}"): (index, (1 << width) - 1)
+         for width, names in _GPR_NAMES.items() for index, name in enumerate(names)}
+_STACK_BASES = {cx.X86_REG_RSP, cx.X86_REG_RBP, cx.X86_REG_ESP, cx.X86_REG_EBP, cx.X86_REG_SP, cx.X86_REG_BP}
+_SEGMENTS = {cx.X86_REG_ES: 0, cx.X86_REG_CS: 1, cx.X86_REG_SS: 2, cx.X86_REG_DS: 3, cx.X86_REG_FS: 4,
+             cx.X86_REG_GS: 5}
+SEG_SS = 2
+SEG_DS = 3
 
 # Block flags shared with the C hook layer (vmm/_ucvcpu.pyx).
 ENDS_IN_BRANCH = 1
@@ -59,7 +79,7 @@ BRANCH_CALL = 64            # call (direct or indirect): pushes the return stack
 class DecodedBlock:
     offsets: tuple[int, ...]        # offset of each instruction from the block start
     flags: int
-    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, CLFLUSH/WBINVD/INVD
+    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, LTR, CLFLUSH/WBINVD/INVD
 
 
 def _is_rep_string(insn) -> bool:
@@ -84,37 +104,45 @@ def _branch_kind(insn) -> int:
 
 
 def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
-    """Split ``code`` (one translation block's bytes at ``address``) into instructions."""
-    md = _md if bits == 64 else _md32
-    insns = list(md.disasm(code, address))
+    """Split ``code`` (one translation block's bytes at ``address``, ``bits`` its code segment's
+    default size: 64, 32 or 16) into instructions.  Only the first and last instructions are
+    decoded in detail (REP prefixes, branch kinds): the rest need just a length and a mnemonic, which
+    capstone's lite decoding gives several times faster."""
+    md = _DECODERS[bits]
+    insns = list(md.disasm_lite(code, address))     # (address, size, mnemonic with prefixes, operands)
     if not insns:
         return DecodedBlock((0,), 0, ())
-    offsets = tuple(i.address - address for i in insns)
+    offsets = tuple(at - address for at, _, _, _ in insns)
+    hooked = tuple(at - address for at, _, mnemonic, operands in insns
+                   if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or (mnemonic == "mov" and "cr8" in operands))
+    first = next(md.disasm(code, address, 1))
+    last = first if len(insns) == 1 else next(md.disasm(code[offsets[-1]:], insns[-1][0], 1))
     flags = 0
-    if _is_branch(insns[-1]):
-        flags |= ENDS_IN_BRANCH | _branch_kind(insns[-1])
-    if _is_rep_string(insns[0]):
+    if _is_branch(last):
+        flags |= ENDS_IN_BRANCH | _branch_kind(last)
+    if _is_rep_string(first):
         flags |= STARTS_WITH_REP
-    if _is_rep_string(insns[-1]):
+    if _is_rep_string(last):
         flags |= ENDS_WITH_REP
-    hooked = tuple(i.address - address for i in insns
-                   if i.id in _HOOKED or i.id in _CACHE_MAINTENANCE
-                   or (i.id == cx.X86_INS_MOV and "cr8" in i.op_str))
     return DecodedBlock(offsets, flags, hooked)
 
 
-def flushed_address(code: bytes, address: int, regs: dict) -> int | None:
-    """Effective address of the CLFLUSH/CLFLUSHOPT at ``address`` given the guest's registers
-    (name -> value), or None for WBINVD/INVD (which empty the whole cache)."""
-    insn = next(_md.disasm(code, address), None)
-    if insn is None or insn.id not in (cx.X86_INS_CLFLUSH, cx.X86_INS_CLFLUSHOPT):
+def memory_operand(code: bytes, address: int, bits: int, regs) -> tuple[int, int] | None:
+    """The memory operand of the instruction at ``address`` as ``(offset, segment)``: its effective
+    address given the guest's sixteen general registers ``regs`` (x86 order), wrapped to the
+    instruction's address size, and the segment register that applies (0 ES, 1 CS, 2 SS, 3 DS, 4 FS,
+    5 GS: an override, else SS for RSP/RBP-based addresses and DS for the rest).  None if the
+    instruction has no memory operand or does not decode."""
+    insn = next(_DECODERS[bits].disasm(code, address, 1), None)
+    mem = None if insn is None else next((op.mem for op in insn.operands if op.type == cx.X86_OP_MEM), None)
+    if mem is None:
         return None
-    mem = insn.operands[0].mem
-    ea = mem.disp
-    if mem.base == cx.X86_REG_RIP:
-        ea += address + insn.size
-    elif mem.base:
-        ea += regs[insn.reg_name(mem.base)]
-    if mem.index:
-        ea += regs[insn.reg_name(mem.index)] * mem.scale
-    return ea & ((1 << 64) - 1)
+    offset = mem.disp
+    if mem.base in (cx.X86_REG_RIP, cx.X86_REG_EIP):
+        offset += address + insn.size
+    for reg, scale in ((mem.base, 1), (mem.index, mem.scale)):
+        if reg in _GPRS:
+            index, mask = _GPRS[reg]
+            offset += (regs[index] & mask) * scale
+    segment = _SEGMENTS.get(mem.segment, SEG_SS if mem.base in _STACK_BASES else SEG_DS)
+    return offset & ((1 << (8 * insn.addr_size)) - 1), segment

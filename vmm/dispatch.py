@@ -5,6 +5,8 @@ It is a free-standing function of an :class:`~vmm.exits.Exit` and the machine's 
 unit tests can feed it made-up exits with no CPU at all.  Answers follow the platform rules
 of shared/notes/boot-contract.md: an I/O port nobody owns reads all-ones and ignores writes,
 MMIO nobody owns reads all-ones, an MSR nobody owns is a #GP, and RDPMC with no PMU is a #GP.
+An access across device ranges reaches each owner's part (devices/bus.py splits it), so no port
+or MMIO access a guest makes is an error.
 
 Terminal exits (HLT, shutdown, ...) are the run loop's business, not the dispatcher's.
 """

@@ -26,10 +26,10 @@ class ExitKind(IntEnum):
     MSR_WRITE = 5
     RDPMC = 6
     CPUID = 7
-    HLT = 8
+    HLT = 8               # the guest halted (the engine's halted state); the machine waits for a wakeup
     SHUTDOWN = 9          # triple fault: the guest cannot go on
     INTERNAL_ERROR = 10   # the VMM or the engine could not go on (unmapped memory, engine error)
-    STOPPED = 11          # the VMM asked the vCPU to stop (debug-exit, instruction limit, timeout)
+    STOPPED = 11          # the VMM asked the vCPU to stop (debug-exit, instruction limit, timeout, signal)
 
 
 #: Exits that end vcpu.run(); the rest are answered by the dispatcher while the guest waits.

@@ -15,9 +15,22 @@ protected mode (multiboot, PVH).
 
 The run loop turns terminal exits into a :class:`RunResult`: the guest's debug-exit status, a
 poweroff or reset asked for by the guest, a clean "guest shut down" on a triple fault, "halted
-forever" when HLT can never be woken (no interrupt pending or possible, no timer armed), a
-wall-clock timeout or an instruction limit.  HLT waits on virtual time: the clock skips to the next
-timer deadline, never sleeps.
+forever" when HLT can never be woken, a wall-clock timeout (for the whole run) or an instruction
+limit.  HLT waits on virtual time: the clock skips to the next deadline of a timer that could wake
+the vCPU, never sleeps, and the wait ends on a stop request, the instruction limit or the timeout
+like the guest's own run does.  "Halted forever" is decided from state, not from time passing:
+
+* with interrupts disabled only an NMI wakes the vCPU, and none can while NMIs are blocked (only
+  the guest's IRET unblocks them); the LAPIC timer raises no NMI, so only the I/O APIC (an unmasked
+  NMI entry) or a device we know nothing about could;
+* with interrupts enabled, a pending interrupt above the task priority wakes it; the LAPIC timer
+  can raise one unless its LVT entry is masked or the LAPIC is disabled;
+* the board's own timers (PIT, RTC, ACPI PM timer) act only on their IRQ lines, which reach the vCPU
+  only through an unmasked I/O APIC entry (the 8259s have no path to it); a timer of any other
+  device may do anything, so its deadline always counts.
+
+A guest whose only timers are of that last kind, and never wake it, waits until the timeout or a
+stop request.
 
 Not supported: more than one vCPU (``smp`` must be 1), RAM above 3 GiB, PCI devices, device
 hot-plug, rebooting (a guest reset ends the run), save/restore of the whole machine (the LAPIC and
@@ -29,17 +42,23 @@ from __future__ import annotations
 import ctypes
 import mmap
 import sys
+import time
 from dataclasses import dataclass, field
 
 import unicorn
 from unicorn import x86_const as uxc
 
 import firmware
+from devices.acpi_pm import AcpiPm
 from devices.bus import Bus, BusError
 from devices.cpu_msrs import CpuMsrs
 from devices.device import PropertyError
-from devices.lapic import Lapic
+from devices.ioapic import DELIVERY_MODE, DELIVERY_MODE_SHIFT, MASKED, Ioapic
+from devices.lapic import LVT_MASKED, DeliveryMode, Lapic, Lvt
+from devices.pic import I8259
+from devices.pit import Pit
 from devices.registry import DeviceSpec, device_class
+from devices.rtc import Rtc
 from devices.speculation import SpeculationControl
 from devices.uart import Uart16550
 from pmu.config import PmuConfig
@@ -51,7 +70,7 @@ from vmm.clock import VirtualClock
 from vmm.cpuid import CpuidError, CpuidModel
 from vmm.dispatch import Dispatcher
 from vmm.errors import VmmError
-from vmm.exits import ExitKind
+from vmm.exits import Exit, ExitKind
 from vmm.firmware_area import (
     ACPI_ADDRESS,
     ACPI_LIMIT,
@@ -69,6 +88,9 @@ from vmm.platform import Platform
 MAX_RAM = 3 << 30
 MMIO_PAGE = 0x1000
 IBPB_FEATURE = {"intel": "spec_ctrl", "amd": "amd_ibpb"}   # the CPUID bit that advertises PRED_CMD.IBPB
+#: Board timers whose ticks act on the vCPU only through their IRQ lines (tests/test_fuzz_guest.py
+#: checks that every built-in device with a timer is one of these).
+IRQ_LINE_TIMERS = (Pit, Rtc, AcpiPm)
 
 # Process exit statuses for endings that are not the guest's own debug-exit status.
 STATUS_POWEROFF = 0         # the guest powered off (ACPI S5, Bochs port): as QEMU exits
@@ -83,7 +105,7 @@ STATUS_INTERNAL = 70        # EX_SOFTWARE: the VMM or the engine could not go on
 @dataclass
 class MachineConfig:
     memory: int = 128 << 20
-    cpu: str = "intel"
+    cpu: str = "intel"              # a vmm/cpu_models.py model: intel, amd, skylake-server, epyc-rome, ...
     smp: int = 1
     cmdline: str = ""
     initrd: bytes | None = None
@@ -131,8 +153,8 @@ class Machine:
 
         self.clock = VirtualClock(self.vcpu)
         try:
-            self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()))
-            self.cpuid.set_feature(IBPB_FEATURE[config.cpu], True)
+            self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()), vcpu=self.vcpu)
+            self.cpuid.set_feature(IBPB_FEATURE[self.cpuid.vendor], True)
             CpuMsrs.advertise(self.cpuid)
             for name, on in config.cpuid_features.items():
                 self.cpuid.set_feature(name, on)
@@ -180,14 +202,14 @@ class Machine:
         self.vcpu.map_mmio(self.lapic.base, MMIO_PAGE)
         # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
         # virtual time too, so every counter the guest can read stays deterministic.
-        pmu_config = cfg.pmu or PmuConfig(vendor=cfg.cpu, vmware_backdoor=True)
-        if pmu_config.vendor != cfg.cpu:
-            raise VmmError(f"PMU vendor {pmu_config.vendor!r} does not match the CPU vendor {cfg.cpu!r}")
+        pmu_config = cfg.pmu or PmuConfig(vendor=self.cpuid.vendor, vmware_backdoor=True)
+        if pmu_config.vendor != self.cpuid.vendor:
+            raise VmmError(f"PMU vendor {pmu_config.vendor!r} does not match the CPU vendor {self.cpuid.vendor!r}")
         pmu_config.apply_to_cpuid(self.cpuid)
         self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config, real_clock=self.clock)
         self.pmu.attach(self.msr)
         self.vcpu.attach_pmu(self.pmu.core)
-        if self.cpuid.has(IBPB_FEATURE[cfg.cpu]):
+        if self.cpuid.has(IBPB_FEATURE[self.cpuid.vendor]):
             SpeculationControl(self.vcpu.flush_branch_predictor).register(self.msr)
         CpuMsrs(self.platform, cpuid=self.cpuid).register(self.msr)
 
@@ -226,7 +248,14 @@ class Machine:
             page = end + 1
 
     def _move_apic_window(self, old: int, new: int) -> None:
+        """The xAPIC page moved: as on a PC it shadows the RAM under its new place, and the RAM
+        under its old place is seen again."""
         self.vcpu.unmap_mmio(old, MMIO_PAGE)
+        if old < self.config.memory:
+            ram = ctypes.addressof(ctypes.c_char.from_buffer(self.ram_buffer))
+            self.engine.mem_map_ptr(old, MMIO_PAGE, unicorn.UC_PROT_ALL, ram + old)
+        if new < self.config.memory:
+            self.engine.mem_unmap(new, MMIO_PAGE)
         self.vcpu.map_mmio(new, MMIO_PAGE)
 
     # -- loading ----------------------------------------------------------------------
@@ -311,36 +340,90 @@ class Machine:
             self.uart.flush()
 
     def _run(self) -> RunResult:
+        end = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
         while True:
             self.pmu.sched_in()
             self.pmu.before_guest_entry()
-            ex = self.vcpu.run(timeout=self.config.timeout)
+            # The timeout is for the whole run: each entry gets what is left of it (at least a
+            # moment, so an expired one ends the run at once instead of meaning "no timeout").
+            ex = self.vcpu.run(timeout=max(end - time.monotonic(), 1e-9) if end else 0.0)
             if ex.kind is ExitKind.HLT:
-                if self._wait_in_hlt():
+                ex = self._wait_in_hlt(end)
+                if ex is None:
                     continue
-                return self._result(STATUS_HALTED, "halted", "guest halted forever: nothing can wake it")
-            if ex.kind is ExitKind.STOPPED:
-                if self.exit_status is not None:
-                    return self._result(self.exit_status, self.exit_reason)
-                if ex.reason == "timeout":
-                    return self._result(STATUS_TIMEOUT, "timeout", f"timed out after {self.config.timeout:g} s")
-                return self._result(STATUS_LIMIT, "limit", ex.reason)
-            if ex.kind is ExitKind.SHUTDOWN:
-                return self._result(STATUS_SHUTDOWN, "shutdown", f"guest shut down: {ex.reason}")
-            return self._result(STATUS_INTERNAL, "error", ex.reason)
+            return self._ending(ex)
 
-    def _wait_in_hlt(self) -> bool:
-        """HLT: True when something will wake the vCPU (the clock is moved to it)."""
+    def _ending(self, ex: Exit) -> RunResult:
+        """The RunResult of a terminal exit (HLT here means halted forever)."""
+        if ex.kind is ExitKind.HLT:
+            return self._result(STATUS_HALTED, "halted", f"guest halted forever: {ex.reason}")
+        if ex.kind is ExitKind.STOPPED:
+            if self.exit_status is not None:
+                return self._result(self.exit_status, self.exit_reason)
+            if ex.reason == "timeout":
+                return self._result(STATUS_TIMEOUT, "timeout", f"timed out after {self.config.timeout:g} s")
+            return self._result(STATUS_LIMIT, "limit", ex.reason)
+        if ex.kind is ExitKind.SHUTDOWN:
+            return self._result(STATUS_SHUTDOWN, "shutdown", f"guest shut down: {ex.reason}")
+        return self._result(STATUS_INTERNAL, "error", ex.reason)
+
+    def _wait_in_hlt(self, end: float) -> Exit | None:
+        """HLT: None once something wakes the vCPU (virtual time has moved to it), else the exit
+        that ends the run: a stop request or the instruction limit, the wall-clock ``end``
+        (monotonic seconds, 0 = none), or HLT when nothing can ever wake it."""
         while True:
-            self._service()
-            if self.lapic.nmi_pending or (self.lapic.has_wakeup() and self.vcpu.interrupts_enabled()):
+            stop = self.vcpu.service()      # queued work, timers due by now, PMIs
+            if stop is not None:
+                return stop
+            interrupts, nmis = self.vcpu.interrupts_enabled(), not self.vcpu.nmi_blocked()
+            if (nmis and self.lapic.nmi_pending) or (interrupts and self.lapic.pending_interrupt() is not None):
                 self.vcpu.kick()
-                return True
-            deadline = self._next_deadline()
+                return None
+            if end and time.monotonic() >= end:
+                return Exit(ExitKind.STOPPED, reason="timeout")
+            deadline = self._wake_deadline(interrupts, nmis) if interrupts or nmis else None
             if deadline is None:
-                return False
+                why = "no interrupt is pending and no timer can raise one" if interrupts else \
+                    "interrupts are disabled and nothing can raise an NMI" if nmis else \
+                    "interrupts are disabled and NMIs blocked"
+                return Exit(ExitKind.HLT, reason=why)
             self.clock.skip_to(deadline)
-            self._service()
+
+    def _wake_deadline(self, interrupts: bool, nmis: bool) -> int | None:
+        """The earliest deadline of a timer whose tick could wake the halted vCPU, which takes
+        maskable interrupts if ``interrupts`` and NMIs if ``nmis``, or None (the rules are in the
+        module docstring)."""
+        deadlines = []
+        lapic_deadline = self.lapic.next_deadline()
+        if lapic_deadline is not None and interrupts and self.lapic.hardware_enabled and \
+                not self.lapic.get_state()["lvt"][Lvt.TIMER] & LVT_MASKED:
+            deadlines.append(lapic_deadline)
+        lines_reach_vcpu = None     # worked out for the first IRQ-line timer that is armed
+        for timer in self.timers:
+            deadline = timer.next_deadline()
+            if deadline is None:
+                continue
+            if isinstance(timer, IRQ_LINE_TIMERS):
+                if lines_reach_vcpu is None:
+                    lines_reach_vcpu = self._irq_lines_reach_vcpu(interrupts, nmis)
+                if not lines_reach_vcpu:
+                    continue
+            deadlines.append(deadline)
+        return min(deadlines, default=None)
+
+    def _irq_lines_reach_vcpu(self, interrupts: bool, nmis: bool) -> bool:
+        """Whether an IRQ line change could make a maskable interrupt (if ``interrupts``) or an NMI
+        (if ``nmis``) pending at the vCPU's LAPIC."""
+        modes = {*((DeliveryMode.FIXED, DeliveryMode.LOWEST_PRIORITY) if interrupts else ()),
+                 *((DeliveryMode.NMI,) if nmis else ())}
+        for controller in self.platform.controllers:
+            if isinstance(controller, I8259):
+                continue        # no output to the CPU (devices/pic.py)
+            if not isinstance(controller, Ioapic) or any(
+                    not entry & MASKED and (entry & DELIVERY_MODE) >> DELIVERY_MODE_SHIFT in modes
+                    for entry in controller.redirection):
+                return True
+        return False
 
     def _result(self, status: int, reason: str, detail: str = "") -> RunResult:
         self.uart.flush()
