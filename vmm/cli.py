@@ -1,40 +1,52 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Command line: boot an ELF test kernel and exit with the guest's status.
+"""The ``pmu-vmm`` command line (``python -m vmm``): boot a test kernel, exit with its own status.
 
-    python -m vmm run KERNEL [--append TEXT] [--initrd FILE] [--memory 128M] [--cpu intel|amd]
-                             [--cpuid SPEC] [--pmu SPEC] [--smp 1] [--timeout S] [--max-insns N]
-                             [--serial FILE] [--trace exits] [--forced-emulation] [--test-hooks]
-                             [--device NAME[,PROP=VAL...]] [--device help]
-    python -m vmm list                     # the bundled test kernels
-    python -m vmm qemu -kernel X ...       # QEMU-compatible options (for test-suite runners);
-    pmu-vmm-qemu -kernel X ...             # the same as a command, e.g. QEMU=pmu-vmm-qemu for a runner
+    pmu-vmm run KERNEL [options]      # `pmu-vmm run --help` lists every option and exit status
+    pmu-vmm list                      # the bundled test kernels
+    pmu-vmm qemu -kernel X ...        # the QEMU-compatible front end (vmm/qemu_cli.py), also `pmu-vmm-qemu`
 
-KERNEL is a path, or the name of a bundled kernel (``python -m vmm list``).  The exit status
-mirrors the guest's debug-exit write, (value << 1) | 1; other endings: 124 timeout or
-instruction limit, 125 guest shut down (triple fault), 126 halted forever, 70 VMM error,
-2 bad input (bad option, unreadable or malformed kernel) with one line on stderr.
+``run`` exits with the value the guest wrote to isa-debug-exit (0 = passed), so ``&&`` and ``set -e``
+work; the QEMU front end keeps QEMU's ``(value << 1) | 1``.  Other endings have their own statuses
+(:data:`EXIT_STATUSES`, docs/cli.md).  Bad input (an option, the kernel, the initrd, an output file)
+is one line on stderr and status 2, never a traceback.  ``--report``, ``--junit`` and ``--json``
+describe the run afterwards (vmm/report.py, vmm/results.py); on a terminal a status line shows
+progress during long runs.
 
-``--device NAME[,PROP=VAL...]`` (also spelt ``-device``) adds or configures a device of the board
-(vmm/board.py); ``--device help`` lists the devices, ``--device NAME,help`` a device's properties.
-
-The QEMU mode understands -kernel, -append, -initrd, -m, -smp, -cpu (vendor only: a model
-name containing "amd"/"epyc"/"opteron" selects AMD), -serial stdio|file:PATH|none, and
--device (every device of ``-device help``, e.g. isa-debug-exit,iobase=0xf4,iosize=4); every other
-option (-machine, -accel, -display, -vga, -no-reboot, -nodefaults, -name, -enable-kvm, ...) is accepted and ignored.
+Not supported: more than one vCPU, a kernel from stdin or a pipe (it must be a regular file),
+serial input, and option values beginning with '-' except for ``--cpuid`` and ``--append``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
+import signal
 import sys
 
 import firmware
-from vmm.cpuid import DEFAULT_SIGNATURE
-from vmm.errors import VmmError
+from vmm import __version__
+from vmm.cpu_models import CPU_MODELS
+from vmm.options import cpuid_help, parse_count, parse_cpuid, parse_pmu, parse_seconds, parse_size, pmu_help
 
 EXIT_BAD_INPUT = 2
+EXIT_OUTPUT = 74                                # EX_IOERR: serial output, report or results not written
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE         # its reader went away, as a shell shows SIGPIPE
+EXIT_STATUSES = """\
+exit status:
+  N        the guest wrote N to isa-debug-exit: 0 = passed (values above 255 exit 255)
+  0        the guest powered off (ACPI S5, Bochs shutdown port)
+  2        bad input: an option, the kernel, the initrd, an output file (one line on stderr)
+  70       VMM error
+  74       the serial output, report or results could not be written (a full disk, stdout closed)
+  123      the guest asked for a reset (pmu-vmm never reboots)
+  124      --timeout or --max-insns reached
+  125      the guest shut down (triple fault)
+  126      the guest halted forever (HLT that nothing can wake)
+  130/143  stopped by SIGINT/SIGTERM (serial output kept, report written)
+  141      the serial output's reader went away (broken pipe)
+"""
+HELP_WORDS = ("help", "?")
+GLUED_OPTIONS = ("--cpuid", "--append")     # their values may begin with '-'
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,244 +54,149 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    try:
-        if t and t[-1] in units:
-            return int(t[:-1]) * units[t[-1]]
-        return int(t) << 20 if len(t) <= 5 else int(t)   # QEMU: a bare -m number is MiB
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad memory size {text!r} (e.g. 128M, 1G)") from None
-
-
-def parse_pmu(text: str) -> dict:
-    """``--pmu version=1,gp_counters=4,fixed_counters=0,rdpmc_fast=seed`` -> PmuConfig fields."""
-    from pmu.config import PmuConfig
-
-    fields = {f.name: f for f in dataclasses.fields(PmuConfig) if f.name != "vendor"}
-    spec = {}
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if key not in fields or not sep:
-            raise argparse.ArgumentTypeError(f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-        kind = str(fields[key].type)
+def _typed(parse):
+    """An argparse type from a parser raising ValueError (argparse would hide the message)."""
+    def convert(text):
         try:
-            if "bool" in kind:
-                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError(value)
-                spec[key] = value.lower() in ("1", "true", "yes", "on")
-            elif "int" in kind:
-                spec[key] = int(value, 0)
-            else:
-                spec[key] = value
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r}: bad value for {key}") from None
-    return spec
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def parse_cpuid(text: str) -> dict:
-    """``--cpuid family=6,model=0x55,stepping=4,-x2apic,+pdcm`` -> signature and feature switches."""
-    spec: dict = {"signature": {}, "features": {}}
-    for item in filter(None, (i.strip() for i in text.split(","))):
-        if item[0] in "+-":
-            spec["features"][item[1:]] = item[0] == "+"
-            continue
-        key, sep, value = item.partition("=")
-        if key not in ("family", "model", "stepping") or not sep:
-            raise argparse.ArgumentTypeError(f"{item!r}: expected family=/model=/stepping= or +FEATURE/-FEATURE")
+class _SpecAction(argparse.Action):
+    """Stores (or appends) ``parse(value)``; a value for which ``reference`` gives text prints it and exits 0."""
+
+    def __init__(self, option_strings, dest, reference, parse=str, append=False, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.parse, self.reference, self.append = parse, reference, append
+
+    def __call__(self, parser, namespace, values, option_string=None):
         try:
-            spec["signature"][key] = int(value, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r}: bad number") from None
-    return spec
+            text = self.reference(values)
+            if text is not None:
+                print(text, flush=True)
+                parser.exit(0)
+            value = self.parse(values)
+        except ValueError as e:
+            parser.error(f"argument {option_string}: {e}")
+        if self.append:
+            value = [*(getattr(namespace, self.dest) or []), value]
+        setattr(namespace, self.dest, value)
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _device_reference(value: str) -> str | None:
+    from devices.registry import device_class, device_help
+
+    if value in HELP_WORDS:
+        return device_help()
+    if value.endswith(tuple("," + word for word in HELP_WORDS)):
+        return device_class(value.split(",")[0]).help_text()   # PropertyError is a ValueError
+    return None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m vmm", description="Boot ELF test kernels on a VMM with an exact virtual PMU.")
+def build_parser(prog: str = "pmu-vmm") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Boot ELF test kernels on a VMM with an exact virtual PMU.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="boot a kernel")
-    run.add_argument("kernel", help="ELF kernel file, or a bundled kernel name")
-    run.add_argument("--append", default="", help="kernel command line")
-    run.add_argument("--initrd", help="file passed as the multiboot module (KEY=VALUE environment)")
-    run.add_argument("--memory", "-m", type=parse_size, default=128 << 20, help="guest RAM (default 128M)")
-    run.add_argument("--cpu", choices=("intel", "amd"), default="intel")
-    run.add_argument("--smp", type=int, default=1)
-    run.add_argument("--cpuid", type=parse_cpuid, default=None, metavar="SPEC",
-                     help="CPU signature and features (vmm/cpuid.py), e.g. family=6,model=0x55,-x2apic,+pdcm")
-    run.add_argument("--pmu", type=parse_pmu, default=None, metavar="KEY=VAL,...",
-                     help="PMU shape and policies (pmu/config.py), e.g. version=1,gp_counters=4,fixed_counters=0")
-    run.add_argument("--timeout", type=_positive_float, default=0.0, help="wall-clock limit in seconds")
-    run.add_argument("--max-insns", type=int, default=0, help="stop after N guest instructions")
-    run.add_argument("--serial", help="write the guest's serial output to FILE instead of stdout")
-    run.add_argument("--trace", choices=("exits",), action="append", default=[])
+    run = sub.add_parser("run", help="boot a kernel", epilog=EXIT_STATUSES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("kernel", help="ELF or bzImage kernel file, or a bundled kernel's name (see `list`)")
+    run.add_argument("--append", default="", metavar="TEXT", help="kernel command line (may begin with '-')")
+    run.add_argument("--initrd", metavar="FILE", help="file passed as the multiboot module / Linux initrd")
+    run.add_argument("--memory", "-m", type=_typed(parse_size), default=128 << 20, metavar="SIZE",
+                     help="guest RAM, e.g. 256M or 1G; a bare number is MiB (default 128M)")
+    run.add_argument("--cpu", choices=tuple(CPU_MODELS), default="intel",
+                     help="CPU model: intel, amd or a named part (vmm/cpu_models.py; default intel)")
+    run.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs (only 1 is supported)")
+    run.add_argument("--cpuid", action=_SpecAction, parse=parse_cpuid, metavar="SPEC",
+                     reference=lambda v: cpuid_help() if v in HELP_WORDS else None,
+                     help="CPU signature and features, e.g. family=6,model=0x55,-x2apic,+pdcm (`--cpuid help`)")
+    run.add_argument("--pmu", action=_SpecAction, parse=parse_pmu, metavar="KEY=VAL,...",
+                     reference=lambda v: pmu_help() if v in HELP_WORDS else None,
+                     help="PMU shape and policies, e.g. version=1,gp_counters=4,fixed_counters=0 (`--pmu help`)")
+    run.add_argument("--device", "-device", action=_SpecAction, append=True, reference=_device_reference,
+                     default=[], metavar="NAME[,PROP=VAL...]",
+                     help="add or configure a device (`--device help` lists them, `--device NAME,help` its properties)")
+    run.add_argument("--test-hooks", action="store_true",
+                     help="the VMM's test hook port (the same as --device pmu-vmm-test-hooks)")
+    run.add_argument("--timeout", type=_typed(parse_seconds), default=0.0, metavar="SECONDS",
+                     help="wall-clock limit for the run, status 124 (default 0: none)")
+    run.add_argument("--max-insns", type=_typed(parse_count), default=0, metavar="N",
+                     help="stop after N guest instructions, status 124 (default 0: none)")
+    run.add_argument("--serial", metavar="FILE", help="write the guest's serial output to FILE instead of stdout")
+    run.add_argument("--trace", choices=("exits",), action="append", default=[],
+                     help="print every exit and its result on stderr")
     run.add_argument("--forced-emulation", action="store_true",
                      help='honour the "ud2; kvm" forced emulation prefix')
-    run.add_argument("--device", "-device", action="append", default=[], metavar="NAME[,PROP=VAL...]",
-                     help="add or configure a device (vmm/board.py); `--device help` lists them, "
-                          "`--device NAME,help` lists a device's properties")
-    run.add_argument("--test-hooks", action="store_true",
-                     help="VMM test hook port 0xE0 (the same as --device pmu-vmm-test-hooks)")
+    run.add_argument("--report", action="store_true",
+                     help="at the end, print PMU counters, PMIs, instructions, virtual/wall time and MIPS on stderr")
+    run.add_argument("--report-format", choices=("text", "json"), metavar="text|json",
+                     help="the report's format (implies --report; default text)")
+    run.add_argument("--report-file", metavar="FILE", help="write the report to FILE (implies --report)")
+    run.add_argument("--junit", metavar="FILE", help="write the guest's PASS/FAIL/SKIP lines as JUnit XML")
+    run.add_argument("--json", metavar="FILE", help="write the guest's PASS/FAIL/SKIP lines and SUMMARY as JSON")
     sub.add_parser("list", help="list the bundled test kernels")
-    sub.add_parser("qemu", help="QEMU-compatible options", add_help=False)
+    sub.add_parser("qemu", help="QEMU-compatible options (`qemu -help`)", add_help=False)
     return parser
+
+
+def _glue(argv: list[str]) -> list[str]:
+    """``--cpuid -x2apic`` -> ``--cpuid=-x2apic``: argparse would take ``-x2apic`` for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--":
+            return out + argv[i:]
+        if argv[i] in GLUED_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def _prog() -> str:
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m vmm" if name in ("", "__main__.py", "-m") else name
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["qemu"]:
-        return _run_qemu(argv[1:])
-    if argv[:1] == ["run"] and _device_help_asked(argv):
-        return _print_device_help(_device_help_asked(argv))
-    args = build_parser().parse_args(argv)
-    if args.command == "list":
-        print("\n".join(firmware.kernels()))
-        return 0
-    devices = args.device + (["pmu-vmm-test-hooks"] if args.test_hooks else [])
-    return boot(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
-                smp=args.smp, timeout=args.timeout, max_insns=args.max_insns, serial=args.serial,
-                trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
-                devices=devices, pmu=args.pmu, cpuid=args.cpuid)
+        from vmm.qemu_cli import run_qemu
 
-
-def _device_help_asked(argv: list[str]) -> str | None:
-    """The ``-device`` value that asks for help (``help``, ``?`` or ``NAME,help``), if any."""
-    for flag, value in zip(argv, argv[1:], strict=False):
-        if flag.lstrip("-") == "device" and (value in ("help", "?") or value.endswith((",help", ",?"))):
-            return value
-    return None
-
-
-def _print_device_help(value: str) -> int:
-    from devices.device import PropertyError
-    from devices.registry import device_class, device_help
-
-    if value in ("help", "?"):
-        print(device_help())
-        return 0
-    try:
-        print(device_class(value.split(",")[0]).help_text())
-    except PropertyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+        return _guarded(run_qemu, argv[1:], "pmu-vmm-qemu")
+    return _guarded(_main, argv, _prog())
 
 
 def qemu_main() -> int:
     """Entry point of the ``pmu-vmm-qemu`` command: point a runner's QEMU variable at it."""
-    return _run_qemu(sys.argv[1:])
+    from vmm.qemu_cli import run_qemu
+
+    return _guarded(run_qemu, sys.argv[1:], os.path.basename(sys.argv[0]) or "pmu-vmm-qemu")
 
 
-def _resolve_kernel(name: str) -> str:
-    if "/" in name or name.endswith(".elf"):
-        return name
+def _main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(_glue(argv))
+    if args.command == "list":
+        print("\n".join(firmware.kernels()), flush=True)
+        return 0
+    from vmm.run_command import run_command
+
+    return run_command(args, prog)
+
+
+def _guarded(command, argv: list[str], prog: str) -> int:
+    """Run a front end; a reader that went away or a Ctrl-C before the guest ran is a status, not a traceback."""
     try:
-        return str(firmware.image(name))
-    except FileNotFoundError:
-        return name     # let the loader say the file does not exist
+        return command(argv, prog)
+    except BrokenPipeError:                 # e.g. `pmu-vmm list | head -1`
+        from vmm.session import detach_stdout
 
-
-def boot(kernel: str, *, cmdline="", initrd=None, memory=128 << 20, cpu="intel", smp=1, timeout=0.0,
-         max_insns=0, serial=None, trace_exits=False, forced_emulation=False, devices: list[str] = (),
-         pmu: dict | None = None, cpuid: dict | None = None) -> int:
-    from devices.device import PropertyError
-    from devices.registry import parse_device_spec
-    from vmm.machine import Machine, MachineConfig  # imports the engine: keep `--help` fast
-
-    sink = None
-    try:
-        path = _resolve_kernel(kernel)
-        module = _read_file(initrd, "initrd") if initrd else None
-        if serial:
-            try:
-                sink = open(serial, "wb")
-            except OSError as e:
-                raise VmmError(f"cannot open serial output {serial}: {e.strerror}") from None
-        pmu_config = None
-        if pmu is not None:
-            from pmu.config import PmuConfig
-            try:
-                pmu_config = PmuConfig(**{"vendor": cpu, "vmware_backdoor": True, **pmu})
-            except ValueError as e:
-                raise VmmError(f"--pmu: {e}") from None
-        signature = None
-        if cpuid and cpuid["signature"]:
-            family, model, stepping = DEFAULT_SIGNATURE[cpu]
-            sig = cpuid["signature"]
-            signature = (sig.get("family", family), sig.get("model", model), sig.get("stepping", stepping))
-        try:
-            device_specs = [parse_device_spec(text) for text in devices]
-        except PropertyError as e:
-            raise VmmError(str(e)) from None
-        config = MachineConfig(memory=memory, cpu=cpu, smp=smp, cmdline=cmdline, pmu=pmu_config,
-                               cpu_signature=signature, cpuid_features=(cpuid or {}).get("features", {}),
-                               initrd=module, serial=sink, timeout=timeout, max_insns=max_insns,
-                               trace_exits=trace_exits, forced_emulation=forced_emulation, devices=device_specs)
-        machine = Machine(config)
-        machine.load(path)
-        result = machine.run()
-    except VmmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    finally:
-        if sink is not None:
-            sink.close()
-    if result.reason not in ("debug-exit", "poweroff"):
-        print(f"vmm: {result.detail or result.reason} (after {result.instructions} instructions)", file=sys.stderr)
-    return result.status
-
-
-def _read_file(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise VmmError(f"cannot read {what} {path}: {e.strerror}") from None
-
-
-def _run_qemu(argv: list[str]) -> int:
-    """Translate the QEMU options test runners use; ignore the ones that do not apply."""
-    takes_value = {"-kernel", "-append", "-initrd", "-m", "-smp", "-cpu", "-serial", "-device", "-machine", "-M",
-                   "-accel", "-display", "-vga", "-name", "-chardev", "-mon", "-monitor", "-global", "-boot",
-                   "-drive", "-netdev", "-net", "-rtc", "-object", "-numa", "-d", "-D", "-bios", "-L"}
-    help_value = _device_help_asked(argv)
-    if help_value:
-        return _print_device_help(help_value)
-    opts: dict[str, str] = {}
-    devices: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        key = "-" + arg.lstrip("-")
-        if key in takes_value:
-            if i + 1 >= len(argv):
-                print(f"qemu: option {arg} needs a value", file=sys.stderr)
-                return EXIT_BAD_INPUT
-            if key == "-device":
-                devices.append(argv[i + 1])
-            opts[key] = argv[i + 1]
-            i += 2
-        else:
-            i += 1      # flags such as -nographic, -no-reboot, -enable-kvm, -S are ignored
-    if "-kernel" not in opts:
-        print("qemu: -kernel is required", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    serial = opts.get("-serial", "stdio")
-    serial_path = serial[len("file:"):] if serial.startswith("file:") else (os.devnull if serial == "none" else None)
-    cpu = "amd" if any(w in opts.get("-cpu", "").lower() for w in ("amd", "epyc", "opteron")) else "intel"
-    try:
-        memory = parse_size(opts.get("-m", "128").split(",")[0].removeprefix("size="))
-        smp = int(opts.get("-smp", "1").split(",")[0].removeprefix("cpus="))
-    except (argparse.ArgumentTypeError, ValueError) as e:
-        print(f"qemu: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return boot(opts["-kernel"], cmdline=opts.get("-append", ""), initrd=opts.get("-initrd"), memory=memory,
-                cpu=cpu, smp=smp, serial=serial_path, devices=devices)
+        detach_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:               # before the guest ran (the run handles its own)
+        return 128 + signal.SIGINT

@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Run figures for people: the live status line on a terminal and the end-of-run report.
+
+The report (``--report``, ``--report-format text|json``) is what ``perf stat`` would say about the
+guest: every PMU counter the guest used (its event, value, and whether it was still counting when
+the run ended), PMIs delivered, instructions retired, virtual time (1 instruction = 1 ns, plus time
+skipped in HLT), wall time and MIPS.  The figures come from the machine after the run; the report
+never changes what the guest saw.
+
+Not reported yet, because nothing counts them: exits by kind (I/O, MMIO, MSR, CPUID, HLT, ...) and
+the time spent handling them.  They are listed under ``not_measured``.
+
+:class:`ProgressLine` redraws one line in place on a terminal (instructions, MIPS, virtual and wall
+time) and erases itself before other output; it is used only when stderr is a TTY.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from pmu import events
+
+NOT_MEASURED = ("exits by kind (the dispatcher does not count them)",
+                "time spent handling exits (no per-exit timing)")
+
+
+def _counter_event(pmu, info: dict) -> str:
+    if info["kind"] == "fixed":
+        return events.NAMES[events.INTEL_FIXED_EVENTS[info["index"]]]
+    config = pmu.config
+    return events.NAMES[events.decode(config.vendor, info["eventsel"], config.unavailable_events)]
+
+
+def build(outcome, status: int, kernel: str) -> dict:
+    """The report of a finished run as plain data (the JSON form)."""
+    machine, result = outcome.machine, outcome.result
+    counters = []
+    for info in machine.pmu.counters():
+        if not (info["value"] or info["eventsel"] or info["running"]):
+            continue    # never used by the guest
+        name = f"{'GP' if info['kind'] == 'gp' else 'FIXED'}{info['index']}"
+        counters.append({"counter": name, "event": _counter_event(machine.pmu, info), "eventsel": info["eventsel"],
+                         "value": info["value"], "counting": info["running"]})
+    wall = outcome.wall_s
+    return {
+        "kernel": kernel,
+        "status": status,
+        "reason": outcome.reason,
+        "detail": result.detail,
+        "instructions": result.instructions,
+        "virtual_ns": machine.vcpu.now(),
+        "halted_ns": machine.vcpu.idle_ns,
+        "wall_s": round(wall, 6),
+        "mips": round(result.instructions / wall / 1e6, 3) if wall > 0 else None,
+        "pmis_delivered": machine.pmu.pmis_delivered,
+        "counters": counters,
+        "not_measured": list(NOT_MEASURED),
+    }
+
+
+def format_json(report: dict) -> str:
+    return json.dumps(report, indent=2) + "\n"
+
+
+def format_text(report: dict) -> str:
+    lines = [f" Figures for guest '{report['kernel']}' ({report['reason']}, exit status {report['status']}):", ""]
+    for c in report["counters"]:
+        state = "counting" if c["counting"] else "stopped"
+        lines.append(f"{c['value']:>18,}      {c['counter']:<8} {c['event']:<16} ({state})")
+    if not report["counters"]:
+        lines.append(f"{'':>18}      (no PMU counter used)")
+    mips = "-" if report["mips"] is None else f"{report['mips']:,.1f}"
+    lines += [
+        "",
+        f"{report['instructions']:>18,}      instructions retired",
+        f"{report['pmis_delivered']:>18,}      PMIs delivered",
+        f"{report['virtual_ns'] / 1e9:>18.9f} s    virtual time ({report['halted_ns'] / 1e9:.9f} s halted)",
+        f"{report['wall_s']:>18.6f} s    wall time",
+        f"{mips:>18}      MIPS",
+        "",
+        " Not measured: " + "; ".join(report["not_measured"]) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def progress_text(instructions: int, virtual_ns: int, wall_s: float) -> str:
+    mips = instructions / wall_s / 1e6 if wall_s > 0 else 0.0
+    return (f"{instructions / 1e6:,.1f} M instructions  {mips:,.1f} MIPS  "
+            f"virtual {virtual_ns / 1e9:.3f} s  wall {wall_s:.1f} s")
+
+
+class ProgressLine:
+    """One status line redrawn in place on a terminal; ``clear`` erases it before other output."""
+
+    def __init__(self, stream, interval: float = 0.5, delay: float = 1.0, clock=time.monotonic):
+        self.stream = stream
+        self.interval = interval
+        self.clock = clock
+        self.start = clock()
+        self.next_draw = self.start + delay     # short runs never show it
+        self.visible = False
+
+    def update(self, instructions: int, virtual_ns: int) -> None:
+        now = self.clock()
+        if now < self.next_draw:
+            return
+        self.next_draw = now + self.interval
+        self._write("\r" + progress_text(instructions, virtual_ns, now - self.start) + "\x1b[K")
+        self.visible = True
+
+    def clear(self) -> None:
+        if self.visible:
+            self._write("\r\x1b[K")
+            self.visible = False
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:             # the terminal went away: stop drawing
+            self.next_draw = math.inf
+            self.visible = False
