@@ -12,6 +12,8 @@ there is no target; skip when the measurement could not be made here).  The modu
 * bench_refloop  the reference-loop kernel: wall time, instruction count, determinism
 * bench_pmu_core the compiled PMU core vs the pure-Python reference model
 * bench_linux    Debian's kernel to /init and poweroff: VMM vs QEMU TCG, MIPS, determinism
+* bench_linux_perf perf in that guest: exact perf stat counts over 5 runs, wall time with perf off /
+                 perf stat / perf record, samples per second of guest time, wall time per PMI
 
 ``--quick`` uses fewer iterations and repetitions (about half a minute in all); the default run
 takes a few minutes.  The numbers of this machine are in docs/figures.md.
@@ -27,7 +29,8 @@ import time
 
 from bench.common import Figure, print_table
 
-MODULES = ("bench_mips", "bench_exits", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core", "bench_linux")
+MODULES = ("bench_mips", "bench_exits", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core", "bench_linux",
+           "bench_linux_perf")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ cdef enum:
     MAX_FIXED = 3
     NUM_SLOTS = 11           # GP counters in slots 0..7, fixed counters in slots 8..10
     FIXED_SLOT = 8
-    NUM_EVENTS = 8           # generic event ids 0..7 (pmu/events.py)
+    NUM_EVENTS = 9           # generic event ids 0..8 (pmu/events.py)
     MAX_TABLE = 16
     FILTER_MAX = 300
 
@@ -34,6 +34,7 @@ cdef class PmuCore:
     cdef uint64_t fixed_ctrl_reserved
     cdef uint64_t global_ctrl_reserved
     cdef uint64_t global_status_reserved
+    cdef uint64_t status_clear_ignored  # reserved bits a STATUS_CLR write may set without #GP (AMD)
     cdef uint32_t valid_slots
     cdef int table_len
     cdef uint16_t table_select[MAX_TABLE]
@@ -90,7 +91,7 @@ cdef class PmuCore:
     cdef int wrmsr(self, uint32_t index, uint64_t value, bint host) noexcept nogil
     cdef int rdpmc(self, uint32_t ecx, int cpl, uint64_t cr0, uint64_t cr4, uint64_t *value) noexcept
     cdef void count(self, int event, uint64_t n, int cpl) noexcept nogil
-    cdef void count_block(self, uint64_t insns, uint64_t branches, int cpl) noexcept nogil
+    cdef void count_block(self, uint64_t insns, uint64_t branches, int cpl, uint64_t conditional=*) noexcept nogil
     cdef uint64_t events_to_overflow(self, int event, int cpl) noexcept nogil
     cdef bint owns_msr(self, uint32_t index) noexcept nogil
 

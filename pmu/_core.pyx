@@ -27,10 +27,11 @@ per-cycle increment of 0 or 1.  A counter's event select decides what it adds:
 
 The feeds define the cycles:
 
-* ``count_block(k, b, cpl)``: a block of k instructions of which the last b (0 or 1 in
-  practice; clamped to k) are branches: k cycles with increment 1 for INSTRUCTIONS,
-  CORE_CYCLES and REF_CYCLES; for BRANCHES, k-b cycles with increment 0 followed by b cycles
-  with increment 1.
+* ``count_block(k, b, cpl, c=0)``: a block of k instructions of which the last b (0 or 1 in
+  practice; clamped to k) are branches, and of those the last c (clamped to b) conditional
+  branches: k cycles with increment 1 for INSTRUCTIONS, CORE_CYCLES and REF_CYCLES; for
+  BRANCHES, k-b cycles with increment 0 followed by b cycles with increment 1; for
+  COND_BRANCHES the same with c.
 * ``count(event, n, cpl)``: n consecutive cycles with increment 1 of ``event``.  For events
   fed only this way (cache events, branch misses) the zero-increment cycles between events are
   not seen, so INV counts nothing for them and EDGE sees one transition per call.
@@ -107,6 +108,18 @@ PSEUDO_PMC_HOST_TSC = 0x10000
 PSEUDO_PMC_REAL_TIME = 0x10001
 PSEUDO_PMC_APPARENT_TIME = 0x10002
 
+# Generic event ids the block feed uses, as C constants; they are pmu/events.py's (checked below).
+cdef enum:
+    EV_CORE_CYCLES = 0
+    EV_INSTRUCTIONS = 1
+    EV_REF_CYCLES = 2
+    EV_BRANCHES = 5
+    EV_COND_BRANCHES = 8
+if (_events.CORE_CYCLES, _events.INSTRUCTIONS, _events.REF_CYCLES, _events.BRANCHES, _events.COND_BRANCHES,
+        _events.NUM_EVENTS) != (EV_CORE_CYCLES, EV_INSTRUCTIONS, EV_REF_CYCLES, EV_BRANCHES, EV_COND_BRANCHES,
+                                NUM_EVENTS):
+    raise ImportError("pmu.events generic ids differ from the PMU core's C constants")
+
 # What Intel fixed counter n counts, copied from pmu/events.py.
 cdef int8_t _FIXED_EVENTS[MAX_FIXED]
 for _i in range(MAX_FIXED):
@@ -127,6 +140,25 @@ cdef inline uint64_t low_bits(int n) noexcept nogil:
 
 cdef inline int clamp_cpl_ring(int cpl) noexcept nogil:
     return 1 if cpl != 0 else 0
+
+
+# Module-level and inline (not methods) so that an empty slot mask costs one test on the hot path.
+cdef inline void advance_all(PmuCore core, uint32_t slots, uint64_t n) noexcept nogil:
+    """Advance every counter in the ``slots`` bitmap by n events."""
+    cdef int s
+    while slots:
+        s = __builtin_ctz(slots)
+        slots &= slots - 1
+        core.advance(s, n)
+
+
+cdef inline void feed_special_all(PmuCore core, uint32_t slots, uint64_t idle, uint64_t busy) noexcept nogil:
+    """Feed idle then busy cycles to every CMASK/INV/EDGE counter in the ``slots`` bitmap."""
+    cdef int s
+    while slots:
+        s = __builtin_ctz(slots)
+        slots &= slots - 1
+        core.feed_special(s, idle, busy)
 
 
 cdef class PmuCore:
@@ -165,6 +197,9 @@ cdef class PmuCore:
             self.fixed_ctrl_reserved &= ~(0xBULL << (4 * i))  # OS, USR and PMI; AnyThread stays reserved
         self.global_ctrl_reserved = ~(low_bits(self.num_gp) | (low_bits(self.num_fixed) << 32))
         self.global_status_reserved = self.global_ctrl_reserved & ~(0 if self.is_amd else OVF_BUF_COND_CHGD)
+        # AMD's STATUS_CLR ignores bits without a counter: Linux 6.1 writes LbrFreeze (bit 58) there at
+        # CPU reset and ~status after each PMI, and real PerfMonV2 parts take both without a #GP.
+        self.status_clear_ignored = ALL_ONES if self.is_amd else 0
         self.valid_slots = <uint32_t>low_bits(self.num_gp) | (<uint32_t>low_bits(self.num_fixed) << FIXED_SLOT)
         for i in range(NUM_SLOTS):
             self.width_mask[i] = self.gp_mask if i < FIXED_SLOT else self.fixed_mask
@@ -176,6 +211,7 @@ cdef class PmuCore:
         else:
             rows = [(sel, umask, generic) for sel, umask, generic, bit in _events.INTEL_ARCH_EVENTS
                     if not unavailable >> bit & 1]
+            rows += _events.INTEL_MODEL_EVENTS
         for sel, umask, generic in rows:
             self.table_select[self.table_len] = sel
             self.table_umask[self.table_len] = umask
@@ -544,7 +580,7 @@ cdef class PmuCore:
             if diff:
                 self.reprogram_mask(diff)
         elif kind == K_GLOBAL_CLEAR:
-            if value & self.global_status_reserved:
+            if value & self.global_status_reserved & ~self.status_clear_ignored:
                 return 1
             if not host:  # a host restore of this MSR must not clobber the restored status
                 self.global_status &= ~value
@@ -655,50 +691,29 @@ cdef class PmuCore:
 
     cdef void count(self, int event, uint64_t n, int cpl) noexcept nogil:
         cdef int r = clamp_cpl_ring(cpl)
-        cdef uint32_t m
-        cdef int s
         if n == 0 or <unsigned int>event >= NUM_EVENTS:
             return
-        m = self.plain[event][r]
-        while m:
-            s = __builtin_ctz(m)
-            m &= m - 1
-            self.advance(s, n)
-        m = self.special[event][r]
-        while m:
-            s = __builtin_ctz(m)
-            m &= m - 1
-            self.feed_special(s, 0, n)
+        advance_all(self, self.plain[event][r], n)
+        feed_special_all(self, self.special[event][r], 0, n)
 
-    cdef void count_block(self, uint64_t insns, uint64_t branches, int cpl) noexcept nogil:
+    cdef void count_block(self, uint64_t insns, uint64_t branches, int cpl, uint64_t conditional=0) noexcept nogil:
         cdef int r = clamp_cpl_ring(cpl)
-        cdef uint32_t m
-        cdef int s
         if insns == 0:
             return
         if branches > insns:
             branches = insns
-        m = self.plain[0][r] | self.plain[1][r] | self.plain[2][r]
-        while m:
-            s = __builtin_ctz(m)
-            m &= m - 1
-            self.advance(s, insns)
+        if conditional > branches:
+            conditional = branches
+        advance_all(self, self.plain[EV_CORE_CYCLES][r] | self.plain[EV_INSTRUCTIONS][r]
+                         | self.plain[EV_REF_CYCLES][r], insns)
         if branches:
-            m = self.plain[5][r]
-            while m:
-                s = __builtin_ctz(m)
-                m &= m - 1
-                self.advance(s, branches)
-        m = self.special[0][r] | self.special[1][r] | self.special[2][r]
-        while m:
-            s = __builtin_ctz(m)
-            m &= m - 1
-            self.feed_special(s, 0, insns)
-        m = self.special[5][r]
-        while m:
-            s = __builtin_ctz(m)
-            m &= m - 1
-            self.feed_special(s, insns - branches, branches)
+            advance_all(self, self.plain[EV_BRANCHES][r], branches)
+        if conditional:
+            advance_all(self, self.plain[EV_COND_BRANCHES][r], conditional)
+        feed_special_all(self, self.special[EV_CORE_CYCLES][r] | self.special[EV_INSTRUCTIONS][r]
+                              | self.special[EV_REF_CYCLES][r], 0, insns)
+        feed_special_all(self, self.special[EV_BRANCHES][r], insns - branches, branches)
+        feed_special_all(self, self.special[EV_COND_BRANCHES][r], insns - conditional, conditional)
 
     cdef uint64_t events_to_overflow(self, int event, int cpl) noexcept nogil:
         """Fewest ``event`` events at ``cpl`` until a running counter overflows, or all-ones.
@@ -715,10 +730,11 @@ cdef class PmuCore:
         cdef bint cycle_event
         if <unsigned int>event >= NUM_EVENTS:
             return best
-        cycle_event = event <= 2  # CORE_CYCLES, INSTRUCTIONS, REF_CYCLES
+        cycle_event = event == EV_CORE_CYCLES or event == EV_INSTRUCTIONS or event == EV_REF_CYCLES
         candidates = self.plain[event][r] | self.special[event][r]
         if cycle_event:
-            candidates |= self.special[0][r] | self.special[1][r] | self.special[2][r] | self.special[5][r]
+            candidates |= self.special[EV_CORE_CYCLES][r] | self.special[EV_INSTRUCTIONS][r] \
+                | self.special[EV_REF_CYCLES][r] | self.special[EV_BRANCHES][r] | self.special[EV_COND_BRANCHES][r]
         m = candidates
         while m:
             s = __builtin_ctz(m)
@@ -753,8 +769,8 @@ cdef class PmuCore:
     def feed(self, int event, uint64_t n, int cpl):
         self.count(event, n, cpl)
 
-    def feed_block(self, uint64_t insns, uint64_t branches, int cpl):
-        self.count_block(insns, branches, cpl)
+    def feed_block(self, uint64_t insns, uint64_t branches, int cpl, uint64_t conditional=0):
+        self.count_block(insns, branches, cpl, conditional)
 
     def overflow_distance(self, int event, int cpl):
         return self.events_to_overflow(event, cpl)

@@ -7,8 +7,14 @@ event select to one generic id (or :data:`NOTHING`) when it is (re)programmed.  
 contract of docs/design.md; the tables here are the single source the C core copies at
 configuration time.
 
-Deliberately not supported: model-specific (non-architectural) Intel events, AMD northbridge/L3
-events, and any event our CPU model cannot produce; they decode to :data:`NOTHING` and count 0.
+One model-specific Intel event is supported because Linux tools ask for it and the CPU model
+knows the answer exactly: BR_INST_RETIRED.CONDITIONAL (event 0xC4, umask 0x01, Skylake and
+later), retired conditional branches (Jcc, LOOP/LOOPcc, JCXZ/JECXZ/JRCXZ), taken or not.  It has
+no CPUID availability bit, so CPUID.0xA:EBX cannot hide it.
+
+Deliberately not supported: other model-specific (non-architectural) Intel events, AMD
+northbridge/L3 events, and any event our CPU model cannot produce; they decode to
+:data:`NOTHING` and count 0.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ LLC_MISSES = 4
 BRANCHES = 5
 BRANCH_MISSES = 6
 STALLED = 7
+COND_BRANCHES = 8
 #: The decode result of an event select that our model never produces.
 NOTHING = -1
 
-NUM_EVENTS = 8
+NUM_EVENTS = 9
 
 #: Intel EVTSEL bit 32 (TSX only): count only inside transactions, which never happen here.
 IN_TX = 1 << 32
@@ -38,6 +45,7 @@ NAMES = {
     BRANCHES: "branches",
     BRANCH_MISSES: "branch-misses",
     STALLED: "stalled-cycles",
+    COND_BRANCHES: "conditional-branches",
     NOTHING: "nothing",
 }
 
@@ -53,6 +61,9 @@ INTEL_ARCH_EVENTS = (
     (0xC5, 0x00, BRANCH_MISSES, 6),
     (0x00, 0x03, REF_CYCLES, 2),
 )
+
+#: Intel model-specific events we count: (event, umask, generic); always available.
+INTEL_MODEL_EVENTS = ((0xC4, 0x01, COND_BRANCHES),)
 
 #: What Intel fixed counter n counts.
 INTEL_FIXED_EVENTS = (INSTRUCTIONS, CORE_CYCLES, REF_CYCLES)
@@ -88,6 +99,9 @@ def decode(vendor: str, eventsel: int, unavailable: int = 0) -> int:
         sel = eventsel & 0xFF
         for ev, um, generic, bit in INTEL_ARCH_EVENTS:
             if sel == ev and umask == um and not unavailable >> bit & 1:
+                return generic
+        for ev, um, generic in INTEL_MODEL_EVENTS:
+            if sel == ev and umask == um:
                 return generic
         return NOTHING
     sel = event_select(eventsel)

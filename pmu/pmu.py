@@ -168,9 +168,10 @@ class Pmu:
         self.core.feed(event, n, self.vcpu.cpl() if cpl is None else cpl)
         self.notice_overflow()
 
-    def feed_block(self, insns: int, branches: int = 0, cpl: int | None = None) -> None:
-        """Feed a block of ``insns`` instructions whose last ``branches`` are branches."""
-        self.core.feed_block(insns, branches, self.vcpu.cpl() if cpl is None else cpl)
+    def feed_block(self, insns: int, branches: int = 0, cpl: int | None = None, conditional: int = 0) -> None:
+        """Feed a block of ``insns`` instructions whose last ``branches`` are branches, the last
+        ``conditional`` of them conditional ones."""
+        self.core.feed_block(insns, branches, self.vcpu.cpl() if cpl is None else cpl, conditional)
         self.notice_overflow()
 
     def events_to_overflow(self, event: int, cpl: int | None = None) -> int:

@@ -177,7 +177,8 @@ class ReferencePmu:
                 return False
             self.global_status = value
         elif kind in ("clear", "set"):
-            if value & ~self.status_valid_bits():
+            lenient = self.amd and kind == "clear"  # AMD's STATUS_CLR ignores bits without a counter
+            if value & ~self.status_valid_bits() and not lenient:
                 return False
             if not host:
                 self.global_status = self.global_status & ~value if kind == "clear" else self.global_status | value
@@ -251,12 +252,13 @@ class ReferencePmu:
         for _ in range(n):
             self._cycle({event: 1}, cpl)
 
-    def feed_block(self, insns: int, branches: int, cpl: int) -> None:
+    def feed_block(self, insns: int, branches: int, cpl: int, conditional: int = 0) -> None:
         branches = min(branches, insns)
+        conditional = min(conditional, branches)
         for i in range(insns):
-            branch = 1 if i >= insns - branches else 0
             self._cycle({events.INSTRUCTIONS: 1, events.CORE_CYCLES: 1, events.REF_CYCLES: 1,
-                         events.BRANCHES: branch}, cpl)
+                         events.BRANCHES: int(i >= insns - branches),
+                         events.COND_BRANCHES: int(i >= insns - conditional)}, cpl)
 
     def take_pmi_request(self) -> bool:
         pending, self.pmi_requested = self.pmi_requested, False

@@ -5,11 +5,15 @@ Usage: ``python -m firmware.linux.assets [fetch|path|initramfs] [--dir DIR]``
 
 * ``fetch`` (the default): download the newest ``linux-image-6.1.0-N-cloud-amd64-unsigned`` (the
   package behind the ``linux-image-cloud-amd64`` metapackage, else the highest N apt knows) and
-  ``busybox-static`` with ``apt-get download``, extract them with ``dpkg-deb -x``, build the
-  initramfs, print the paths.  When apt knows neither package it runs ``apt-get update`` first,
-  which needs root.
-* ``path``: print the paths of what is already there (``kernel=...``, ``initramfs=...``).
-* ``initramfs``: rebuild the initramfs from the cached busybox and freshly compiled test programs.
+  ``busybox-static`` with ``apt-get download``, extract them with ``dpkg-deb -x``; download
+  ``linux-perf`` and every package it depends on, directly or not (``apt-cache depends
+  --recurse``, hard dependencies only), and extract them into one tree; build both initramfs
+  images, print the paths.  When apt does not know the packages it runs ``apt-get update``
+  first, which needs root.
+* ``path``: print the paths of what is already there (``kernel=...``, ``initramfs=...``,
+  ``perf_initramfs=...``).
+* ``initramfs``: rebuild both initramfs images from the cached packages and freshly compiled
+  test programs.
 
 The cache directory is ``--dir``, else ``$PMU_VMM_LINUX_ASSETS``, else firmware/linux/cache/; it
 is never committed.  Layout::
@@ -18,13 +22,21 @@ is never committed.  Layout::
     kernel/boot/vmlinuz-VERSION  the bzImage (with config-VERSION and System.map-VERSION)
     kernel/PACKAGE               the kernel package's name and version
     busybox/bin/busybox          the static busybox
+    perf/debs/                   linux-perf and its dependency closure
+    perf/root/                   those packages extracted into one tree
+    perf/PACKAGE                 linux-perf's name and version
     programs/                    the compiled test programs (firmware/linux/programs.py)
     initramfs.cpio.gz            the initramfs (firmware/linux/initramfs.py)
+    initramfs-perf.cpio          the same plus /bin/perf, the shared libraries it needs
+                                 (firmware/linux/libraries.py) and the dynamic loader
+
+The perf image is not compressed: the guest kernel unpacks an uncompressed cpio several
+seconds of emulation faster than a gzip one of this size (36 MB, 12 MB compressed).
 
 Only boot/ of the kernel package is kept (its ~90 MB of modules are not needed: the cloud
 kernel has what the VMM's guest needs built in).  :func:`ensure_assets` is the entry point for
-tests: it fetches what is missing, rebuilds the initramfs (byte-identical unless a source
-changed) and raises :class:`AssetsUnavailable` with a one-line reason when it cannot.
+tests: it fetches what is missing, rebuilds both initramfs images (byte-identical unless a
+source changed) and raises :class:`AssetsUnavailable` with a one-line reason when it cannot.
 
 Not supported: other distributions or Debian releases (the package names are Debian 12's),
 choosing a kernel version, verifying anything beyond what apt verifies.
@@ -41,7 +53,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.linux.initramfs import build_initramfs
+from firmware.linux.initramfs import Libraries, build_initramfs
+from firmware.linux.libraries import LibraryError, interpreter, needed_libraries
 from firmware.linux.programs import ProgramBuildError, build_programs
 
 CACHE_ENV = "PMU_VMM_LINUX_ASSETS"
@@ -53,6 +66,10 @@ UNSIGNED_SUFFIX = "-unsigned"
 KERNEL_PACKAGE = re.compile(SIGNED_KERNEL_PACKAGE.pattern + UNSIGNED_SUFFIX)
 KERNEL_SEARCH = f"^{KERNEL_PACKAGE.pattern}$"
 BUSYBOX_PACKAGE = "busybox-static"
+PERF_PACKAGE = "linux-perf"
+#: ``apt-cache depends`` options that leave only the hard dependencies (Depends, Pre-Depends).
+HARD_DEPENDENCIES_ONLY = ("--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces",
+                          "--no-enhances")
 APT_TOOLS = ("apt-get", "apt-cache", "dpkg-deb")
 
 DEBS = "debs"
@@ -62,6 +79,10 @@ BUSYBOX = "busybox"
 BUSYBOX_BINARY = "bin/busybox"
 PROGRAMS = "programs"
 INITRAMFS = "initramfs.cpio.gz"
+PERF = "perf"
+PERF_ROOT = "root"
+PERF_BINARY = "usr/bin/perf"
+PERF_INITRAMFS = "initramfs-perf.cpio"
 
 
 class AssetsUnavailable(Exception):
@@ -70,11 +91,13 @@ class AssetsUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Assets:
-    """Paths of a ready Linux guest: the bzImage and the initramfs."""
+    """Paths of a ready Linux guest: the bzImage and the two initramfs images."""
 
     kernel: Path
     initramfs: Path
     kernel_package: str  # "name version"
+    perf_initramfs: Path  # the initramfs plus perf
+    perf_package: str  # "linux-perf version"
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -88,7 +111,10 @@ def ensure_assets(cache: Path | None = None) -> Assets:
     cache = cache_dir() if cache is None else cache
     if _kernel_image(cache) is None or not (cache / BUSYBOX / BUSYBOX_BINARY).is_file():
         fetch(cache)
+    if not (cache / PERF / KERNEL_PACKAGE_FILE).is_file():
+        fetch_perf(cache)
     build_initramfs_file(cache)
+    build_perf_initramfs_file(cache)
     return cached_assets(cache)
 
 
@@ -96,16 +122,16 @@ def cached_assets(cache: Path) -> Assets:
     """The assets already in ``cache``, without fetching or building anything."""
     kernel = _kernel_image(cache)
     initramfs = cache / INITRAMFS
-    if kernel is None or not initramfs.is_file():
+    perf_initramfs = cache / PERF_INITRAMFS
+    if kernel is None or not initramfs.is_file() or not perf_initramfs.is_file():
         raise AssetsUnavailable(f"no Linux guest assets in {cache}: run `python -m firmware.linux.assets fetch`")
-    return Assets(kernel, initramfs, (cache / KERNEL / KERNEL_PACKAGE_FILE).read_text().strip())
+    return Assets(kernel, initramfs, (cache / KERNEL / KERNEL_PACKAGE_FILE).read_text().strip(), perf_initramfs,
+                  (cache / PERF / KERNEL_PACKAGE_FILE).read_text().strip())
 
 
 def fetch(cache: Path) -> None:
     """Download and extract the kernel and busybox packages into ``cache``."""
-    missing = [tool for tool in APT_TOOLS if shutil.which(tool) is None]
-    if missing:
-        raise AssetsUnavailable(f"cannot fetch the Linux guest: {', '.join(missing)} not found (needs Debian 12)")
+    _require_apt()
     kernel_package = _resolve_kernel_package()
     debs = cache / DEBS
     shutil.rmtree(debs, ignore_errors=True)
@@ -122,17 +148,68 @@ def fetch(cache: Path) -> None:
         raise AssetsUnavailable(f"{kernel_deb.name} holds no single boot/vmlinuz-* file")
 
 
+def fetch_perf(cache: Path) -> None:
+    """Download linux-perf and its dependency closure and extract them all into one tree in ``cache``."""
+    _require_apt()
+    if not _apt_knows(PERF_PACKAGE):
+        _update_apt_lists(f"apt knows no {PERF_PACKAGE} package")
+    packages = _dependency_closure(PERF_PACKAGE)
+    perf = cache / PERF
+    shutil.rmtree(perf, ignore_errors=True)
+    debs = perf / DEBS
+    debs.mkdir(parents=True)
+    _run(["apt-get", "download", *packages], cwd=debs, doing="apt-get download")
+    perf_deb = _one(debs.glob(f"{PERF_PACKAGE}_*.deb"), f"{PERF_PACKAGE} .deb in {debs}")
+    version = _run(["dpkg-deb", "--field", str(perf_deb), "Version"], doing="dpkg-deb --field").strip()
+    root = perf / (PERF_ROOT + ".partial")
+    for deb in sorted(debs.glob("*.deb")):
+        _run(["dpkg-deb", "-x", str(deb), str(root)], doing=f"dpkg-deb -x {deb.name}")
+    if not (root / PERF_BINARY).is_file():
+        raise AssetsUnavailable(f"{perf_deb.name} holds no {PERF_BINARY}")
+    root.rename(perf / PERF_ROOT)
+    (perf / KERNEL_PACKAGE_FILE).write_text(f"{PERF_PACKAGE} {version}\n")
+
+
 def build_initramfs_file(cache: Path) -> Path:
     """Build the initramfs from the cached busybox and freshly built programs; rewrite it only if it changed."""
+    return _write_if_changed(cache / INITRAMFS, build_initramfs(_busybox(cache), _programs(cache)))
+
+
+def build_perf_initramfs_file(cache: Path) -> Path:
+    """Build the perf initramfs (uncompressed): the initramfs's members plus perf and its libraries."""
+    root = cache / PERF / PERF_ROOT
+    perf = root / PERF_BINARY
+    if not perf.is_file():
+        raise AssetsUnavailable(f"no perf in {cache}: run `python -m firmware.linux.assets fetch`")
+    try:
+        loader = interpreter(perf)
+        libraries = {soname: path.read_bytes() for soname, path in needed_libraries(perf, root).items()}
+    except LibraryError as error:
+        raise AssetsUnavailable(str(error)) from None
+    if loader is None:
+        raise AssetsUnavailable(f"{perf} is not dynamically linked")
+    programs = {**_programs(cache), "perf": perf.read_bytes()}
+    data = build_initramfs(_busybox(cache), programs, Libraries(libraries, loader), compress=False)
+    return _write_if_changed(cache / PERF_INITRAMFS, data)
+
+
+def _busybox(cache: Path) -> bytes:
     busybox = cache / BUSYBOX / BUSYBOX_BINARY
     if not busybox.is_file():
         raise AssetsUnavailable(f"no busybox in {cache}: run `python -m firmware.linux.assets fetch`")
+    return busybox.read_bytes()
+
+
+def _programs(cache: Path) -> dict[str, bytes]:
     try:
         programs = build_programs(cache / PROGRAMS)
     except ProgramBuildError as error:
         raise AssetsUnavailable(str(error)) from None
-    data = build_initramfs(busybox.read_bytes(), {name: path.read_bytes() for name, path in programs.items()})
-    target = cache / INITRAMFS
+    return {name: path.read_bytes() for name, path in programs.items()}
+
+
+def _write_if_changed(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` atomically, unless it already holds exactly that (keeps its mtime)."""
     if not target.is_file() or target.read_bytes() != data:
         partial = target.with_name(target.name + ".partial")
         partial.write_bytes(data)
@@ -140,15 +217,35 @@ def build_initramfs_file(cache: Path) -> Path:
     return target
 
 
+def _require_apt() -> None:
+    missing = [tool for tool in APT_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise AssetsUnavailable(f"cannot fetch the Linux guest: {', '.join(missing)} not found (needs Debian 12)")
+
+
+def _update_apt_lists(why: str) -> None:
+    """``apt-get update``, which needs root; ``why`` says what made it necessary."""
+    if os.geteuid() != 0:
+        raise AssetsUnavailable(f"{why}, and updating its lists needs root")
+    _run(["apt-get", "update"], doing="apt-get update")
+
+
+def _dependency_closure(package: str) -> list[str]:
+    """``package`` and every real package it needs, directly or not (apt resolves virtual ones)."""
+    listed = _run(["apt-cache", "depends", "--recurse", *HARD_DEPENDENCIES_ONLY, package],
+                  doing=f"apt-cache depends {package}")
+    # Unindented lines name the packages of the closure; "<name>" ones are virtual and have no .deb.
+    names = {line for line in listed.splitlines() if line and not line[0].isspace() and not line.startswith("<")}
+    if package not in names:
+        raise AssetsUnavailable(f"apt-cache depends does not list {package} itself")
+    return sorted(names)
+
+
 def _resolve_kernel_package() -> str:
     """The newest kernel package name apt knows, updating apt's lists first (as root) if it knows none."""
     name = _known_kernel_package()
     if name is None:
-        if os.geteuid() != 0:
-            raise AssetsUnavailable(
-                f"apt knows no {KERNEL_SEARCH} or {BUSYBOX_PACKAGE} package, and updating its lists needs root"
-            )
-        _run(["apt-get", "update"], doing="apt-get update")
+        _update_apt_lists(f"apt knows no {KERNEL_SEARCH} or {BUSYBOX_PACKAGE} package")
         name = _known_kernel_package()
     if name is None:
         raise AssetsUnavailable(f"apt knows no {KERNEL_SEARCH} or {BUSYBOX_PACKAGE} package (needs Debian 12)")
@@ -240,15 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if arguments.command == "fetch":
             fetch(cache)
+            fetch_perf(cache)
+        if arguments.command != "path":
             build_initramfs_file(cache)
-        elif arguments.command == "initramfs":
-            build_initramfs_file(cache)
+            build_perf_initramfs_file(cache)
         assets = cached_assets(cache)
     except AssetsUnavailable as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 1
     print(f"kernel={assets.kernel}")
     print(f"initramfs={assets.initramfs}")
+    print(f"perf_initramfs={assets.perf_initramfs}")
     return 0
 
 

@@ -6,9 +6,15 @@ Archive contents (:func:`initramfs_entries`)::
     /init                   init.sh: mounts proc, sysfs, devtmpfs; runs the command; powers off
     /bin/busybox            busybox-static, with a symlink /bin/APPLET for each of APPLETS
     /bin/pmu-vmm-command    pmu-vmm-command.sh: extracts the command from the kernel command line
-    /bin/PROGRAM            each static test program (firmware/linux/programs.py)
+    /bin/PROGRAM            each test program (firmware/linux/programs.py), and perf in the perf image
     /dev/console            character device 5:1, so the kernel can give /init its console
     /proc /sys /tmp         mount points and scratch directory
+
+With :class:`Libraries` (for dynamically linked programs such as perf), also::
+
+    /lib/x86_64-linux-gnu/SONAME    every shared library they need, as a regular file
+    /lib64/ld-linux-x86-64.so.2     the dynamic loader (their PT_INTERP): a symbolic link to the
+                                    library of that name, as on Debian
 
 The convention: the kernel command line carries ``pmu_vmm.run="COMMAND"`` (:func:`run_parameter`
 writes it); /init prints :data:`INIT_STARTED`, runs COMMAND with ``sh -c``, prints
@@ -17,7 +23,8 @@ machine off with ``poweroff -f`` (ACPI S5).  COMMAND cannot contain a double quo
 command line has no way to escape one.  Without the parameter, /init says so and powers off.
 
 Every build of the same inputs gives the same bytes: entries come in a fixed order with inode
-numbers counted from 1, owner root, modification time 0, and the gzip header has no name or time.
+numbers counted from 1, owner root, modification time 0, and the gzip header (when compressed)
+has no name or time.
 
 newc writer (:func:`newc_archive`): directories, regular files, symbolic links and character
 devices.  Not supported: hard links (every entry has its own inode), block devices, FIFOs,
@@ -52,6 +59,7 @@ APPLETS = tuple(
 )
 
 CONSOLE_DEVICE = (5, 1)  # the kernel's /dev/console major:minor
+LIBRARY_DIR = "lib/x86_64-linux-gnu"  # where Debian's loader looks first without an ld.so.cache
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,26 @@ def symlink(path: str, target: str) -> CpioEntry:
 
 def char_device(path: str, major: int, minor: int, permissions: int = 0o600) -> CpioEntry:
     return CpioEntry(path, stat.S_IFCHR | permissions, rdev=(major, minor))
+
+
+@dataclass(frozen=True)
+class Libraries:
+    """What dynamically linked programs need: soname -> library contents, and their loader's path."""
+
+    files: Mapping[str, bytes]
+    interpreter: str  # PT_INTERP, e.g. /lib64/ld-linux-x86-64.so.2; a library of that name must be in files
+
+    def entries(self) -> list[CpioEntry]:
+        loader_dir, _, loader_name = self.interpreter.lstrip("/").rpartition("/")
+        if not self.interpreter.startswith("/") or loader_name not in self.files:
+            raise ValueError(f"the loader {self.interpreter!r} is not an absolute path to one of the libraries")
+        entries = [directory("lib"), directory(LIBRARY_DIR)]
+        entries += [regular_file(f"{LIBRARY_DIR}/{name}", self.files[name], 0o755) for name in sorted(self.files)]
+        if loader_dir != LIBRARY_DIR:
+            if loader_dir != "lib":
+                entries.append(directory(loader_dir))
+            entries.append(symlink(f"{loader_dir}/{loader_name}", f"/{LIBRARY_DIR}/{loader_name}"))
+        return entries
 
 
 def newc_archive(entries: Iterable[CpioEntry]) -> bytes:
@@ -127,7 +155,8 @@ def _member(name: str, inode: int, mode: int, links: int, data: bytes, rdev: tup
     return bytes(member)
 
 
-def initramfs_entries(busybox: bytes, programs: Mapping[str, bytes]) -> list[CpioEntry]:
+def initramfs_entries(busybox: bytes, programs: Mapping[str, bytes],
+                      libraries: Libraries | None = None) -> list[CpioEntry]:
     """The initramfs's members (see the module docstring); ``programs`` maps /bin names to executables."""
     clashes = sorted(set(programs) & {*APPLETS, "busybox", COMMAND_SCRIPT.stem})
     if clashes:
@@ -144,12 +173,15 @@ def initramfs_entries(busybox: bytes, programs: Mapping[str, bytes]) -> list[Cpi
         *(symlink(f"bin/{applet}", "busybox") for applet in sorted(APPLETS)),
         regular_file(f"bin/{COMMAND_SCRIPT.stem}", COMMAND_SCRIPT.read_bytes(), 0o755),
         *(regular_file(f"bin/{name}", programs[name], 0o755) for name in sorted(programs)),
+        *(libraries.entries() if libraries is not None else ()),
     ]
 
 
-def build_initramfs(busybox: bytes, programs: Mapping[str, bytes]) -> bytes:
-    """The gzip-compressed initramfs, byte-identical for identical inputs."""
-    return gzip.compress(newc_archive(initramfs_entries(busybox, programs)), compresslevel=9, mtime=0)
+def build_initramfs(busybox: bytes, programs: Mapping[str, bytes], libraries: Libraries | None = None, *,
+                    compress: bool = True) -> bytes:
+    """The initramfs (gzip-compressed unless ``compress`` is false), byte-identical for identical inputs."""
+    archive = newc_archive(initramfs_entries(busybox, programs, libraries))
+    return gzip.compress(archive, compresslevel=9, mtime=0) if compress else archive
 
 
 def run_parameter(command: str) -> str:

@@ -4,9 +4,12 @@
 * ``hello`` (hello.c): glibc, ``gcc -static -O2``; prints one line and exits 0.
 * ``workload`` (workload.S): no libc, ``gcc -static -nostdlib``; ``workload N`` runs a loop of
   5 instructions and 2 branches N times between two marker lines.  :func:`workload_counts` gives
-  its exact counts (the derivation is in workload.S's header comment).
+  its exact counts (the derivation is in workload.S's header comment).  It keeps its symbol
+  table (the functions of :data:`WORKLOAD_FUNCTIONS`), so ``perf report`` can name them.
+* ``rdpmc`` (rdpmc.c): glibc, ``gcc -static -O2``; reads perf counters with RDPMC through perf's
+  mmap page and compares with read() (its header comment says what it prints).
 
-Both are linked without a build id or anything time-dependent, so a toolchain builds the same
+All are linked without a build id or anything time-dependent, so a toolchain builds the same
 bytes every time.  Not supported: cross-compiling (the host's gcc must target x86-64 Linux).
 """
 
@@ -19,11 +22,14 @@ from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parent
 COMPILER = "gcc"
-COMMON_FLAGS = ("-static", "-s", "-Wl,--build-id=none", "-Wl,-z,noexecstack")
+COMMON_FLAGS = ("-static", "-Wl,--build-id=none", "-Wl,-z,noexecstack")
 PROGRAMS = {
-    "hello": ("hello.c", "-O2", "-Wall", "-Wextra"),
+    "hello": ("hello.c", "-s", "-O2", "-Wall", "-Wextra"),
+    "rdpmc": ("rdpmc.c", "-s", "-O2", "-Wall", "-Wextra"),
     "workload": ("workload.S", "-nostdlib"),
 }
+#: The workload's function symbols, in address order (workload.S).
+WORKLOAD_FUNCTIONS = ("_start", "spin", "finish", "usage")
 
 WORKLOAD_START_MARKER = "workload: start"
 WORKLOAD_DONE_MARKER = "workload: done"
@@ -40,6 +46,7 @@ class Counts:
     instructions: int  # retired instructions other than SYSCALL
     branches: int  # jumps and conditional branches, taken or not (SYSCALL excluded)
     syscalls: int
+    conditional: int  # the conditional branches among ``branches`` (Jcc), taken or not
 
 
 def workload_counts(iterations: int) -> tuple[Counts, Counts]:
@@ -51,8 +58,10 @@ def workload_counts(iterations: int) -> tuple[Counts, Counts]:
     if not 0 <= iterations < 2**63:
         raise ValueError(f"workload iterations must be in [0, 2**63), not {iterations}")
     digits = len(str(iterations))
-    between = Counts(instructions=5 * iterations + 7, branches=2 * iterations + 1, syscalls=1)
-    whole = Counts(instructions=5 * iterations + 12 * digits + 24, branches=2 * iterations + 5 * digits + 4, syscalls=3)
+    between = Counts(instructions=5 * iterations + 7, branches=2 * iterations + 1, syscalls=1,
+                     conditional=iterations + 1)
+    whole = Counts(instructions=5 * iterations + 12 * digits + 24, branches=2 * iterations + 5 * digits + 4, syscalls=3,
+                   conditional=iterations + 4 * digits + 4)
     return between, whole
 
 
