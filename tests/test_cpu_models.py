@@ -131,3 +131,11 @@ def test_set_feature_apic_is_what_the_lapic_uses():
     generation = m.generation
     m.set_feature("apic", False)
     assert not m.query(1)[3] >> 9 & 1 and m.generation > generation
+
+
+@pytest.mark.parametrize("field, value", [("family", 0x10F), ("model", 0x100), ("stepping", 0x10), ("model", -1)])
+def test_a_signature_cpuid_cannot_encode_is_refused(field, value):
+    """CPUID.1:EAX has 4+8 bits of family, 4+4 of model, 4 of stepping: no field may spill into another."""
+    with pytest.raises(CpuidError, match=f"CPUID {field} .* cannot be encoded"):
+        CpuidModel("intel", **{field: value})
+    assert CpuidModel("intel", family=0x10E, model=0xFF, stepping=0xF).signature() == 0x0FFF0FFF

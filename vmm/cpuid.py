@@ -140,6 +140,13 @@ class CpuidModel:
         self.family = spec.family if family is None else family
         self.model = spec.model if model is None else model
         self.stepping = spec.stepping if stepping is None else stepping
+        # What CPUID.1:EAX can encode: family = base (4 bits) + extended (8 bits, only with base 0xF),
+        # model = extended:base (4+4 bits), stepping 4 bits.  Anything else would silently change
+        # another field.
+        for name, value, limit in (("family", self.family, 0xF + 0xFF), ("model", self.model, 0xFF),
+                                   ("stepping", self.stepping, 0xF)):
+            if not 0 <= value <= limit:
+                raise CpuidError(f"CPUID {name} {value:#x} cannot be encoded in CPUID.1:EAX (0-{limit:#x})")
         self.vcpu = vcpu
         self.generation = 0
         self._leaves: dict[tuple[int, int], list[int]] = {}
