@@ -41,6 +41,7 @@ from pmu.config import POLICY_FIELDS, PmuConfig
 #: Index of the LVTPC entry: devices.lapic.Lvt.PMC (kept as a constant to avoid importing the LAPIC).
 PMC_LVT = 2
 STATE_VERSION = 1
+FIXED_SLOT = 8      # the core keeps GP counters in slots 0-7 and fixed counters from slot 8 (pmu/_core.pxd)
 _SHAPE_FIELDS = ("vendor", "version", "gp_counters", "gp_width", "fixed_counters", "fixed_width",
                  "perfctr_core", "perfmon_v2", "pdcm")
 
@@ -231,8 +232,8 @@ class Pmu:
 
     # -- inspection and state -------------------------------------------------------------------
     def counters(self) -> list[dict]:
-        c = self.config
-        slots = list(range(c.gp_counters if c.version else 0)) + [8 + i for i in range(c.fixed_counters)]
+        # The core's own counts: a version-0 config has neither GP nor fixed counters, whatever it lists.
+        slots = [*range(self.core.num_gp), *(FIXED_SLOT + i for i in range(self.core.num_fixed))]
         return [self.core.slot_info(s) for s in slots]
 
     def get_state(self) -> dict:

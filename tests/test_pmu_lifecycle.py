@@ -260,3 +260,13 @@ def test_readme_device_snippet_runs():
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
     assert out.getvalue().split() == ["2", "0x1", "1"]
+
+
+def test_counters_of_a_version_0_pmu_is_empty():
+    """Version 0 means no architectural PMU: no GP and no fixed counters, whatever the config lists."""
+    from pmu import PmuConfig
+    from tests.pmu_fixtures import make_pmu
+
+    pmu, _, _ = make_pmu(PmuConfig(vendor="intel", version=0))
+    assert pmu.counters() == []
+    assert len(make_pmu(PmuConfig(vendor="intel", version=2))[0].counters()) == 8 + 3
