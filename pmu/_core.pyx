@@ -289,15 +289,24 @@ cdef class PmuCore:
 
     # ------------------------------------------------------------------ event filter
     def set_filter(self, compiled):
-        """Install ``EventFilter.compiled()`` (or None) and re-evaluate every counter at once."""
+        """Install ``EventFilter.compiled()`` (or None) and re-evaluate every counter at once.
+
+        All or nothing: every value is checked against its C field before the first is stored, so
+        a refused filter (ValueError / TypeError) leaves the installed one as it was."""
         cdef int i
         if compiled is None:
             self.filter_action = -1
             self.filter_len = 0
         else:
             action, fixed_bitmap, entries = compiled
+            entries = [(int(sel), int(match), int(mask), bool(exclude)) for sel, match, mask, exclude in entries]
             if len(entries) > FILTER_MAX:
                 raise ValueError(f"at most {FILTER_MAX} filter entries")
+            if not (0 <= int(fixed_bitmap) <= 0xFFFFFFFF and -1 <= int(action) <= 0x7FFFFFFF):
+                raise ValueError(f"filter action {action!r} or fixed bitmap {fixed_bitmap!r} out of range")
+            for sel, match, mask, _ in entries:
+                if not (0 <= sel <= 0xFFFF and 0 <= match <= 0xFF and 0 <= mask <= 0xFF):
+                    raise ValueError(f"filter entry ({sel:#x}, {match:#x}, {mask:#x}) out of range")
             self.filter_len = 0
             for sel, match, mask, exclude in entries:
                 self.filter_select[self.filter_len] = sel

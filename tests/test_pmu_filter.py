@@ -94,6 +94,24 @@ def test_filter_gates_counting_and_is_reevaluated_at_once():
     assert [pmu.core.read_msr(m) for m in (0xC1, 0xC2, 0x309)] == [4, 2, 4]
 
 
+@pytest.mark.parametrize("compiled", [
+    (0, 1, [(0xC0, 0, 0xFF, False), (0x1_0000, 0, 0, False)]),      # second entry's select too wide
+    (0, 1, [(0xC0, 0, 0xFF, False), (0xC4, 0x100, 0, True)]),       # match does not fit a byte
+    (0, 1, [(0xC0, 0, 0xFF, False), ("x", 0, 0, False)]),            # not a number
+    (0, 1 << 32, [(0xC0, 0, 0xFF, False)]),                          # fixed bitmap too wide
+])
+def test_a_refused_core_filter_leaves_the_installed_one(compiled):
+    pmu, _, _ = make_pmu()
+    pmu.core.write_msr(0x186, EN | OS | INSTRUCTIONS_SEL)
+    pmu.set_event_filter(EventFilter(DENY, [INSTRUCTIONS_SEL]))
+    before = (pmu.core.filter_action, pmu.counters())
+    with pytest.raises((ValueError, TypeError)):
+        pmu.core.set_filter(compiled)
+    assert (pmu.core.filter_action, pmu.counters()) == before
+    pmu.feed_block(4, 0, cpl=0)
+    assert pmu.core.read_msr(0xC1) == 0         # still denied by the old filter
+
+
 def test_filter_applies_to_counters_programmed_later():
     pmu, _, _ = make_pmu(PmuConfig(vendor="amd"))
     pmu.set_event_filter(EventFilter(ALLOW, [0xC2]))
