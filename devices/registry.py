@@ -14,6 +14,7 @@ Not supported: QEMU's ``driver=`` / ``id=`` / ``bus=`` keywords and JSON ``-devi
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -72,8 +73,10 @@ def _load(target: str) -> type[Device]:
     return getattr(importlib.import_module(module), attr)
 
 
+@functools.cache
 def device_classes() -> dict[str, type[Device]]:
-    """Every known device class by name: the built-ins, then the installed plugins."""
+    """Every known device class by name: the built-ins, then the installed plugins (looked up once
+    per process: scanning the entry points cost most of a machine's construction)."""
     classes: dict[str, type[Device]] = {}
     for target in BUILTIN_DEVICES:
         cls = _load(target)
