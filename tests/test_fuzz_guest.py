@@ -38,13 +38,6 @@ settings.register_profile("fuzz-long", max_examples=int(os.environ.get("PMU_VMM_
 FUZZ = settings.get_profile("fuzz-" + os.environ.get("PMU_VMM_FUZZ", "ci"))
 
 
-@pytest.fixture(scope="module")
-def runner():
-    runner = guest_fuzz.Runner()
-    yield runner
-    runner.close()
-
-
 @pytest.fixture
 def stats(request):
     stats = guest_fuzz.Stats(timeout=TIMEOUT)

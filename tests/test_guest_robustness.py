@@ -23,13 +23,6 @@ NMI_ON_PIT = Op("ioapic", (2, 4 << 8))                             # IOAPIC pin 
 MARK = Op("port", (0x3F8, 1, ord("!"), True))
 
 
-@pytest.fixture(scope="module")
-def runner():
-    runner = guest_fuzz.Runner()
-    yield runner
-    runner.close()
-
-
 @pytest.fixture
 def boot(runner):
     """``boot(plan, bits, timeout, max_insns, load_tr)``: run a fuzz-frame kernel in the worker and
