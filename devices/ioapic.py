@@ -91,7 +91,7 @@ class Ioapic(Device):
     name = "ioapic"
     description = "82093AA-style I/O APIC, 24 pins, MMIO window at 0xfec00000"
     props = (
-        Prop("address", int, IOAPIC_BASE, "physical address of the 4 KiB register window"),
+        Prop("address", int, IOAPIC_BASE, "physical address of the 4 KiB register window, above guest RAM"),
         Prop("id", int, 0, "I/O APIC id (0-15), as the ACPI MADT gives it"),
         Prop("version", int, VERSION_WITH_EOI_REGISTER, "0x11 (82093AA) or 0x20 (adds the EOI register)"),
     )
@@ -101,6 +101,8 @@ class Ioapic(Device):
         # ``id`` shadows the builtin because props arrive as keyword arguments named after them.
         if address % IOAPIC_WINDOW or not 0 <= address < 1 << 32:
             raise PropertyError(f"ioapic: address {address:#x} is not a 4 KiB-aligned 32-bit address")
+        if address < ctx.ram_size:      # the vCPU cannot map MMIO over RAM (and a PC routes RAM there)
+            raise PropertyError(f"ioapic: address {address:#x} is inside guest RAM (0x0-{ctx.ram_size - 1:#x})")
         if not 0 <= id <= ID_MASK:
             raise PropertyError(f"ioapic: id {id} is not 0-{ID_MASK}")
         if version not in (VERSION_82093AA, VERSION_WITH_EOI_REGISTER):

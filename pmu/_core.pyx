@@ -824,13 +824,18 @@ cdef class PmuCore:
         }
 
     def set_state(self, state):
+        """Restore what :meth:`get_state` returned.
+
+        All or nothing: ValueError, having changed nothing, for a state of the wrong shape or type
+        and for any value this PMU's MSR writes refuse or cannot produce (see :meth:`_state_refused`)."""
         cdef int i
+        refused = self._state_refused(state)
+        if refused is not None:
+            raise ValueError(f"PMU state refused: {refused}")
         counters, eventsel, prev = state["counters"], state["eventsel"], state["prev_cond"]
-        if len(counters) != NUM_SLOTS or len(eventsel) != NUM_SLOTS or len(prev) != NUM_SLOTS:
-            raise ValueError(f"PMU state needs {NUM_SLOTS} counter slots")
         self.clear_state()
         for i in range(NUM_SLOTS):
-            self.counter[i] = counters[i] & self.width_mask[i]
+            self.counter[i] = counters[i]
             self.eventsel[i] = eventsel[i]
         self.fixed_ctr_ctrl = state["fixed_ctr_ctrl"]
         self.global_ctrl = state["global_ctrl"]
@@ -845,4 +850,47 @@ cdef class PmuCore:
         for i in range(NUM_SLOTS):
             self.prev_cond[i] = prev[i]
         self.pmi_requested = state["pmi_requested"]
+
+    def _state_refused(self, state):
+        """Why ``state`` cannot be this PMU's, or None.  Values must be what the registers can hold:
+        counters within their width, selects and controls without the bits a write refuses (or, on
+        AMD, drops), PERF_CAPABILITIES only with full-width writes and only with PDCM, and nothing
+        at all in slots this PMU does not have."""
+        cdef int i
+        keys = {"counters", "eventsel", "prev_cond", "fixed_ctr_ctrl", "global_ctrl", "global_status",
+                "perf_capabilities", "pmi_requested", "pmc_in_use"}
+        if not isinstance(state, dict) or set(state) != keys:
+            return f"expected a dict with exactly {sorted(keys)}"
+        for name in ("counters", "eventsel", "prev_cond"):
+            values = state[name]
+            if not isinstance(values, (list, tuple)) or len(values) != NUM_SLOTS:
+                return f"{name} needs {NUM_SLOTS} counter slots"
+            if not all(type(v) is int and 0 <= v < 1 << 64 for v in values):
+                return f"{name} {values!r} holds a value that is not a 64-bit unsigned integer"
+        for name in ("fixed_ctr_ctrl", "global_ctrl", "global_status", "perf_capabilities", "pmc_in_use"):
+            if type(state[name]) is not int or not 0 <= state[name] < 1 << 64:
+                return f"{name} {state[name]!r} is not a 64-bit unsigned integer"
+        if not isinstance(state["pmi_requested"], bool):
+            return f"pmi_requested {state['pmi_requested']!r} is not a bool"
+        for i in range(NUM_SLOTS):
+            if not self.valid_slots >> i & 1:
+                if state["counters"][i] or state["eventsel"][i] or state["prev_cond"][i]:
+                    return f"slot {i}: this PMU has no such counter"
+                continue
+            if state["counters"][i] & ~self.width_mask[i]:
+                return f"counter {state['counters'][i]:#x} of slot {i} is wider than the counter"
+            if state["prev_cond"][i] > 1:
+                return f"prev_cond {state['prev_cond'][i]} of slot {i} is not 0 or 1"
+            if i < FIXED_SLOT and state["eventsel"][i] & self.eventsel_reserved:
+                return f"eventsel {state['eventsel'][i]:#x} of slot {i} has reserved bits"
+            if i >= FIXED_SLOT and state["eventsel"][i]:
+                return f"slot {i}: a fixed counter has no event select"
+        for name, reserved in (("fixed_ctr_ctrl", self.fixed_ctrl_reserved),
+                               ("global_ctrl", self.global_ctrl_reserved),
+                               ("global_status", self.global_status_reserved),
+                               ("pmc_in_use", ~(<uint64_t>self.valid_slots)),
+                               ("perf_capabilities", ~(<uint64_t>PERF_CAP_FW_WRITE if self.pdcm else 0))):
+            if state[name] & reserved:
+                return f"{name} {state[name]:#x} has reserved bits"
+        return None
 

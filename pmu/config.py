@@ -99,6 +99,8 @@ class PmuConfig:
         set_(self, "tsx", False)
 
     def _validate(self) -> None:
+        if not -(1 << 63) <= self.guest_clock_offset_ns < 1 << 63:
+            raise ValueError(f"guest_clock_offset_ns must fit 64 bits (signed), not {self.guest_clock_offset_ns}")
         if self.global_ctrl_reset not in ("upstream", "seed"):
             raise ValueError(f"global_ctrl_reset must be 'upstream' or 'seed', not {self.global_ctrl_reset!r}")
         if self.rdpmc_fast not in ("upstream", "seed"):

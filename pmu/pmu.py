@@ -240,13 +240,19 @@ class Pmu:
         return {"version": STATE_VERSION, "config": self.config.as_dict(), "core": self.core.get_state()}
 
     def set_state(self, state: dict) -> None:
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"PMU state version {state.get('version')!r} is not {STATE_VERSION}")
+        """Restore what :meth:`get_state` returned: all or nothing, ValueError (nothing changed) for a
+        state of another version, shape or layout, or one the core refuses (PmuCore.set_state)."""
+        if not isinstance(state, dict) or set(state) != {"version", "config", "core"}:
+            raise ValueError("PMU state must be a dict with exactly version, config and core")
+        if state["version"] != STATE_VERSION:
+            raise ValueError(f"PMU state version {state['version']!r} is not {STATE_VERSION}")
         saved = state["config"]
+        if not isinstance(saved, dict):
+            raise ValueError(f"PMU state config {saved!r} is not a dict")
         for name in _SHAPE_FIELDS:
             if saved.get(name) != getattr(self.config, name):
                 raise ValueError(f"PMU state is for {name}={saved.get(name)!r}, this PMU has "
                                  f"{getattr(self.config, name)!r}")
+        self.core.set_state(state["core"])     # refuses before it changes anything
         self._cancel_work()
-        self.core.set_state(state["core"])
         self.notice_overflow()

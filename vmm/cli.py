@@ -22,6 +22,7 @@ import argparse
 import os
 import signal
 import sys
+import unicodedata
 
 import firmware
 from vmm import __version__
@@ -51,7 +52,7 @@ GLUED_OPTIONS = ("--cpuid", "--append")     # their values may begin with '-'
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def _typed(parse):
@@ -61,6 +62,13 @@ def _typed(parse):
             return parse(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+def one_line(text: str) -> str:
+    """``text`` as one terminal line: control characters and line separators (a newline in an
+    option value echoed by an error message) are shown as escapes; tabs stay."""
+    return "".join(ch.encode("unicode_escape").decode() if ch != "\t" and unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+                   else ch for ch in text)
+
+
     convert.__name__ = parse.__name__
     return convert
 

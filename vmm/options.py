@@ -28,7 +28,7 @@ from vmm.cpu_models import cpu_model
 from vmm.cpuid import DEFAULT_FEATURES, DEFAULT_SIGNATURE, FEATURES
 
 SIZE_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)(I?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)(I?B)?\s*$", re.IGNORECASE | re.ASCII)   # ASCII digits only
 SIGNATURE_FIELDS = ("family", "model", "stepping")
 #: CPUID bits that PmuConfig.apply_to_cpuid writes: a --cpuid switch of one of them goes to the PMU.
 PMU_CPUID_FEATURES = ("pdcm", "perfctr_core", "perfmon_v2")

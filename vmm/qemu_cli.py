@@ -25,6 +25,7 @@ import sys
 from contextlib import ExitStack
 
 from vmm import __version__
+from vmm.cli import one_line
 from vmm.cpu_models import CPU_MODELS, cpu_model_for_qemu
 from vmm.cpuid import FEATURES
 from vmm.options import CpuidSpec, cpu_setup, parse_bool, parse_size
@@ -312,33 +313,38 @@ def run_qemu(argv: list[str], prog: str) -> int:
         request.kernel, request.cpu = command.kernel, command.cpu
         try:
             request.cpu_setup = cpu_setup(command.cpu, command.cpuid, command.pmu or None)
+def _say(line: str) -> None:
+    """One line on stderr, whatever the option values it quotes hold (see vmm.cli.one_line)."""
+    print(one_line(line), file=sys.stderr)
+
+
         except ValueError as e:
             raise QemuError(f"-cpu: {e}") from None
         if command.serial is None and sys.stdout is None:
             raise QemuError("-serial stdio: standard output is closed")
     except QemuError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
+        _say(f"{prog}: {e}")
         return EXIT_QEMU_ERROR
     with ExitStack() as files:
         try:
             serial = sys.stdout.buffer if command.serial is None else \
                 files.enter_context(open(command.serial, "wb", buffering=0))
         except OSError as e:
-            print(f"{prog}: -serial file:{command.serial}: {e.strerror}", file=sys.stderr)
+            _say(f"{prog}: -serial file:{command.serial}: {e.strerror}")
             return EXIT_QEMU_ERROR
         sink = SerialSink(serial)
         try:
             machine = prepare(request, sink)
         except InputError as e:
-            print(_input_error_line(e, prog), file=sys.stderr)
+            _say(_input_error_line(e, prog))
             return EXIT_QEMU_ERROR
         outcome = execute(machine, sink)
     if outcome.output_error is not None and command.serial is None:
         detach_stdout()
     if outcome.signal is not None:
-        print(f"{prog}: terminating on signal {outcome.signal}", file=sys.stderr)
+        _say(f"{prog}: terminating on signal {outcome.signal}")
         return 128 + outcome.signal
     line = ending_line(outcome)
     if line:
-        print(f"{prog}: {line}", file=sys.stderr)
+        _say(f"{prog}: {line}")
     return outcome.result.status if outcome.reason == "debug-exit" else exit_status(outcome)

@@ -15,9 +15,7 @@ import signal
 import sys
 from contextlib import ExitStack
 
-from vmm import report as run_report
-from vmm import results as run_results
-from vmm.cli import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_OUTPUT
+from vmm.cli import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_OUTPUT, one_line
 from vmm.errors import VmmError
 from vmm.options import cpu_setup
 from vmm.session import RunRequest, SerialSink, detach_stdout, execute, prepare
@@ -28,7 +26,7 @@ REASON_TEXT = {"reset": "the guest asked for a reset: pmu-vmm does not reboot"}
 
 def _say(line: str) -> None:
     if sys.stderr is not None:
-        print(line, file=sys.stderr, flush=True)
+        print(one_line(line), file=sys.stderr, flush=True)
 
 
 def _open(files: ExitStack, path: str | None, what: str):
@@ -91,7 +89,11 @@ def _run(args, prog: str, files: ExitStack) -> int:
                          trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
                          devices=devices)
     show_progress = sys.stderr is not None and sys.stderr.isatty() and not args.trace   # traces share stderr
-    progress = run_report.ProgressLine(sys.stderr) if show_progress else None
+    progress = None
+    if show_progress:
+        from vmm.report import ProgressLine     # imported only when used: json and the PMU event names
+
+        progress = ProgressLine(sys.stderr)
     sink = SerialSink(serial or sys.stdout.buffer, before_write=progress.clear if progress else None)
     machine = prepare(request, sink)
     on_tick = None if progress is None else lambda: progress.update(machine.vcpu.retired, machine.vcpu.now())
@@ -114,7 +116,10 @@ def _run(args, prog: str, files: ExitStack) -> int:
 
 
 def _write_files(outcome, status, kernel, report_format, report_file, junit_file, json_file) -> None:
+    # vmm.report and vmm.results (json, re, xml.etree: ~5 ms) are imported only by runs that write them.
     if report_format is not None:
+        from vmm import report as run_report
+
         data = run_report.build(outcome, status, kernel)
         text = run_report.format_json(data) if report_format == "json" else run_report.format_text(data)
         if report_file is not None:
@@ -124,6 +129,8 @@ def _write_files(outcome, status, kernel, report_format, report_file, junit_file
             sys.stderr.flush()
     if junit_file is None and json_file is None:
         return
+    from vmm import results as run_results
+
     results = run_results.parse(kernel, outcome.result.serial, outcome)
     if junit_file is not None:
         junit_file.write(run_results.junit_xml(results, outcome.wall_s))

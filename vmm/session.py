@@ -14,7 +14,8 @@ While the guest runs:
 
 * SIGINT and SIGTERM stop it before its next instruction block (a second one acts at once); every
   byte of serial output is kept, and the outcome says which signal ended the run.
-* ``timeout`` is the machine's wall-clock limit for the whole run (MachineConfig.timeout).
+* ``timeout`` is the machine's wall-clock limit for the whole run (MachineConfig.timeout); any
+  finite value is taken, those above :data:`MAX_TIMEOUT_S` (about 31 years) as that.
 * The serial console never raises into the machine: a write error (``/dev/full``, a closed pipe)
   stops the guest and is reported in the outcome.
 * ``on_tick`` (the progress line) is called about every millisecond of virtual time.
@@ -45,6 +46,9 @@ from vmm.options import CpuSetup
 
 TICK_NS = 1 << 20                   # virtual ns between ticks: about 1 M instructions
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Longer timeouts are this one: no run can tell the difference, and the vCPU's C timer takes microseconds
+#: in 64 bits (a timeout of 1.9e13 s or more overflowed it).
+MAX_TIMEOUT_S = 1e9
 
 
 class InputError(VmmError):
@@ -156,7 +160,8 @@ def prepare(request: RunRequest, sink) -> object:
     setup = request.cpu_setup
     config = MachineConfig(memory=request.memory, cpu=request.cpu, smp=request.smp, cmdline=request.cmdline,
                            pmu=setup.pmu, cpu_signature=setup.signature, cpuid_features=setup.features,
-                           initrd=initrd, serial=sink, timeout=request.timeout, max_insns=request.max_insns,
+                           initrd=initrd, serial=sink, timeout=min(request.timeout, MAX_TIMEOUT_S),
+                           max_insns=request.max_insns,
                            trace_exits=request.trace_exits, forced_emulation=request.forced_emulation,
                            devices=devices)
     try:
