@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import importlib
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 
 from devices.device import Device, PropertyError
 
@@ -74,13 +73,23 @@ def _load(target: str) -> type[Device]:
 
 
 @functools.cache
-def device_classes() -> dict[str, type[Device]]:
-    """Every known device class by name: the built-ins, then the installed plugins (looked up once
-    per process: scanning the entry points cost most of a machine's construction)."""
+def _builtin_classes() -> dict[str, type[Device]]:
     classes: dict[str, type[Device]] = {}
     for target in BUILTIN_DEVICES:
         cls = _load(target)
         classes[cls.name] = cls
+    return classes
+
+
+@functools.cache
+def device_classes() -> dict[str, type[Device]]:
+    """Every known device class by name: the built-ins, then the installed plugins (looked up once
+    per process: scanning the entry points cost most of a machine's construction)."""
+    # importlib.metadata costs ~20 ms to import (email, zipfile, csv, ...) plus the scan itself:
+    # only a name that is not built in, or the full listing, pays for it (device_class below).
+    from importlib.metadata import entry_points
+
+    classes = dict(_builtin_classes())
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         cls = ep.load()
         if not (isinstance(cls, type) and issubclass(cls, Device) and cls.name):
@@ -90,6 +99,12 @@ def device_classes() -> dict[str, type[Device]]:
 
 
 def device_class(name: str) -> type[Device]:
+    """The class named ``name``.  A built-in name never scans the plugins: a built-in keeps its
+    name over any plugin anyway, so the answer is the same (a broken plugin is then reported only
+    when the plugins are consulted: an unknown name or ``-device help``)."""
+    builtin = _builtin_classes().get(name)
+    if builtin is not None:
+        return builtin
     classes = device_classes()
     if name not in classes:
         raise UnknownDeviceError(f"'{name}' is not a valid device model name (see -device help)")

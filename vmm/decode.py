@@ -9,7 +9,14 @@ port I/O, CR8, LTR and cache-maintenance instructions are (they get per-address 
 they are emulated, checked or reported to the cache model; port I/O is also checked against the
 TSS I/O permission bitmap, which the engine does not enforce), and the kind of the block's final
 branch for the branch predictor model.  Capstone does the decoding; this runs once per new
-block, so its cost is not on any hot path.  :func:`memory_operand` gives the hook layer the
+block, so its cost is not on any hot path.
+
+Capstone is called through its C library (the one the ``capstone`` package ships) with a ctypes
+binding of the x86 part only: ``import capstone`` builds the ctypes structures of all its 18
+architectures and their constants, ~20 ms of a ~100 ms command-line run, where this module's
+binding costs ~2 ms.  The layouts are capstone 5's (API 5.0, which pyproject pins); the library's
+API version and the name of every instruction and register id used here are checked when the
+module loads, so another capstone refuses to load instead of decoding wrongly.  :func:`memory_operand` gives the hook layer the
 address of an instruction's memory operand (CLFLUSH's line, LTR's selector), also on cold paths.
 
 Not decoded: anything the hook layer does not use (operands, prefixes other than REP).
@@ -17,33 +24,170 @@ Not decoded: anything the hook layer does not use (operands, prefixes other than
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
 from dataclasses import dataclass
 
-import capstone
-from capstone import x86_const as cx
+# --- capstone 5 C API (capstone.h, x86.h), x86 only ----------------------------------------------
+CS_API = (5, 0)
+CS_ARCH_X86 = 3
+_CS_MODES = {16: 1 << 1, 32: 1 << 2, 64: 1 << 3}
+CS_OPT_DETAIL = 2
+CS_OPT_ON = 3
+CS_GRP_JUMP, CS_GRP_CALL, CS_GRP_RET, CS_GRP_INT, CS_GRP_IRET, CS_GRP_BRANCH_RELATIVE = 1, 2, 3, 4, 5, 7
+X86_OP_IMM = 2
+X86_OP_MEM = 3
+X86_PREFIX_REP = 0xF3
+X86_PREFIX_REPNE = 0xF2
+# Instruction and register ids by capstone's name for them (checked against the library at load).
+_INS = {
+    "syscall": 727, "sysret": 731, "sysenter": 728, "sysexit": 729, "ljmp": 171, "lcall": 170, "jmp": 172,
+    "loop": 348, "loope": 349, "loopne": 350, "jrcxz": 271, "jecxz": 259, "jcxz": 258,
+    "movsb": 485, "movsw": 491, "movsd": 486, "movsq": 489, "stosb": 708, "stosw": 711, "stosd": 709,
+    "stosq": 710, "lodsb": 344, "lodsw": 347, "lodsd": 345, "lodsq": 346, "cmpsb": 108, "cmpsw": 112,
+    "cmpsd": 109, "cmpsq": 110, "scasb": 653, "scasw": 656, "scasd": 654, "scasq": 655, "insb": 233,
+    "insw": 237, "insd": 236, "outsb": 516, "outsw": 518, "outsd": 517,
+}
+_REG = {
+    "rax": 35, "rcx": 38, "rdx": 40, "rbx": 37, "rsp": 44, "rbp": 36, "rsi": 43, "rdi": 39, "r8": 106, "r9": 107,
+    "r10": 108, "r11": 109, "r12": 110, "r13": 111, "r14": 112, "r15": 113,
+    "eax": 19, "ecx": 22, "edx": 24, "ebx": 21, "esp": 30, "ebp": 20, "esi": 29, "edi": 23, "r8d": 226, "r9d": 227,
+    "r10d": 228, "r11d": 229, "r12d": 230, "r13d": 231, "r14d": 232, "r15d": 233,
+    "ax": 3, "cx": 12, "dx": 18, "bx": 8, "sp": 47, "bp": 6, "si": 45, "di": 14, "r8w": 234, "r9w": 235,
+    "r10w": 236, "r11w": 237, "r12w": 238, "r13w": 239, "r14w": 240, "r15w": 241,
+    "rip": 41, "eip": 26, "es": 28, "cs": 11, "ss": 49, "ds": 17, "fs": 32, "gs": 33,
+}
 
-_md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_md.detail = True
-_md32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-_md32.detail = True
-_md16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
-_md16.detail = True
-_DECODERS = {64: _md, 32: _md32, 16: _md16}
 
-_BRANCH_GROUPS = (capstone.CS_GRP_JUMP, capstone.CS_GRP_CALL, capstone.CS_GRP_RET,
-                  capstone.CS_GRP_INT, capstone.CS_GRP_IRET, capstone.CS_GRP_BRANCH_RELATIVE)
-_FAR_BRANCHES = {cx.X86_INS_SYSCALL, cx.X86_INS_SYSRET, cx.X86_INS_SYSENTER, cx.X86_INS_SYSEXIT,
-                 cx.X86_INS_LJMP, cx.X86_INS_LCALL}
-_STRING_OPS = {cx.X86_INS_MOVSB, cx.X86_INS_MOVSW, cx.X86_INS_MOVSD, cx.X86_INS_MOVSQ,
-               cx.X86_INS_STOSB, cx.X86_INS_STOSW, cx.X86_INS_STOSD, cx.X86_INS_STOSQ,
-               cx.X86_INS_LODSB, cx.X86_INS_LODSW, cx.X86_INS_LODSD, cx.X86_INS_LODSQ,
-               cx.X86_INS_CMPSB, cx.X86_INS_CMPSW, cx.X86_INS_CMPSD, cx.X86_INS_CMPSQ,
-               cx.X86_INS_SCASB, cx.X86_INS_SCASW, cx.X86_INS_SCASD, cx.X86_INS_SCASQ,
-               cx.X86_INS_INSB, cx.X86_INS_INSW, cx.X86_INS_INSD,
-               cx.X86_INS_OUTSB, cx.X86_INS_OUTSW, cx.X86_INS_OUTSD}
-_REP_PREFIXES = {cx.X86_PREFIX_REP, cx.X86_PREFIX_REPNE}
-_CONDITIONAL = {cx.X86_INS_LOOP, cx.X86_INS_LOOPE, cx.X86_INS_LOOPNE, cx.X86_INS_JRCXZ, cx.X86_INS_JECXZ,
-                cx.X86_INS_JCXZ}
+class _X86OpMem(ctypes.Structure):
+    _fields_ = (("segment", ctypes.c_uint), ("base", ctypes.c_uint), ("index", ctypes.c_uint),
+                ("scale", ctypes.c_int), ("disp", ctypes.c_int64))
+
+
+class _X86OpValue(ctypes.Union):
+    _fields_ = (("reg", ctypes.c_uint), ("imm", ctypes.c_int64), ("mem", _X86OpMem))
+
+
+class _X86Op(ctypes.Structure):
+    _fields_ = (("type", ctypes.c_uint), ("value", _X86OpValue), ("size", ctypes.c_uint8),
+                ("access", ctypes.c_uint8), ("avx_bcast", ctypes.c_uint), ("avx_zero_opmask", ctypes.c_bool))
+
+
+class _CsX86(ctypes.Structure):
+    _fields_ = (("prefix", ctypes.c_uint8 * 4), ("opcode", ctypes.c_uint8 * 4), ("rex", ctypes.c_uint8),
+                ("addr_size", ctypes.c_uint8), ("modrm", ctypes.c_uint8), ("sib", ctypes.c_uint8),
+                ("disp", ctypes.c_int64), ("sib_index", ctypes.c_uint), ("sib_scale", ctypes.c_int8),
+                ("sib_base", ctypes.c_uint), ("xop_cc", ctypes.c_uint), ("sse_cc", ctypes.c_uint),
+                ("avx_cc", ctypes.c_uint), ("avx_sae", ctypes.c_bool), ("avx_rm", ctypes.c_uint),
+                ("flags", ctypes.c_uint64), ("op_count", ctypes.c_uint8), ("operands", _X86Op * 8))
+
+
+class _CsArch(ctypes.Union):
+    # The other architectures' members only make the union larger; capstone allocates the details,
+    # this module only reads them through a pointer.  Every member's alignment is 8, as x86's is.
+    _fields_ = (("x86", _CsX86),)
+
+
+class _CsDetail(ctypes.Structure):
+    _fields_ = (("regs_read", ctypes.c_uint16 * 20), ("regs_read_count", ctypes.c_uint8),
+                ("regs_write", ctypes.c_uint16 * 20), ("regs_write_count", ctypes.c_uint8),
+                ("groups", ctypes.c_uint8 * 8), ("groups_count", ctypes.c_uint8), ("writeback", ctypes.c_bool),
+                ("arch", _CsArch))
+
+
+class _CsInsn(ctypes.Structure):
+    _fields_ = (("id", ctypes.c_uint), ("address", ctypes.c_uint64), ("size", ctypes.c_uint16),
+                ("bytes", ctypes.c_uint8 * 24), ("mnemonic", ctypes.c_char * 32), ("op_str", ctypes.c_char * 160),
+                ("detail", ctypes.POINTER(_CsDetail)))
+
+
+def _library_path() -> str:
+    """libcapstone as the capstone package ships it, found without importing the package; where it
+    is not there (a distribution's build), the package says which library it loaded."""
+    spec = importlib.util.find_spec("capstone")
+    if spec is not None and spec.origin is not None:
+        path = os.path.join(os.path.dirname(spec.origin), "lib", "libcapstone.so")
+        if os.path.exists(path):
+            return path
+    import capstone     # the slow import, only for a library installed elsewhere
+
+    return capstone._cs._name
+
+
+# A CDLL of our own (not the package's): the function prototypes below are this module's.
+_lib = ctypes.CDLL(_library_path(), mode=getattr(os, "RTLD_DEEPBIND", 0))
+_InsnArray = ctypes.POINTER(_CsInsn)
+_lib.cs_version.restype = ctypes.c_int
+_lib.cs_version.argtypes = (ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+_lib.cs_open.restype = ctypes.c_int
+_lib.cs_open.argtypes = (ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t))
+_lib.cs_option.restype = ctypes.c_int
+_lib.cs_option.argtypes = (ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p)
+_lib.cs_disasm.restype = ctypes.c_size_t
+_lib.cs_disasm.argtypes = (ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_size_t,
+                           ctypes.POINTER(_InsnArray))
+_lib.cs_free.restype = None
+_lib.cs_free.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_lib.cs_errno.restype = ctypes.c_int
+_lib.cs_errno.argtypes = (ctypes.c_size_t,)
+_lib.cs_insn_name.restype = ctypes.c_char_p
+_lib.cs_insn_name.argtypes = (ctypes.c_size_t, ctypes.c_uint)
+_lib.cs_reg_name.restype = ctypes.c_char_p
+_lib.cs_reg_name.argtypes = (ctypes.c_size_t, ctypes.c_uint)
+
+
+class DecoderError(RuntimeError):
+    """Capstone failed (not: the bytes do not decode, which gives no instruction)."""
+
+
+def _open(bits: int) -> int:
+    handle = ctypes.c_size_t()
+    err = _lib.cs_open(CS_ARCH_X86, _CS_MODES[bits], ctypes.byref(handle))
+    if err == 0:
+        err = _lib.cs_option(handle, CS_OPT_DETAIL, CS_OPT_ON)
+    if err != 0:
+        raise DecoderError(f"capstone: cs_open/cs_option({bits}-bit x86) failed with error {err}")
+    return handle.value
+
+
+def _check_library(handle: int) -> None:
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    _lib.cs_version(ctypes.byref(major), ctypes.byref(minor))
+    if (major.value, minor.value) != CS_API:
+        raise ImportError(f"vmm.decode needs capstone API {CS_API[0]}.{CS_API[1]}, the library has "
+                          f"{major.value}.{minor.value}")
+    wrong = [name for name, number in _INS.items() if _lib.cs_insn_name(handle, number) != name.encode()]
+    wrong += [name for name, number in _REG.items() if _lib.cs_reg_name(handle, number) != name.encode()]
+    if wrong:
+        raise ImportError(f"vmm.decode: capstone's ids differ from capstone 5.0's for {', '.join(wrong)}")
+
+
+_DECODERS = {bits: _open(bits) for bits in _CS_MODES}
+_check_library(_DECODERS[64])
+
+
+def _disasm(bits: int, code: bytes, address: int, count: int) -> tuple[_InsnArray, int]:
+    """Capstone's instructions for ``code`` (all of them, or the first ``count``): free with cs_free."""
+    handle = _DECODERS[bits]
+    if not isinstance(code, bytes):     # unicorn's mem_read gives a bytearray
+        code = bytes(code)
+    insns = _InsnArray()
+    n = _lib.cs_disasm(handle, code, len(code), address, count, ctypes.byref(insns))
+    if n == 0:
+        err = _lib.cs_errno(handle)
+        if err != 0:
+            raise DecoderError(f"capstone: cs_disasm failed with error {err}")
+    return insns, n
+
+
+_BRANCH_GROUPS = (CS_GRP_JUMP, CS_GRP_CALL, CS_GRP_RET, CS_GRP_INT, CS_GRP_IRET, CS_GRP_BRANCH_RELATIVE)
+_FAR_BRANCHES = {_INS[name] for name in ("syscall", "sysret", "sysenter", "sysexit", "ljmp", "lcall")}
+_STRING_OPS = {_INS[f"{op}{size}"] for op in ("movs", "stos", "lods", "cmps", "scas") for size in "bwdq"} | \
+    {_INS[f"{op}{size}"] for op in ("ins", "outs") for size in "bwd"}
+_REP_PREFIXES = {X86_PREFIX_REP, X86_PREFIX_REPNE}
+_CONDITIONAL = {_INS[name] for name in ("loop", "loope", "loopne", "jrcxz", "jecxz", "jcxz")}
+_JMP = (_INS["jmp"], _INS["ljmp"])
 # Instructions that get per-address code hooks, by mnemonic (lite decoding gives no ids): MSR
 # accesses, port I/O, LTR and cache maintenance; MOV to/from CR8 is matched on its operands.
 _HOOKED_MNEMONICS = frozenset({"rdmsr", "wrmsr", "in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd",
@@ -56,11 +200,10 @@ _GPR_NAMES = {
     32: ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", *(f"r{n}d" for n in range(8, 16))),
     16: ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di", *(f"r{n}w" for n in range(8, 16))),
 }
-_GPRS = {getattr(cx, f"X86_REG_{name.upper()}"): (index, (1 << width) - 1)
-         for width, names in _GPR_NAMES.items() for index, name in enumerate(names)}
-_STACK_BASES = {cx.X86_REG_RSP, cx.X86_REG_RBP, cx.X86_REG_ESP, cx.X86_REG_EBP, cx.X86_REG_SP, cx.X86_REG_BP}
-_SEGMENTS = {cx.X86_REG_ES: 0, cx.X86_REG_CS: 1, cx.X86_REG_SS: 2, cx.X86_REG_DS: 3, cx.X86_REG_FS: 4,
-             cx.X86_REG_GS: 5}
+_GPRS = {_REG[name]: (index, (1 << width) - 1) for width, names in _GPR_NAMES.items() for index, name in enumerate(names)}
+_STACK_BASES = {_REG[name] for name in ("rsp", "rbp", "esp", "ebp", "sp", "bp")}
+_SEGMENTS = {_REG["es"]: 0, _REG["cs"]: 1, _REG["ss"]: 2, _REG["ds"]: 3, _REG["fs"]: 4, _REG["gs"]: 5}
+_IP_BASES = (_REG["rip"], _REG["eip"])
 SEG_SS = 2
 SEG_DS = 3
 
@@ -82,49 +225,63 @@ class DecodedBlock:
     hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, LTR, CLFLUSH/WBINVD/INVD
 
 
-def _is_rep_string(insn) -> bool:
-    return insn.id in _STRING_OPS and any(p in _REP_PREFIXES for p in insn.prefix)
+def _is_rep_string(insn: _CsInsn) -> bool:
+    return insn.id in _STRING_OPS and any(p in _REP_PREFIXES for p in insn.detail[0].arch.x86.prefix)
 
 
-def _is_branch(insn) -> bool:
-    return insn.id in _FAR_BRANCHES or any(insn.group(g) for g in _BRANCH_GROUPS)
+def _groups(insn: _CsInsn) -> list[int]:
+    detail = insn.detail[0]
+    return detail.groups[:detail.groups_count]
 
 
-def _branch_kind(insn) -> int:
-    if insn.group(capstone.CS_GRP_RET):
+def _is_branch(insn: _CsInsn) -> bool:
+    groups = _groups(insn)
+    return insn.id in _FAR_BRANCHES or any(g in groups for g in _BRANCH_GROUPS)
+
+
+def _branch_kind(insn: _CsInsn) -> int:
+    groups = _groups(insn)
+    if CS_GRP_RET in groups:
         return BRANCH_RETURN
-    direct = insn.op_count(cx.X86_OP_IMM) > 0
-    if insn.group(capstone.CS_GRP_CALL):
+    x86 = insn.detail[0].arch.x86
+    direct = any(op.type == X86_OP_IMM for op in x86.operands[:x86.op_count])
+    if CS_GRP_CALL in groups:
         return BRANCH_CALL | (0 if direct else BRANCH_INDIRECT)
-    if insn.id == cx.X86_INS_JMP or insn.id == cx.X86_INS_LJMP:
+    if insn.id in _JMP:
         return 0 if direct else BRANCH_INDIRECT
-    if insn.id in _CONDITIONAL or insn.group(capstone.CS_GRP_JUMP):
+    if insn.id in _CONDITIONAL or CS_GRP_JUMP in groups:
         return BRANCH_CONDITIONAL
     return 0        # INT n, IRET, SYSCALL/SYSRET: far transfers the model does not predict
 
 
 def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
     """Split ``code`` (one translation block's bytes at ``address``, ``bits`` its code segment's
-    default size: 64, 32 or 16) into instructions.  Only the first and last instructions are
-    decoded in detail (REP prefixes, branch kinds): the rest need just a length and a mnemonic, which
-    capstone's lite decoding gives several times faster."""
-    md = _DECODERS[bits]
-    insns = list(md.disasm_lite(code, address))     # (address, size, mnemonic with prefixes, operands)
-    if not insns:
+    default size: 64, 32 or 16) into instructions: their offsets, the hooked ones (by mnemonic), and
+    from the first and last instructions' details the REP prefixes and the branch kind."""
+    insns, n = _disasm(bits, code, address, 0)
+    if n == 0:
         return DecodedBlock((0,), 0, ())
-    offsets = tuple(at - address for at, _, _, _ in insns)
-    hooked = tuple(at - address for at, _, mnemonic, operands in insns
-                   if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or (mnemonic == "mov" and "cr8" in operands))
-    first = next(md.disasm(code, address, 1))
-    last = first if len(insns) == 1 else next(md.disasm(code[offsets[-1]:], insns[-1][0], 1))
-    flags = 0
-    if _is_branch(last):
-        flags |= ENDS_IN_BRANCH | _branch_kind(last)
-    if _is_rep_string(first):
-        flags |= STARTS_WITH_REP
-    if _is_rep_string(last):
-        flags |= ENDS_WITH_REP
-    return DecodedBlock(offsets, flags, hooked)
+    try:
+        offsets = []
+        hooked = []
+        for i in range(n):
+            insn = insns[i]
+            offset = insn.address - address
+            offsets.append(offset)
+            mnemonic = insn.mnemonic.decode("ascii")
+            if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or (mnemonic == "mov" and b"cr8" in insn.op_str):
+                hooked.append(offset)
+        first, last = insns[0], insns[n - 1]
+        flags = 0
+        if _is_branch(last):
+            flags |= ENDS_IN_BRANCH | _branch_kind(last)
+        if _is_rep_string(first):
+            flags |= STARTS_WITH_REP
+        if _is_rep_string(last):
+            flags |= ENDS_WITH_REP
+    finally:
+        _lib.cs_free(insns, n)
+    return DecodedBlock(tuple(offsets), flags, tuple(hooked))
 
 
 def memory_operand(code: bytes, address: int, bits: int, regs) -> tuple[int, int] | None:
@@ -133,16 +290,25 @@ def memory_operand(code: bytes, address: int, bits: int, regs) -> tuple[int, int
     instruction's address size, and the segment register that applies (0 ES, 1 CS, 2 SS, 3 DS, 4 FS,
     5 GS: an override, else SS for RSP/RBP-based addresses and DS for the rest).  None if the
     instruction has no memory operand or does not decode."""
-    insn = next(_DECODERS[bits].disasm(code, address, 1), None)
-    mem = None if insn is None else next((op.mem for op in insn.operands if op.type == cx.X86_OP_MEM), None)
-    if mem is None:
+    insns, n = _disasm(bits, code, address, 1)
+    if n == 0:
         return None
-    offset = mem.disp
-    if mem.base in (cx.X86_REG_RIP, cx.X86_REG_EIP):
-        offset += address + insn.size
-    for reg, scale in ((mem.base, 1), (mem.index, mem.scale)):
+    try:
+        insn = insns[0]
+        x86 = insn.detail[0].arch.x86
+        size, addr_size = insn.size, x86.addr_size
+        mem = next((op.value.mem for op in x86.operands[:x86.op_count] if op.type == X86_OP_MEM), None)
+        if mem is None:
+            return None
+        base, index, scale, disp, seg = mem.base, mem.index, mem.scale, mem.disp, mem.segment
+    finally:
+        _lib.cs_free(insns, n)
+    offset = disp
+    if base in _IP_BASES:
+        offset += address + size
+    for reg, factor in ((base, 1), (index, scale)):
         if reg in _GPRS:
-            index, mask = _GPRS[reg]
-            offset += (regs[index] & mask) * scale
-    segment = _SEGMENTS.get(mem.segment, SEG_SS if mem.base in _STACK_BASES else SEG_DS)
-    return offset & ((1 << (8 * insn.addr_size)) - 1), segment
+            reg_index, mask = _GPRS[reg]
+            offset += (regs[reg_index] & mask) * factor
+    segment = _SEGMENTS.get(seg, SEG_SS if base in _STACK_BASES else SEG_DS)
+    return offset & ((1 << (8 * addr_size)) - 1), segment
