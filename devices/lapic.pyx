@@ -328,7 +328,7 @@ ESR_REDIRECTABLE_IPI = C_ESR_REDIRECTABLE
 ICR_DEST_LOGICAL = C_ICR_DEST_LOGICAL
 ICR_WRITABLE = C_ICR_WRITABLE
 XAPIC_BROADCAST = C_XAPIC_BROADCAST
-DFR_FLAT_MODEL = C_DFR_FLAT
+DFR_FLAT_MODEL = <uint32_t>C_DFR_FLAT   # an enum constant is a C int: 0xF0000000 would read negative
 DFR_RESERVED_ONES = C_DFR_RESERVED_ONES
 
 # Writable bits of each LVT entry (the timer gains bit 18 with CPUID tsc_deadline, see writable_mask).
