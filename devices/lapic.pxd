@@ -119,9 +119,6 @@ cdef class Lapic:
     cdef void record_error(self, uint32_t bits) noexcept
     cdef void send_ipi(self, bint x2apic) noexcept
     cdef void send_fixed_ipi_to_self(self, uint32_t vector) noexcept
-    cdef bint c_accepts(self, uint32_t destination, bint logical, bint wide) noexcept
-    cdef bint c_selected(self, Lapic sender, uint32_t shorthand, uint32_t destination, bint logical,
-                         bint wide) noexcept
     cdef bint c_accept_message(self, uint32_t mode, uint32_t vector, bint level) noexcept
     cdef void c_init(self) noexcept
     cdef int timer_mode(self) noexcept

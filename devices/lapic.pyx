@@ -943,51 +943,7 @@ cdef class Lapic:
     def accepts_destination(self, uint32_t destination, bint logical) -> bool:
         """Whether an APIC-bus message for ``destination`` (physical id, or logical in flat/cluster
         model; x2APIC uses 32-bit ids) selects this APIC; 0xFF (0xFFFFFFFF in x2APIC) is broadcast."""
-        return self.c_accepts(destination, logical, ((self.apic_base >> 10) & 3) == 3)
-
-    cdef bint c_accepts(self, uint32_t destination, bint logical, bint wide) noexcept:
-        """Whether a message for ``destination`` selects this APIC.
-
-        ``wide``: the message carries a 32-bit x2APIC destination (0xFFFFFFFF is broadcast), as an
-        ICR write in x2APIC mode does; otherwise the destination is 8 bits (0xFF is broadcast),
-        as in an xAPIC ICR or an IOAPIC message.  An APIC in x2APIC mode compares its 32-bit ID,
-        or its LDR derived from the ID (cluster in bits 31:16, one member bit in bits 15:0); in
-        xAPIC mode the low 8 bits of the destination against its ID register, or its LDR in the
-        flat model (a bitmap) or the cluster model (cluster in bits 7:4, member bits in 3:0), as
-        the DFR selects."""
-        cdef uint32_t ldr
-        if ((self.apic_base >> 10) & 3) == 3:
-            if not wide:
-                destination &= 0xFF
-                if destination == C_XAPIC_BROADCAST:
-                    return True
-            elif destination == C_X2APIC_BROADCAST:
-                return True
-            if logical:
-                ldr = self.c_x2apic_ldr()
-                return (destination >> 16) == (ldr >> 16) and (destination & ldr & 0xFFFF) != 0
-            return destination == self.apic_id
-        destination &= 0xFF     # an xAPIC-mode APIC sees 8 bits, whatever the message carries
-        if destination == C_XAPIC_BROADCAST:
-            return True
-        if logical:
-            if self.dfr == C_DFR_FLAT:
-                return (destination & (self.ldr >> 24)) != 0
-            ldr = self.ldr >> 24
-            return (destination >> 4) == (ldr >> 4) and (destination & ldr & 0xF) != 0
-        return destination == self.xapic_id
-
-    cdef bint c_selected(self, Lapic sender, uint32_t shorthand, uint32_t destination, bint logical,
-                         bint wide) noexcept:
-        """Whether a message from ``sender`` (None: not an IPI) with this shorthand and destination
-        selects this APIC."""
-        if shorthand == SH_SELF:
-            return self is sender
-        if shorthand == SH_ALL_INCLUDING_SELF:
-            return True
-        if shorthand == SH_ALL_EXCLUDING_SELF:
-            return self is not sender
-        return self.c_accepts(destination, logical, wide)
+        return accepts(self, destination, logical, ((self.apic_base >> 10) & 3) == 3)
 
     cdef bint c_accept_message(self, uint32_t mode, uint32_t vector, bint level) noexcept:
         """Take one message as its target (see :meth:`receive`); True if accepted."""
@@ -1475,22 +1431,24 @@ cdef bint route_message(ApicBus bus, Lapic sender, uint32_t shorthand, uint32_t 
                         bint wide, uint32_t mode, uint32_t vector, bint level) noexcept:
     """Deliver one message to the APICs it selects; True if any accepted it.
 
-    ``bus`` None: ``sender`` is a standalone APIC, the only one a message can reach.  ``sender``
-    None: the message comes from outside the CPUs (an IOAPIC).  Lowest priority: among the
-    selected APICs that are hardware- and software-enabled, the one with the lowest arbitration
-    priority (APR) wins, a tie going to the lowest APIC id; the SDM leaves the tie to the bus
-    arbitration ids, we want a deterministic choice.  Focus-processor checking is not modelled.
+    ``bus`` None: ``sender`` is a standalone APIC, the only one a message can reach; the self
+    shorthand too reaches only the sender, so the bus is not walked.  ``sender`` None: the
+    message comes from outside the CPUs (an IOAPIC).  Lowest priority: among the selected APICs
+    that are hardware- and software-enabled, the one with the lowest arbitration priority (APR)
+    wins, a tie going to the lowest APIC id; the SDM leaves the tie to the bus arbitration ids,
+    we want a deterministic choice.  Focus-processor checking is not modelled.
     """
     cdef Py_ssize_t i
-    cdef Py_ssize_t count = 1 if bus is None else bus.count
+    cdef bint sender_only = bus is None or shorthand == SH_SELF
+    cdef Py_ssize_t count = 1 if sender_only else bus.count
     cdef Lapic target
     cdef Lapic winner = None
     cdef uint32_t priority
     cdef uint32_t lowest = 0x100     # above every APR
     cdef bint accepted = False
     for i in range(count):
-        target = sender if bus is None else <Lapic>bus.members[i]
-        if not target.c_selected(sender, shorthand, destination, logical, wide):
+        target = sender if sender_only else <Lapic>bus.members[i]
+        if not selected(target, sender, shorthand, destination, logical, wide):
             continue
         if mode == DM_LOWEST:
             if target.apic_base & C_APIC_BASE_EN and target.spiv & C_SPIV_SW_ENABLE:
@@ -1514,3 +1472,49 @@ cdef inline bint deliver_to(ApicBus bus, Lapic sender, Lapic target, uint32_t mo
         bus.remote_events += target.wakeups
         target.wake_pending = True
     return accepted
+
+
+cdef inline bint accepts(Lapic target, uint32_t destination, bint logical, bint wide) noexcept:
+    """Whether a message for ``destination`` selects ``target``.
+
+    ``wide``: the message carries a 32-bit x2APIC destination (0xFFFFFFFF is broadcast), as an
+    ICR write in x2APIC mode does; otherwise the destination is 8 bits (0xFF is broadcast),
+    as in an xAPIC ICR or an IOAPIC message.  An APIC in x2APIC mode compares its 32-bit ID,
+    or its LDR derived from the ID (cluster in bits 31:16, one member bit in bits 15:0); in
+    xAPIC mode the low 8 bits of the destination against its ID register, or its LDR in the
+    flat model (a bitmap) or the cluster model (cluster in bits 7:4, member bits in 3:0), as
+    the DFR selects."""
+    cdef uint32_t ldr
+    if ((target.apic_base >> 10) & 3) == 3:
+        if not wide:
+            destination &= 0xFF
+            if destination == C_XAPIC_BROADCAST:
+                return True
+        elif destination == C_X2APIC_BROADCAST:
+            return True
+        if logical:
+            ldr = target.c_x2apic_ldr()
+            return (destination >> 16) == (ldr >> 16) and (destination & ldr & 0xFFFF) != 0
+        return destination == target.apic_id
+    destination &= 0xFF     # an xAPIC-mode APIC sees 8 bits, whatever the message carries
+    if destination == C_XAPIC_BROADCAST:
+        return True
+    if logical:
+        if target.dfr == C_DFR_FLAT:
+            return (destination & (target.ldr >> 24)) != 0
+        ldr = target.ldr >> 24
+        return (destination >> 4) == (ldr >> 4) and (destination & ldr & 0xF) != 0
+    return destination == target.xapic_id
+
+
+cdef inline bint selected(Lapic target, Lapic sender, uint32_t shorthand, uint32_t destination, bint logical,
+                          bint wide) noexcept:
+    """Whether a message from ``sender`` (None: not an IPI) with this shorthand and destination
+    selects ``target``."""
+    if shorthand == SH_SELF:
+        return target is sender
+    if shorthand == SH_ALL_INCLUDING_SELF:
+        return True
+    if shorthand == SH_ALL_EXCLUDING_SELF:
+        return target is not sender
+    return accepts(target, destination, logical, wide)
