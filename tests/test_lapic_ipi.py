@@ -206,7 +206,7 @@ def test_xapic_logical_flat_model(destination, reached):
 ])
 def test_xapic_logical_cluster_model(destination, reached):
     bus, cpus = smp()
-    for h, ldr in zip(cpus, (0x11, 0x12, 0x21, 0x22)):
+    for h, ldr in zip(cpus, (0x11, 0x12, 0x21, 0x22), strict=True):
         h.write(DFR, 0x0FFFFFFF)
         h.write(LDR, ldr << 24)
     xapic_ipi(cpus[3], LOGICAL | 0x64, destination)
@@ -267,7 +267,7 @@ def test_fixed_ipis_are_edge_triggered_even_with_the_level_trigger_bit():
 ])
 def test_lowest_priority_goes_to_the_lowest_arbitration_priority(tprs, winner):
     bus, cpus = smp()
-    for h, tpr in zip(cpus, tprs):
+    for h, tpr in zip(cpus, tprs, strict=True):
         h.write(TPR, tpr)
     xapic_ipi(cpus[3], LOWEST | 0x71, destination=0xFF)
     assert pending(cpus) == [0x71 if i == winner else None for i in range(4)]
@@ -678,7 +678,7 @@ def outcome(bus: ApicBus, cpus: list[Harness]) -> tuple:
 def prepared(x2apic: bool) -> tuple[ApicBus, list[Harness]]:
     """Four CPUs with different TPRs, one software-disabled and one with an interrupt in service."""
     bus, cpus = smp(4, x2apic=x2apic)
-    for h, tpr in zip(cpus, (0x20, 0x10, 0x30, 0x10)):
+    for h, tpr in zip(cpus, (0x20, 0x10, 0x30, 0x10), strict=True):
         h.lapic.set_cr8(tpr >> 4)
     cpus[3].lapic.receive(DeliveryMode.FIXED, 0x70, False)
     cpus[3].lapic.accept_interrupt(0x70)
@@ -711,7 +711,7 @@ def test_c_path_matches_xapic_mmio_path(messages):
         x2apic_ipi(c_cpus[0], low, 0xFFFFFFFF if destination == 0xFF else destination, path="c")
     mmio, c = outcome(mmio_bus, mmio_cpus), outcome(c_bus, c_cpus)
     assert mmio[0] == c[0] and mmio[2] == c[2]
-    for (mmio_state, *mmio_latches), (c_state, *c_latches) in zip(mmio[1], c[1]):
+    for (mmio_state, *mmio_latches), (c_state, *c_latches) in zip(mmio[1], c[1], strict=True):
         for key in ("apic_base", "ldr", "dfr", "icr", "xapic_id"):   # mode-dependent registers
             mmio_state.pop(key), c_state.pop(key)
         assert (mmio_state, mmio_latches) == (c_state, c_latches)
