@@ -85,7 +85,8 @@ cdef class Lapic:
     cdef readonly int sipi_vector       # -1: none latched
 
     # -- wake-up accounting --
-    cdef public bint wake_pending       # C path: something became newly pending; the hook layer clears it
+    cdef public bint wake_pending       # something became newly pending, reported without a Python call
+                                        # (C path, or a message from another APIC); the machine clears it
     cdef uint32_t wakeups               # not yet reported newly-pending events (internal)
 
     # -- cached CPUID facts --

@@ -72,8 +72,9 @@ reads 0 (idle).
   as the SDM says.
 * INIT resets the target's registers to their power-up values except what the SDM keeps across
   INIT: the APIC ID register (also a software-written xAPIC ID) and the arbitration ID (the APIC
-  ID here); IA32_APIC_BASE -- mode, page address, BSP flag -- is untouched, as the SDM's x2APIC
-  state diagram shows (INIT keeps xAPIC, x2APIC or disabled mode).  It forgets a SIPI latched
+  ID here); the timer stops, pending and in-service interrupts and a latched NMI are dropped.
+  IA32_APIC_BASE -- mode, page address, BSP flag -- is untouched, as the SDM's x2APIC state
+  diagram shows (INIT keeps xAPIC, x2APIC or disabled mode).  It forgets a SIPI latched
   before it and latches ``init_pending``.  A SIPI latches its vector in ``sipi_vector`` unless one
   is latched already (a CPU leaves wait-for-SIPI at the first).  The CPU side (wait-for-SIPI,
   starting at vector * 0x1000, the BSP's INIT) is the machine's: it consumes the latches with
@@ -971,9 +972,11 @@ cdef class Lapic:
     cdef void c_init(self) noexcept:
         """INIT: the registers return to their power-up values except what the SDM keeps across an
         INIT (the APIC ID register -- also a software-written xAPIC ID -- and the arbitration ID,
-        which is the APIC ID here); IA32_APIC_BASE, hence the mode and the page address, is
-        untouched, as is the record of level-triggered EOIs not yet collected for the IOAPIC.  A
-        SIPI latched before the INIT is forgotten: only one after it may start the CPU."""
+        which is the APIC ID here); so the timer stops and pending, in-service and NMI-latched
+        interrupts are dropped with the CPU context they were for.  IA32_APIC_BASE, hence the
+        mode and the page address, is untouched, as is the record of level-triggered EOIs not yet
+        collected for the IOAPIC.  A SIPI latched before the INIT is forgotten: only one after it
+        may start the CPU."""
         cdef uint32_t xapic_id = self.xapic_id
         cdef uint64_t level_eois[4]
         cdef int i
