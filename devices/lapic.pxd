@@ -20,7 +20,16 @@
 #   * re-check c_interrupt_pending() (an IRR vector above the PPR, or a latched NMI) -- TPR, EOI,
 #     SELF_IPI, ICR, SPIV writes change what is deliverable;
 #   * poll and clear ``wake_pending``: set (instead of calling on_wakeup) when the C path made an
-#     IRR bit or the NMI latch newly set, i.e. exactly when the Python path would kick the vCPU.
+#     IRR bit, the NMI latch, INIT or SIPI newly pending here, i.e. exactly when the Python path
+#     would kick the vCPU -- and also when an ICR write made something newly pending on another
+#     APIC of the bus (that APIC's wake_pending is set too, and the bus counts it in remote_events).
+#
+# APIC bus (several CPUs): ``ApicBus`` joins the LAPICs of a machine (``lapic.bus``; None = a
+# standalone APIC, whose IPIs reach only itself).  ICR writes route through it on both paths;
+# IOAPIC messages enter through ``ApicBus.deliver``.  Delivery is immediate and calls no Python:
+# a target's newly pending events set its ``wake_pending`` and add to ``remote_events`` (the
+# machine reads and clears both); INIT and SIPI are latched in ``init_pending``/``sipi_vector``
+# for the machine, which runs the CPU side of them.
 #
 # CPUID-dependent bits (LVT timer bit 18 needs CPUID tsc_deadline; the Intel LVTPC auto-mask) use
 # a copy sampled from the cpuid object at construction, at every APIC_BASE write, set_state() and
@@ -35,6 +44,9 @@ cdef enum:
     LAPIC_LVT_COUNT = 6
 
 
+cdef class ApicBus
+
+
 cdef class Lapic:
     # -- Python-visible wiring --
     cdef public object clock
@@ -45,6 +57,7 @@ cdef class Lapic:
     cdef public object on_write         # called after every Python-path register write (CR8 included)
     cdef object _mmio_bus
     cdef public uint32_t apic_id
+    cdef readonly ApicBus bus           # the APIC bus it is on (None: standalone, IPIs reach only itself)
 
     # -- architectural state --
     cdef uint64_t apic_base
@@ -67,8 +80,13 @@ cdef class Lapic:
     cdef bint nmi_latched
     cdef uint64_t level_eois[4]         # level-triggered vectors EOIed since take_level_eois() (IOAPIC)
 
+    # -- INIT and SIPI received, for the machine (take_init / take_sipi consume them) --
+    cdef readonly bint init_pending
+    cdef readonly int sipi_vector       # -1: none latched
+
     # -- wake-up accounting --
-    cdef public bint wake_pending       # C path: something became newly pending; the hook layer clears it
+    cdef public bint wake_pending       # something became newly pending, reported without a Python call
+                                        # (C path, or a message from another APIC); the machine clears it
     cdef uint32_t wakeups               # not yet reported newly-pending events (internal)
 
     # -- cached CPUID facts --
@@ -102,10 +120,21 @@ cdef class Lapic:
     cdef void record_error(self, uint32_t bits) noexcept
     cdef void send_ipi(self, bint x2apic) noexcept
     cdef void send_fixed_ipi_to_self(self, uint32_t vector) noexcept
-    cdef bint ipi_reaches_self(self, bint x2apic) noexcept
+    cdef bint c_accept_message(self, uint32_t mode, uint32_t vector, bint level) noexcept
+    cdef void c_init(self) noexcept
     cdef int timer_mode(self) noexcept
     cdef uint64_t timer_divide(self) noexcept
     cdef uint64_t timer_current_count(self, uint64_t now) noexcept
     cdef void write_timer_initial(self, uint32_t count, uint64_t now) noexcept
     cdef void write_timer_divide(self, uint32_t config, uint64_t now) noexcept
+    cdef int flush_wakeups(self) except -1
+    cdef int report_wakeups(self) except -1
+
+
+cdef class ApicBus:
+    cdef list members                   # the Lapics, index = APIC id; read by the C path (no Python calls)
+    cdef Py_ssize_t count               # len(members), kept so the C path needs no len()
+    cdef public uint64_t remote_events  # newly pending events on APICs other than a message's sender
+
+    cdef void forget_wakeups(self) noexcept
     cdef int flush_wakeups(self) except -1

@@ -3,7 +3,8 @@
 
 What Python sees of devices/lapic.pyx: the register and bit constants, the enums, the
 :class:`Lapic` device (bus protocol, delivery to the vCPU, timer, save/restore, the callbacks the
-machine sets) and the ``*_py`` test wrappers of its C API.  The C API the hook layer cimports
+machine sets, INIT/SIPI latches), the ``*_py`` test wrappers of its C API, and the
+:class:`ApicBus` joining the LAPICs of a machine.  The C API the hook layer cimports
 (devices/lapic.pxd) is not callable from Python and is not described here.
 """
 
@@ -130,8 +131,17 @@ class Lapic:
     #: Called after every Python-path register write (CR8 included).
     on_write: Callable[[], object]
     apic_id: int
-    #: Set by the C path where the Python path would call on_wakeup(); the caller clears it.
+    #: Set by the C path where the Python path would call on_wakeup(), and by the APIC bus when a
+    #: message made something newly pending here; the machine clears it.
     wake_pending: bool
+    @property
+    def bus(self) -> ApicBus | None:
+        """The APIC bus this LAPIC is on; None: standalone (its IPIs reach only itself)."""
+    @property
+    def init_pending(self) -> bool: ...
+    @property
+    def sipi_vector(self) -> int:
+        """The latched SIPI vector, -1 when none."""
     def __init__(self, clock: _Clock, cpuid: CpuidModel, vcpu: Vcpu | None = None, apic_id: int = 0,
                  bsp: bool = True) -> None: ...
     # test wrappers of the C API
@@ -164,6 +174,8 @@ class Lapic:
     def take_level_eois(self) -> list[int]: ...
     def receive(self, mode: int, vector: int, level: bool) -> bool: ...
     def accepts_destination(self, destination: int, logical: bool) -> bool: ...
+    def take_init(self) -> bool: ...
+    def take_sipi(self) -> int | None: ...
     def deliver_local(self, lvt: Lvt | int) -> bool: ...
     # timer
     def next_deadline(self) -> int | None: ...
@@ -172,3 +184,15 @@ class Lapic:
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None:
         """All or nothing: LapicStateError, with nothing changed, for a state the registers cannot hold."""
+
+@disjoint_base
+class ApicBus:
+    """The APIC bus of a machine: its LAPICs in APIC-id order, IPIs and I/O APIC messages between them."""
+
+    #: Newly pending events on APICs other than a message's sender; the machine reads and clears it.
+    remote_events: int
+    def __init__(self) -> None: ...
+    def attach(self, lapic: Lapic) -> None: ...
+    @property
+    def lapics(self) -> tuple[Lapic, ...]: ...
+    def deliver(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> bool: ...

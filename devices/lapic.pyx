@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, annotation_typing=False
-"""The local APIC of our single vCPU: xAPIC MMIO page, x2APIC MSRs, IA32_APIC_BASE, timer, LVT delivery.
+"""A vCPU's local APIC (xAPIC MMIO page, x2APIC MSRs, IA32_APIC_BASE, timer, LVT delivery) and the
+APIC bus that carries IPIs and I/O APIC messages between the local APICs of a machine.
 
 Semantics follow the Intel SDM vol. 3, chapter "Advanced Programmable Interrupt Controller".
 
@@ -38,8 +39,54 @@ Interrupt delivery to the vCPU is pulled, not pushed: the vCPU asks :meth:`Lapic
 (or :meth:`Lapic.pending_interrupt` plus its own RFLAGS.IF/shadow check), then calls
 :meth:`Lapic.accept_interrupt`, which returns the vector to deliver through the IDT (the spurious
 vector from SPIV if the interrupt is no longer deliverable).  NMIs are a one-deep latch consumed
-by :meth:`Lapic.take_nmi`; blocking NMIs until IRET is the vCPU's business.  Whenever an IRR bit
-or the NMI latch becomes newly set, ``on_wakeup()`` runs so the machine can kick a halted vCPU.
+by :meth:`Lapic.take_nmi`; blocking NMIs until IRET is the vCPU's business.  Whenever an IRR bit,
+the NMI latch, an INIT or a SIPI becomes newly pending, ``on_wakeup()`` runs so the machine can
+kick a halted vCPU.
+
+APIC bus (:class:`ApicBus`).  The machine puts its LAPICs on one bus in APIC-id order
+(``bus.attach(lapic)``; ``lapic.bus``); a LAPIC on no bus is standalone and its IPIs can reach only
+itself, as on a bus of one.  Messages are delivered at once, so the ICR delivery-status bit always
+reads 0 (idle).
+
+* Who is selected: the ICR shorthand (self, all including self, all excluding self) or else the
+  destination: physical (the xAPIC ID register, 8 bits; the 32-bit x2APIC ID) or logical (xAPIC LDR
+  in the flat model -- a bitmap -- or the cluster model -- cluster in bits 7:4, member bitmap in
+  bits 3:0 -- as each target's DFR says; in x2APIC mode the LDR derived from the ID: cluster ID[31:4]
+  in bits 31:16, bit ID[3:0] of bits 15:0).  0xFF is broadcast in 8-bit messages (xAPIC ICR,
+  I/O APIC) whatever the target's mode, 0xFFFFFFFF in 32-bit ones (x2APIC ICR).  Messages from an
+  I/O APIC enter through :meth:`ApicBus.deliver`.
+* Delivery modes: fixed, NMI, INIT and SIPI reach every selected APIC; lowest priority reaches one:
+  among the selected APICs that are hardware- and software-enabled, the one with the lowest
+  arbitration priority (the APR: TPR, in-service and pending classes, as the SDM defines it), a tie
+  going to the lowest APIC id (the SDM leaves ties to the bus arbitration ids; we want a
+  deterministic choice).  In x2APIC mode a lowest-priority IPI is refused with the ESR
+  "redirectable IPI" error, as the x2APIC specification says; a fixed or lowest-priority IPI with a
+  vector below 16 is refused with "send illegal vector" (nothing is sent).  An INIT "level
+  de-assert" (ICR trigger level, level 0) does nothing, as on the Pentium 4 and later.  SMI is
+  dropped (no SMM).  The SDM's invalid shorthand/mode pairs (a lowest-priority, NMI, INIT or SIPI
+  with the self shorthand, for instance) are delivered as their fields say.
+* Targets: a hardware-disabled APIC takes nothing, INIT and SIPI included: the SDM makes the
+  processor then "functionally equivalent to" one without an on-chip APIC, and messages reach a
+  processor only through its APIC (an INIT# pin or machine reset is the machine's business).  A
+  software-disabled APIC refuses fixed and lowest-priority interrupts and takes NMI, INIT and SIPI,
+  as the SDM says.
+* INIT resets the target's registers to their power-up values except what the SDM keeps across
+  INIT: the APIC ID register (also a software-written xAPIC ID) and the arbitration ID (the APIC
+  ID here); the timer stops, pending and in-service interrupts and a latched NMI are dropped.
+  IA32_APIC_BASE -- mode, page address, BSP flag -- is untouched, as the SDM's x2APIC state
+  diagram shows (INIT keeps xAPIC, x2APIC or disabled mode).  It forgets a SIPI latched
+  before it and latches ``init_pending``.  A SIPI latches its vector in ``sipi_vector`` unless one
+  is latched already (a CPU leaves wait-for-SIPI at the first).  The CPU side (wait-for-SIPI,
+  starting at vector * 0x1000, the BSP's INIT) is the machine's: it consumes the latches with
+  :meth:`Lapic.take_init` and :meth:`Lapic.take_sipi` and drops a SIPI that finds its CPU not
+  waiting for one.
+* Wake-ups: what a message makes newly pending on an APIC other than its sender (an IRR bit, the
+  NMI latch, INIT, SIPI) sets that APIC's ``wake_pending`` and counts one in
+  ``ApicBus.remote_events``, on every path and without a Python call; the Python paths (MMIO and
+  MSR-bus writes, :meth:`ApicBus.deliver`) also call the target's ``on_wakeup()`` once per event.
+  When an x2APIC ICR write on the C path made something newly pending elsewhere, the sender's
+  ``wake_pending`` is set too, so the hook layer hands control to the machine, which reads and
+  clears ``remote_events`` (and ends the sender's time slice so the targets run soon).
 
 Time comes only from the injected clock (virtual ns; the APIC bus and the TSC run at 1 GHz, so one
 timer count lasts "divide value" ns).  :meth:`Lapic.next_deadline` and :meth:`Lapic.tick` let the
@@ -54,19 +101,21 @@ bus path runs the very same C helpers and reports newly pending events through `
 
 Not supported:
 
-* other CPUs: IPIs reach only this APIC (shorthand self or all-including-self, physical
-  destination equal to our ID, logical destinations matching our LDR, broadcast); all-excluding-self
-  and every other destination are dropped silently.  xAPIC cluster logical model (DFR = 0) matches
-  nothing; x2APIC lowest-priority IPIs set the ESR "redirectable IPI" bit and are dropped (as the
-  x2APIC spec says); in xAPIC mode a lowest-priority IPI to ourselves acts as fixed;
-* INIT, SIPI and SMI (as IPIs or LVT delivery modes) and ExtINT LVT entries: the registers accept
-  them, delivery through them does nothing (no INIT/SIPI state machine, no SMM, no 8259 INTA path);
+* SMI (as IPI, I/O APIC message or LVT delivery mode), INIT as an LVT delivery mode and ExtINT:
+  the registers accept them, delivery through them does nothing (no SMM, no 8259 INTA path);
+* the APIC-bus protocol itself (arbitration cycles, retries, checksums), focus-processor checking
+  (SPIV bit 9 is only stored), a lowest-priority IPI with the all-excluding-self shorthand going
+  back to its sender (model-specific in the SDM; here the sender never takes part), extended
+  (above 8-bit) destinations in I/O APIC messages;
+* INIT and SIPI latches in saved states: get_state()/set_state() leave them out (the machine
+  holds the CPU's INIT/SIPI state);
 * an I/O APIC: EOIs of level-triggered vectors are not broadcast; EOI-broadcast suppression
   (SPIV bit 12, version bit 24) is absent; remote IRR and delivery-status bits always read 0;
-* LVT CMCI, remote read (RRD), focus-processor checking (SPIV bit 9 is only stored), ESR
-  checksum/accept/illegal-register-address errors, APIC virtualisation;
+* LVT CMCI, remote read (RRD), ESR checksum/accept/illegal-register-address errors, APIC
+  virtualisation;
 * relocating the xAPIC page over another device's MMIO range: the APIC_BASE write is #GP;
-* concurrency: call everything from the vCPU thread (others go through ``vcpu.queue_work``).
+* concurrency: call everything from the thread that runs the vCPUs (others go through
+  ``vcpu.queue_work``); the APICs of one bus share it, unlocked.
 """
 
 from __future__ import annotations
@@ -226,6 +275,8 @@ cdef enum:
     DM_FIXED = 0
     DM_LOWEST = 1
     DM_NMI = 4
+    DM_INIT = 5
+    DM_STARTUP = 6
 
     TM_ONE_SHOT = 0
     TM_PERIODIC = 1
@@ -234,6 +285,7 @@ cdef enum:
     SH_NONE = 0
     SH_SELF = 1
     SH_ALL_INCLUDING_SELF = 2
+    SH_ALL_EXCLUDING_SELF = 3
 
     C_APIC_BASE_EN = 1 << 11
     C_SPIV_VECTOR = 0xFF
@@ -246,6 +298,8 @@ cdef enum:
     C_ESR_RECEIVE_ILLEGAL = 1 << 6
     C_ESR_REDIRECTABLE = 1 << 4
     C_ICR_DEST_LOGICAL = 1 << 11
+    C_ICR_LEVEL_ASSERT = 1 << 14
+    C_ICR_TRIGGER_LEVEL = 1 << 15
     C_ICR_WRITABLE = 0x000CCFFF   # vector, delivery mode, destination mode, level, trigger, shorthand
     C_XAPIC_BROADCAST = 0xFF
     C_DFR_FLAT = 0xF0000000
@@ -275,7 +329,7 @@ ESR_REDIRECTABLE_IPI = C_ESR_REDIRECTABLE
 ICR_DEST_LOGICAL = C_ICR_DEST_LOGICAL
 ICR_WRITABLE = C_ICR_WRITABLE
 XAPIC_BROADCAST = C_XAPIC_BROADCAST
-DFR_FLAT_MODEL = C_DFR_FLAT
+DFR_FLAT_MODEL = <uint32_t>C_DFR_FLAT   # an enum constant is a C int: 0xF0000000 would read negative
 DFR_RESERVED_ONES = C_DFR_RESERVED_ONES
 
 # Writable bits of each LVT entry (the timer gains bit 18 with CPUID tsc_deadline, see writable_mask).
@@ -370,6 +424,8 @@ cdef class Lapic:
         self._mmio_bus = None
         self.wake_pending = False
         self.wakeups = 0
+        self.init_pending = False
+        self.sipi_vector = -1
         self._sample_cpuid()
         self.apic_base = DEFAULT_APIC_BASE | APIC_BASE_EN | (APIC_BASE_BSP if bsp else 0)
         self.reset_registers()
@@ -412,11 +468,24 @@ cdef class Lapic:
             self.on_wakeup()
         return 0
 
+    cdef int report_wakeups(self) except -1:
+        """flush_wakeups() after a Python-path write: an ICR write may have made something pending
+        on the other APICs of the bus too, and each of them reports its own."""
+        if self.bus is None:
+            return self.flush_wakeups()
+        return self.bus.flush_wakeups()
+
     # -- the C API (devices/lapic.pxd) ----------------------------------------------------
     cdef int x2apic_write(self, uint32_t msr, uint64_t value, uint64_t now) noexcept:
+        cdef uint64_t remote_before = self.bus.remote_events if self.bus is not None else 0
         cdef int result = self.x2apic_write_core(msr, value, now)
         if self.wakeups:
             self.wakeups = 0
+            self.wake_pending = True
+        if self.bus is not None and self.bus.remote_events != remote_before:
+            # An IPI made something newly pending on another APIC.  Delivery set that APIC's
+            # wake_pending already; our own tells the hook layer to let the machine see it now.
+            self.bus.forget_wakeups()
             self.wake_pending = True
         return result
 
@@ -497,7 +566,7 @@ cdef class Lapic:
         try:
             result = self._write(access, value)
         finally:
-            self.flush_wakeups()
+            self.report_wakeups()
         self.on_write()
         return result
 
@@ -854,45 +923,87 @@ cdef class Lapic:
         return vectors
 
     def receive(self, int mode, int vector, bint level) -> bool:
-        """An interrupt message from the APIC bus (IOAPIC, MSI): True if it is now pending.
+        """An interrupt message addressed to this APIC (one target of an APIC-bus message): True if
+        it is now pending or latched.  See :meth:`ApicBus.deliver` for messages that must find
+        their targets.
 
         Fixed and lowest-priority messages go to the IRR (TMR set for level-triggered ones; a
-        vector below 16 is a receive-illegal-vector error instead), NMI latches an NMI.  A
-        hardware-disabled APIC accepts nothing.  SMI, INIT, SIPI and ExtINT are not modelled."""
-        cdef bint accepted = False
-        if not self.apic_base & C_APIC_BASE_EN or not 0 <= vector < 256:
+        vector below 16 is a receive-illegal-vector error instead; a software-disabled APIC
+        refuses them), NMI latches an NMI, INIT resets the registers and latches ``init_pending``,
+        SIPI latches its vector for :meth:`take_sipi`.  A hardware-disabled APIC accepts nothing.
+        SMI and ExtINT are not modelled."""
+        cdef bint accepted
+        if not 0 <= vector < 256:
             return False
-        if mode == DM_FIXED or mode == DM_LOWEST:
-            if vector < C_FIRST_LEGAL_VECTOR:
-                self.record_error(C_ESR_RECEIVE_ILLEGAL)
-            else:
-                accepted = self.set_irr(vector, level)
-        elif mode == DM_NMI:
-            self.raise_nmi()
-            accepted = True
-        self.flush_wakeups()
+        try:
+            accepted = self.c_accept_message(mode, vector, level)
+        finally:
+            self.flush_wakeups()
         return accepted
 
     def accepts_destination(self, uint32_t destination, bint logical) -> bool:
         """Whether an APIC-bus message for ``destination`` (physical id, or logical in flat/cluster
         model; x2APIC uses 32-bit ids) selects this APIC; 0xFF (0xFFFFFFFF in x2APIC) is broadcast."""
-        cdef uint32_t ldr
-        if ((self.apic_base >> 10) & 3) == 3:
-            if destination == C_X2APIC_BROADCAST:
-                return True
-            if logical:
-                ldr = self.c_x2apic_ldr()
-                return (destination >> 16) == (ldr >> 16) and (destination & ldr & 0xFFFF) != 0
-            return destination == self.apic_id
-        destination &= 0xFF
-        if destination == C_XAPIC_BROADCAST:
+        return accepts(self, destination, logical, ((self.apic_base >> 10) & 3) == 3)
+
+    cdef bint c_accept_message(self, uint32_t mode, uint32_t vector, bint level) noexcept:
+        """Take one message as its target (see :meth:`receive`); True if accepted."""
+        if not self.apic_base & C_APIC_BASE_EN:
+            return False    # SDM: the processor then acts as one without an APIC: nothing arrives
+        if mode == DM_FIXED or mode == DM_LOWEST:
+            if vector < C_FIRST_LEGAL_VECTOR:
+                self.record_error(C_ESR_RECEIVE_ILLEGAL)
+                return False
+            return self.set_irr(vector, level)
+        if mode == DM_NMI:
+            self.raise_nmi()
             return True
-        if logical:
-            if self.dfr == C_DFR_FLAT:
-                return (destination & (self.ldr >> 24)) != 0
-            ldr = self.ldr >> 24    # cluster model: high nibble cluster, low nibble members
-            return (destination >> 4) == (ldr >> 4) and (destination & ldr & 0xF) != 0
-        return destination == self.xapic_id
+        if mode == DM_INIT:
+            self.c_init()
+            return True
+        if mode == DM_STARTUP:
+            # One-deep latch: a CPU leaves wait-for-SIPI at the first SIPI and ignores the next.
+            if self.sipi_vector < 0:
+                self.sipi_vector = vector
+                self.wakeups += 1
+            return True
+        return False
+
+    cdef void c_init(self) noexcept:
+        """INIT: the registers return to their power-up values except what the SDM keeps across an
+        INIT (the APIC ID register -- also a software-written xAPIC ID -- and the arbitration ID,
+        which is the APIC ID here); so the timer stops and pending, in-service and NMI-latched
+        interrupts are dropped with the CPU context they were for.  IA32_APIC_BASE, hence the
+        mode and the page address, is untouched, as is the record of level-triggered EOIs not yet
+        collected for the IOAPIC.  A SIPI latched before the INIT is forgotten: only one after it
+        may start the CPU."""
+        cdef uint32_t xapic_id = self.xapic_id
+        cdef uint64_t level_eois[4]
+        cdef int i
+        for i in range(4):
+            level_eois[i] = self.level_eois[i]
+        self.reset_registers()
+        self.xapic_id = xapic_id
+        for i in range(4):
+            self.level_eois[i] = level_eois[i]
+        self.sipi_vector = -1
+        if not self.init_pending:
+            self.init_pending = True
+            self.wakeups += 1
+
+    def take_init(self) -> bool:
+        """Consume a received INIT: True once per INIT latched since the last call (the machine
+        puts the CPU through INIT: wait-for-SIPI for an AP)."""
+        taken = self.init_pending
+        self.init_pending = False
+        return taken
+
+    def take_sipi(self):
+        """Consume a received SIPI: its vector (the CPU starts at vector * 0x1000), or None.  The
+        machine drops it if the CPU was not waiting for a SIPI."""
+        cdef int vector = self.sipi_vector
+        self.sipi_vector = -1
+        return None if vector < 0 else vector
 
     # -- accepting interrupts into the IRR ---------------------------------------------------
     cdef bint set_irr(self, int vector, bint level) noexcept:
@@ -970,47 +1081,34 @@ cdef class Lapic:
         finally:
             self.flush_wakeups()
 
-    # -- IPIs (only ever to ourselves) ------------------------------------------------------
+    # -- IPIs -------------------------------------------------------------------------------
     cdef void send_ipi(self, bint x2apic) noexcept:
+        """Send the message the ICR now holds (delivery is immediate: ICR bit 12 stays 0)."""
         cdef uint32_t vector = self.icr & 0xFF
         cdef uint32_t mode = (self.icr >> 8) & 7
-        if mode == DM_LOWEST and x2apic:
-            self.record_error(C_ESR_REDIRECTABLE)
-            return
+        cdef uint32_t destination = <uint32_t>(self.icr >> 32) if x2apic else <uint32_t>(self.icr >> 56)
         if mode == DM_FIXED or mode == DM_LOWEST:
+            if mode == DM_LOWEST and x2apic:
+                # The x2APIC spec makes lowest-priority IPIs a "redirectable IPI" error.
+                self.record_error(C_ESR_REDIRECTABLE)
+                return
             if vector < C_FIRST_LEGAL_VECTOR:
                 self.record_error(C_ESR_SEND_ILLEGAL)
-            elif self.ipi_reaches_self(x2apic):
-                self.set_irr(vector, False)  # IPIs are edge-triggered (ICR trigger bit: INIT only)
-        elif mode == DM_NMI and self.ipi_reaches_self(x2apic):
-            self.raise_nmi()
+                return
+        elif mode == DM_INIT:
+            if self.icr & C_ICR_TRIGGER_LEVEL and not self.icr & C_ICR_LEVEL_ASSERT:
+                return  # INIT level de-assert: only P6 and older APICs act on it (arbitration ids)
+        elif mode != DM_NMI and mode != DM_STARTUP:
+            return      # SMI (no SMM here) and the reserved modes 3 and 7 deliver nothing
+        # IPIs are edge-triggered: the ICR trigger bit matters only for INIT.
+        route_message(self.bus, self, (self.icr >> 18) & 3, destination, (self.icr & C_ICR_DEST_LOGICAL) != 0,
+                      x2apic, mode, vector, False)
 
     cdef void send_fixed_ipi_to_self(self, uint32_t vector) noexcept:
         if vector < C_FIRST_LEGAL_VECTOR:
             self.record_error(C_ESR_SEND_ILLEGAL)
         else:
             self.set_irr(vector, False)
-
-    cdef bint ipi_reaches_self(self, bint x2apic) noexcept:
-        cdef uint32_t shorthand = (self.icr >> 18) & 3
-        cdef uint64_t destination
-        cdef uint32_t ldr
-        if shorthand != SH_NONE:
-            return shorthand == SH_SELF or shorthand == SH_ALL_INCLUDING_SELF
-        if x2apic:
-            destination = self.icr >> 32
-            if destination == C_X2APIC_BROADCAST:
-                return True
-            if self.icr & C_ICR_DEST_LOGICAL:
-                ldr = self.c_x2apic_ldr()
-                return (destination >> 16) == (ldr >> 16) and (destination & ldr & 0xFFFF) != 0
-            return destination == self.apic_id
-        destination = self.icr >> 56
-        if destination == C_XAPIC_BROADCAST:
-            return True
-        if self.icr & C_ICR_DEST_LOGICAL:
-            return self.dfr == C_DFR_FLAT and (destination & (self.ldr >> 24)) != 0
-        return destination == self.xapic_id
 
     # -- timer -----------------------------------------------------------------------------
     cdef int timer_mode(self) noexcept:
@@ -1269,3 +1367,157 @@ cdef class Lapic:
                                                or state["nmi_pending"]):
             return "a hardware-disabled APIC has interrupts pending or in service, an NMI or a timer"
         return None
+
+
+cdef class ApicBus:
+    """The APIC bus of a machine: the local APICs (one per CPU, in APIC-id order) and the messages
+    between them.  See the module docstring ("APIC bus") for the delivery rules.
+
+    ICR writes on its APICs and :meth:`deliver` route here without calling Python on the way.
+    Each newly pending event (IRR bit, NMI, INIT or SIPI latched) on an APIC other than the
+    message's sender sets that APIC's ``wake_pending`` and counts one in :attr:`remote_events`,
+    which the machine reads and clears; the Python paths (MMIO and MSR-bus writes, deliver())
+    also call each target's ``on_wakeup()`` once per event.
+    """
+
+    def __cinit__(self):
+        self.members = []
+        self.count = 0
+        self.remote_events = 0
+
+    def attach(self, Lapic lapic) -> None:
+        """Put ``lapic`` on this bus.  APICs join in APIC-id order: its apic_id must be the number
+        of APICs already here, so the bus index is the APIC id (and the arbitration id)."""
+        if lapic.bus is not None:
+            raise ValueError(f"LAPIC {lapic.apic_id} is already on an APIC bus")
+        if lapic.apic_id != self.count:
+            raise ValueError(f"LAPIC {lapic.apic_id} cannot join an APIC bus whose next APIC id is {self.count}")
+        self.members.append(lapic)
+        self.count += 1
+        lapic.bus = self
+
+    @property
+    def lapics(self) -> tuple:
+        """The APICs on the bus, index = APIC id."""
+        return tuple(self.members)
+
+    def deliver(self, uint32_t destination, bint logical, int mode, int vector, bint level) -> bool:
+        """An interrupt message from an I/O APIC (or an MSI): True if some APIC accepted it.
+
+        ``destination`` is an 8-bit physical or logical destination (0xFF: every APIC, whatever
+        its mode), ``mode`` a :class:`DeliveryMode`.  Fixed, NMI, INIT and SIPI go to every
+        selected APIC, lowest priority to the one that wins the arbitration; ``level`` sets the
+        TMR bit of a fixed or lowest-priority vector.  SMI and ExtINT deliver nothing."""
+        if not 0 <= vector < 256 or not 0 <= mode < 8:
+            return False
+        try:
+            return route_message(self, None, SH_NONE, destination, logical, False, mode, vector, level)
+        finally:
+            self.flush_wakeups()
+
+    cdef void forget_wakeups(self) noexcept:
+        """The C path reported the members' newly pending events through wake_pending: drop the
+        counts a Python path would have turned into on_wakeup() calls."""
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            (<Lapic>self.members[i]).wakeups = 0
+
+    cdef int flush_wakeups(self) except -1:
+        """Python paths: every member reports its newly pending events through on_wakeup()."""
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            (<Lapic>self.members[i]).flush_wakeups()
+        return 0
+
+
+cdef bint route_message(ApicBus bus, Lapic sender, uint32_t shorthand, uint32_t destination, bint logical,
+                        bint wide, uint32_t mode, uint32_t vector, bint level) noexcept:
+    """Deliver one message to the APICs it selects; True if any accepted it.
+
+    ``bus`` None: ``sender`` is a standalone APIC, the only one a message can reach; the self
+    shorthand too reaches only the sender, so the bus is not walked.  ``sender`` None: the
+    message comes from outside the CPUs (an IOAPIC).  Lowest priority: among the selected APICs
+    that are hardware- and software-enabled, the one with the lowest arbitration priority (APR)
+    wins, a tie going to the lowest APIC id; the SDM leaves the tie to the bus arbitration ids,
+    we want a deterministic choice.  Focus-processor checking is not modelled.
+    """
+    cdef Py_ssize_t i
+    cdef bint sender_only = bus is None or shorthand == SH_SELF
+    cdef Py_ssize_t count = 1 if sender_only else bus.count
+    cdef Lapic target
+    cdef Lapic winner = None
+    cdef uint32_t priority
+    cdef uint32_t lowest = 0x100     # above every APR
+    cdef bint accepted = False
+    for i in range(count):
+        target = sender if sender_only else <Lapic>bus.members[i]
+        if not selected(target, sender, shorthand, destination, logical, wide):
+            continue
+        if mode == DM_LOWEST:
+            if target.apic_base & C_APIC_BASE_EN and target.spiv & C_SPIV_SW_ENABLE:
+                priority = target.c_apr()
+                if priority < lowest:    # strictly lower: the first (lowest id) keeps a tie
+                    lowest = priority
+                    winner = target
+        elif deliver_to(bus, sender, target, mode, vector, level):
+            accepted = True
+    if winner is not None:
+        accepted = deliver_to(bus, sender, winner, mode, vector, level)
+    return accepted
+
+
+cdef inline bint deliver_to(ApicBus bus, Lapic sender, Lapic target, uint32_t mode, uint32_t vector,
+                            bint level) noexcept:
+    """One target takes the message; what became newly pending on an APIC other than the sender
+    is flagged for the machine right away (wake_pending, remote_events), without a Python call."""
+    cdef bint accepted = target.c_accept_message(mode, vector, level)
+    if bus is not None and target is not sender and target.wakeups:
+        bus.remote_events += target.wakeups
+        target.wake_pending = True
+    return accepted
+
+
+cdef inline bint accepts(Lapic target, uint32_t destination, bint logical, bint wide) noexcept:
+    """Whether a message for ``destination`` selects ``target``.
+
+    ``wide``: the message carries a 32-bit x2APIC destination (0xFFFFFFFF is broadcast), as an
+    ICR write in x2APIC mode does; otherwise the destination is 8 bits (0xFF is broadcast),
+    as in an xAPIC ICR or an IOAPIC message.  An APIC in x2APIC mode compares its 32-bit ID,
+    or its LDR derived from the ID (cluster in bits 31:16, one member bit in bits 15:0); in
+    xAPIC mode the low 8 bits of the destination against its ID register, or its LDR in the
+    flat model (a bitmap) or the cluster model (cluster in bits 7:4, member bits in 3:0), as
+    the DFR selects."""
+    cdef uint32_t ldr
+    if ((target.apic_base >> 10) & 3) == 3:
+        if not wide:
+            destination &= 0xFF
+            if destination == C_XAPIC_BROADCAST:
+                return True
+        elif destination == C_X2APIC_BROADCAST:
+            return True
+        if logical:
+            ldr = target.c_x2apic_ldr()
+            return (destination >> 16) == (ldr >> 16) and (destination & ldr & 0xFFFF) != 0
+        return destination == target.apic_id
+    destination &= 0xFF     # an xAPIC-mode APIC sees 8 bits, whatever the message carries
+    if destination == C_XAPIC_BROADCAST:
+        return True
+    if logical:
+        if target.dfr == C_DFR_FLAT:
+            return (destination & (target.ldr >> 24)) != 0
+        ldr = target.ldr >> 24
+        return (destination >> 4) == (ldr >> 4) and (destination & ldr & 0xF) != 0
+    return destination == target.xapic_id
+
+
+cdef inline bint selected(Lapic target, Lapic sender, uint32_t shorthand, uint32_t destination, bint logical,
+                          bint wide) noexcept:
+    """Whether a message from ``sender`` (None: not an IPI) with this shorthand and destination
+    selects ``target``."""
+    if shorthand == SH_SELF:
+        return target is sender
+    if shorthand == SH_ALL_INCLUDING_SELF:
+        return True
+    if shorthand == SH_ALL_EXCLUDING_SELF:
+        return target is not sender
+    return accepts(target, destination, logical, wide)

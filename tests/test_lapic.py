@@ -11,6 +11,8 @@ from devices.lapic import (
     APIC_BASE_EN,
     APIC_BASE_EXTD,
     DEFAULT_APIC_BASE,
+    DFR_FLAT_MODEL,
+    DFR_RESERVED_ONES,
     MSR_APIC_BASE,
     ApicMode,
     Lapic,
@@ -203,7 +205,7 @@ def test_tpr_and_ldr_and_dfr():
     assert h.read(0x80) == 0xFF
     h.write(0xD0, 0xFFFFFFFF)
     assert h.read(0xD0) == 0xFF000000
-    assert h.read(0xE0) == 0xFFFFFFFF
+    assert h.read(0xE0) == 0xFFFFFFFF == DFR_FLAT_MODEL | DFR_RESERVED_ONES
     h.write(0xE0, 0)
     assert h.read(0xE0) == 0x0FFFFFFF
 

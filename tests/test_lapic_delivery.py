@@ -229,8 +229,8 @@ def test_icr_nmi_to_self():
     (0x08000000, 0x00850, False),    # logical flat, other bit
     (0x02000000, 0x00150, True),     # lowest priority to ourselves acts as fixed in xAPIC
     (0x02000000, 0x00250, False),    # SMI: not modelled
-    (0x02000000, 0x00550, False),    # INIT: not modelled
-    (0x02000000, 0x00650, False),    # SIPI: not modelled
+    (0x02000000, 0x00550, False),    # INIT: latched for the machine, no vector (test_lapic_ipi.py)
+    (0x02000000, 0x00650, False),    # SIPI: latched for the machine, no vector (test_lapic_ipi.py)
 ])
 def test_xapic_ipi_destinations(icr_high, icr_low, reaches):
     h = Harness(apic_id=2)
@@ -240,13 +240,19 @@ def test_xapic_ipi_destinations(icr_high, icr_low, reaches):
     assert h.lapic.pending_interrupt() == (0x50 if reaches else None)
 
 
-def test_xapic_cluster_logical_model_matches_nothing():
+@pytest.mark.parametrize("destination, reaches", [
+    (0x11, True),     # cluster 1, member bit 0
+    (0x13, True),     # cluster 1, member bits 0 and 1
+    (0x12, False),    # cluster 1, another member
+    (0x21, False),    # cluster 2
+])
+def test_xapic_cluster_logical_model(destination, reaches):
     h = Harness()
     h.write(0xD0, 0x11000000)
     h.write(0xE0, 0x0FFFFFFF)
-    h.write(0x310, 0x11000000)
+    h.write(0x310, destination << 24)
     h.write(0x300, 0x00850)
-    assert h.lapic.pending_interrupt() is None
+    assert h.lapic.pending_interrupt() == (0x50 if reaches else None)
 
 
 @pytest.mark.parametrize("icr, reaches", [
