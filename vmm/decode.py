@@ -16,8 +16,9 @@ binding of the x86 part only: ``import capstone`` builds the ctypes structures o
 architectures and their constants, ~20 ms of a ~100 ms command-line run, where this module's
 binding costs ~2 ms.  The layouts are capstone 5's (API 5.0, which pyproject pins); the library's
 API version and the name of every instruction and register id used here are checked when the
-module loads, so another capstone refuses to load instead of decoding wrongly.  :func:`memory_operand` gives the hook layer the
-address of an instruction's memory operand (CLFLUSH's line, LTR's selector), also on cold paths.
+module loads, so another capstone refuses to load instead of decoding wrongly.
+:func:`memory_operand` gives the hook layer the address of an instruction's memory operand
+(CLFLUSH's line, LTR's selector), also on cold paths.
 
 Not decoded: anything the hook layer does not use (operands, prefixes other than REP).
 """
@@ -110,7 +111,7 @@ def _library_path() -> str:
         path = os.path.join(os.path.dirname(spec.origin), "lib", "libcapstone.so")
         if os.path.exists(path):
             return path
-    import capstone     # the slow import, only for a library installed elsewhere
+    import capstone  # the slow import, only for a library installed elsewhere
 
     return capstone._cs._name
 
@@ -200,7 +201,8 @@ _GPR_NAMES = {
     32: ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", *(f"r{n}d" for n in range(8, 16))),
     16: ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di", *(f"r{n}w" for n in range(8, 16))),
 }
-_GPRS = {_REG[name]: (index, (1 << width) - 1) for width, names in _GPR_NAMES.items() for index, name in enumerate(names)}
+_GPRS = {_REG[name]: (index, (1 << width) - 1)
+         for width, names in _GPR_NAMES.items() for index, name in enumerate(names)}
 _STACK_BASES = {_REG[name] for name in ("rsp", "rbp", "esp", "ebp", "sp", "bp")}
 _SEGMENTS = {_REG["es"]: 0, _REG["cs"]: 1, _REG["ss"]: 2, _REG["ds"]: 3, _REG["fs"]: 4, _REG["gs"]: 5}
 _IP_BASES = (_REG["rip"], _REG["eip"])
