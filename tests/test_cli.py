@@ -74,7 +74,8 @@ def test_segment_outside_ram(tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ["--memory", "12Q"], ["--cpu", "sparc"], ["--smp", "2"], ["--timeout", "-1"], ["--timeout", "inf"],
+    ["--memory", "12Q"], ["--cpu", "sparc"], ["--smp", "0"], ["--smp", "65"],
+    ["--smp", "two"], ["--quantum", "0"], ["--timeout", "-1"], ["--timeout", "inf"],
     ["--timeout", "nan"], ["--max-insns", "-1"], ["--max-insns", str(1 << 64)], ["--max-insns", "many"],
     ["--trace", "everything"], ["--report-format", "xml"], ["--device", "no-such-device,help"],
     ["--device", "no-such-device"], ["--device", ",iobase=1"], ["--serial", "/no/such/dir/out"],

@@ -74,7 +74,8 @@ def test_bad_machine_config_is_a_clear_error():
     from vmm.errors import VmmError
     from vmm.machine import Machine, MachineConfig
 
-    for config in (MachineConfig(memory=1 << 20), MachineConfig(memory=(3 << 30) + 4096), MachineConfig(smp=2)):
+    for config in (MachineConfig(memory=1 << 20), MachineConfig(memory=(3 << 30) + 4096), MachineConfig(smp=0),
+                   MachineConfig(smp=65), MachineConfig(smp=2, quantum=0)):
         with pytest.raises(VmmError):
             Machine(config)
 
@@ -84,3 +85,33 @@ def test_access_beyond_ram_is_a_clean_vmm_error_with_serial_intact():
     assert (result.reason, result.status) == ("error", 70)
     assert "unmapped physical memory at 0xc0000000" in result.detail
     assert "reading beyond RAM" in serial
+
+
+def test_a_timeout_too_long_for_one_engine_entry_still_runs():
+    result, serial = boot("hello64", timeout=1e300)
+    assert (result.reason, result.status) == ("debug-exit", 1), serial
+
+
+def test_an_mmio_device_over_guest_ram_is_refused_with_a_clear_error(monkeypatch):
+    import vmm.board
+    import vmm.machine
+    from devices.device import BusRange, Device
+    from devices.registry import DeviceSpec
+    from vmm.errors import VmmError
+    from vmm.machine import Machine, MachineConfig
+
+    class OnRam(Device):
+        name = "on-ram"
+
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def bus_ranges(self):
+            return [BusRange("mmio", 0x100000, 0x1000)]
+
+    real = vmm.machine.device_class
+    lookup = lambda name: OnRam if name == "on-ram" else real(name)     # noqa: E731
+    monkeypatch.setattr(vmm.machine, "device_class", lookup)
+    monkeypatch.setattr(vmm.board, "device_class", lookup)
+    with pytest.raises(VmmError, match="on-ram: range 0x100000\\+0x1000 overlaps guest RAM"):
+        Machine(MachineConfig(devices=[DeviceSpec("on-ram", {})]))

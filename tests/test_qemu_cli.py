@@ -128,7 +128,12 @@ def test_kernel_file_errors_in_qemu_words(tmp_path):
     (["-serial", "stdio", "-serial", "null"], "-serial null: pmu-vmm has one serial port"),
     (["-m", "64,slots=2,maxmem=1G"], "-m 64,slots=2,maxmem=1G: slots and maxmem are not supported"),
     (["-m", "lots"], "-m lots: bad size"),
-    (["-smp", "1,sockets=2"], "-smp 1,sockets=2: pmu-vmm has one vCPU"),
+    (["-smp", "1,sockets=2"], "-smp 1,sockets=2: pmu-vmm has one package of single-threaded cores"),
+    (["-smp", "2,threads=2"], "-smp 2,threads=2: pmu-vmm has one package of single-threaded cores"),
+    (["-smp", "2,cores=4"], "-smp 2,cores=4: cores must equal the number of CPUs (2)"),
+    (["-smp", "2,maxcpus=4"], "-smp 2,maxcpus=4: maxcpus must equal the number of CPUs (2)"),
+    (["-smp", "0"], "-smp 0: 0 vCPUs: give 1 to 64"),
+    (["-smp", "65"], "-smp 65: 65 vCPUs: give 1 to 64"),
     (["-machine", "microvm"], 'unsupported machine type "microvm"'),
     (["-machine", "pc,vmport=off"], "-machine pc,vmport=off: property 'vmport' not supported"),
     (["-accel", "hvf"], "-accel hvf: accelerator 'hvf' not supported"),
@@ -142,7 +147,7 @@ def test_refused_options_are_one_qemu_style_line(args, message):
 
 
 def test_machine_errors_are_refused_before_the_kernel_is_opened():
-    for args in (["-smp", "2"], ["-m", "8G"], ["-device", "no-such-device"]):
+    for args in (["-smp", "99"], ["-m", "8G"], ["-device", "no-such-device"]):
         proc = qemu(*args, "-kernel", "/nonexistent")
         assert proc.returncode == 1
         assert "could not open kernel" not in proc.stderr.decode() and len(_lines(proc.stderr)) == 1, args

@@ -249,6 +249,8 @@ DEF STOP_REQUESTED = 1
 DEF STOP_SHUTDOWN = 2
 DEF STOP_ERROR = 3
 DEF STOP_LIMIT = 4
+DEF MAX_ENTRY_S = 86400.0   # seconds of wall-clock timeout one engine entry may have
+DEF STOP_YIELD = 5      # the lowest priority: any other reason replaces it
 
 # MSRs the engine models itself; writes of non-canonical addresses to some of them #GP.
 DEF MSR_TSC = 0x10
@@ -537,7 +539,7 @@ cdef class UcVcpu:
     cdef public bint forced_emulation
     cdef public int vcpu_id
     cdef public uint64_t deadline     # virtual ns at which on_attention must run (timers)
-    cdef public uint64_t idle_ns      # virtual time skipped in HLT
+    cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
     cdef public uint64_t max_insns
     cdef int stop_reason
     cdef object stop_text
@@ -593,6 +595,17 @@ cdef class UcVcpu:
 
     cdef inline void set_eip(self, uint64_t v) noexcept nogil:
         (<uint64_t*> (self.env + OFF_EIP))[0] = v
+
+    cdef inline uint64_t cs_base(self) noexcept nogil:
+        return (<uint64_t*> (self.env + OFF_SEGS + SEG_CS * SEG_CACHE_SIZE + SEG_BASE))[0]
+
+    cdef inline uint64_t pc(self) noexcept nogil:
+        """The linear address of the next instruction (CS base + EIP): what the engine's hooks
+        report and blocks are keyed by.  Equal to EIP in flat code; real mode is not flat."""
+        return self.cs_base() + self.eip()
+
+    cdef inline void set_pc(self, uint64_t linear) noexcept nogil:
+        self.set_eip(linear - self.cs_base())
 
     cdef inline uint32_t hflags(self) noexcept nogil:
         return (<uint32_t*> (self.env + OFF_HFLAGS))[0]
@@ -777,8 +790,9 @@ cdef class UcVcpu:
             self.leave_block()
 
     def now(self):
-        """Virtual ns: committed instructions plus idle time."""
-        return self.retired + self.idle_ns
+        """The machine's virtual ns as this vCPU sees it: its committed instructions plus its clock
+        offset (which the machine sets when it switches vCPUs, so every vCPU reads one clock)."""
+        return self.retired + self.clock_offset
 
     # -- block hook ---------------------------------------------------------------------
     cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
@@ -803,11 +817,14 @@ cdef class UcVcpu:
             b = self.blocks.find(address, size)
             if b == NULL:
                 return
-        if self.attention or (self.retired + self.idle_ns) >= self.deadline:
+        if self.attention or (self.retired + self.clock_offset) >= self.deadline:
             self.attention = False
             self._py_attention()
             if self.stop_reason != STOP_NONE:
+                # The engine stops before this block runs: it is not in flight (the next run()
+                # starts with it), so it must not be committed now.
                 uc_emu_stop(self.uc)
+                return
         if self.nmi_check and not self.c_nmi_masked():
             self.nmi_check = False
             if self.inject_pending(False):
@@ -822,17 +839,21 @@ cdef class UcVcpu:
                 # shadowed instruction, not at the end of this block.
                 self.truncate_after(b, 1)
                 return
-        self.check_limit()
+        if self.check_limit():
+            return      # stopped before this block runs, as above
         self.cur = b
         self.cur_cpl = self.c_cpl()
         if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS):
             self.stop_at_overflow(b)
 
-    cdef inline void check_limit(self) noexcept:
-        if self.retired >= self.max_insns and self.stop_reason == STOP_NONE:
+    cdef inline bint check_limit(self) noexcept:
+        """Stop at the instruction limit; True if this stopped the engine."""
+        if self.retired >= self.max_insns and (self.stop_reason == STOP_NONE or self.stop_reason == STOP_YIELD):
             self.stop_reason = STOP_LIMIT
             self.stop_text = f"instruction limit of {self.max_insns} reached"
             uc_emu_stop(self.uc)
+            return True
+        return False
 
     cdef void resolve_branch(self, uint64_t target) noexcept:
         """The last branch went to ``target``: ask the predictor whether it saw that coming."""
@@ -937,9 +958,10 @@ cdef class UcVcpu:
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
         self.restart(next_rip)
 
-    cdef void restart(self, uint64_t rip) noexcept:
-        """Abandon the current translation block and continue at ``rip``."""
-        uc_reg_write(self.uc, REG_RIP, &rip)
+    cdef void restart(self, uint64_t linear) noexcept:
+        """Abandon the current translation block and continue at the linear address ``linear``."""
+        cdef uint64_t eip = linear - self.cs_base()
+        uc_reg_write(self.uc, REG_RIP, &eip)
 
     cdef bint _learn_block(self, uint64_t address, uint32_t size) noexcept:
         """Decode a new block; returns True if it needed new code hooks (caller restarts it)."""
@@ -990,21 +1012,17 @@ cdef class UcVcpu:
         return True
 
     cdef void deliver_external(self, int vector, bint nmi) noexcept:
-        cdef uint64_t rip
         if nmi:
             (<uint32_t*> (self.env + OFF_HFLAGS2))[0] |= HF2_NMI_MASK   # cleared by the guest's IRET
         x86_hardirq(self.env, vector, 1)
         self.leave_block()
-        rip = self.eip()
-        self.restart(rip)
+        self.restart(self.pc())
 
     cdef void raise_fault(self, int vector) noexcept:
         """Deliver a fault whose frame points at the current instruction (error code 0)."""
-        cdef uint64_t rip
         self.leave_block()
         x86_hardirq(self.env, vector, 0)
-        rip = self.eip()
-        self.restart(rip)
+        self.restart(self.pc())
 
     cdef inline bint c_nmi_masked(self) noexcept nogil:
         """NMIs are blocked from one NMI's delivery until the guest's next IRET."""
@@ -1014,7 +1032,7 @@ cdef class UcVcpu:
         return self.c_nmi_masked()
 
     cdef void on_intr(self, uint32_t intno) noexcept:
-        cdef uint64_t rip = self.eip()
+        cdef uint64_t rip = self.pc()
         cdef uint8_t op[2]
         cdef uint64_t insn
         if self.triple_faulted() or self.stop_reason != STOP_NONE:
@@ -1031,7 +1049,7 @@ cdef class UcVcpu:
             # The engine moved RIP past INT n before this hook; the return address it pushes
             # comes from its next-EIP, but a fault while delivering (not-present gate, DPL)
             # must point at the INT instruction itself.
-            self.set_eip(insn)
+            self.set_pc(insn)
         if intno == EXC_GP and self.c_cpl() > 0 and self.fetch(rip, op, 2):
             if op[0] == 0x0F and op[1] == 0x33:
                 # The engine's RDPMC raises #GP at CPL>0 when CR4.PCE=1 (its check is inverted).
@@ -1076,7 +1094,7 @@ cdef class UcVcpu:
         uc_vmem_write(self.uc, rsp, 2, &ec, 8)
 
     cdef int on_invalid(self) noexcept:
-        cdef uint64_t rip = self.eip()
+        cdef uint64_t rip = self.pc()
         cdef uint8_t op[5]
         if self.triple_faulted():
             return 0
@@ -1090,7 +1108,7 @@ cdef class UcVcpu:
                 return 1
             if op[1] == 0x0B and self.forced_emulation and self.fetch(rip, op, 5) \
                     and op[2] == 0x6B and op[3] == 0x76 and op[4] == 0x6D:
-                self.set_eip(rip + 5)   # "ud2; .ascii kvm": run the next instruction as if emulated
+                self.set_pc(rip + 5)    # "ud2; .ascii kvm": run the next instruction as if emulated
                 return 1
         x86_hardirq(self.env, EXC_UD, 0)
         return 1
@@ -1114,7 +1132,7 @@ cdef class UcVcpu:
         r[R_RDX] = v >> 32
         self.retire_one()
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
-        self.set_eip(rip + 2)
+        self.set_pc(rip + 2)
 
     # -- intercepted instructions: MSR accesses, port I/O, CR8, LTR -----------------------
     cdef void on_hooked_insn(self, uint64_t address) noexcept:
@@ -1255,9 +1273,9 @@ cdef class UcVcpu:
         self.commit_before(address)
         if index == MSR_TSC:
             if write:
-                self.tsc_offset = value - (self.retired + self.idle_ns)
+                self.tsc_offset = value - (self.retired + self.clock_offset)
             else:
-                value = self.retired + self.idle_ns + self.tsc_offset
+                value = self.retired + self.clock_offset + self.tsc_offset
         elif self.pmu is not None and self.pmu.owns_msr(index):
             self.cycle_budget = 0
             if (self.pmu.wrmsr(index, value, False) if write else self.pmu.rdmsr(index, &value, False)) != 0:
@@ -1286,16 +1304,23 @@ cdef class UcVcpu:
         LAPIC_GP, or LAPIC_UNHANDLED (not in x2APIC mode: use the bus).  The status is also kept
         in lapic_status.  After a write the timer deadline and pending interrupts are re-read,
         as the machine does after a bus access (on_write), since the C path calls no Python."""
-        cdef uint64_t now = self.retired + self.idle_ns
+        cdef uint64_t now = self.retired + self.clock_offset, deadline
         cdef int res = self.lapic.x2apic_write(index, value[0], now) if write else \
             self.lapic.x2apic_read(index, value, now)
         self.lapic_status = res
         if res == LAPIC_DONE and write:
-            self.deadline = self.lapic.c_next_deadline()
+            # The vCPU's deadline is the earliest of every timer the machine has, not only this
+            # LAPIC's: an earlier LAPIC deadline moves it; a later one costs one early attention,
+            # at which the machine recomputes it.
+            deadline = self.lapic.c_next_deadline()
+            if deadline < self.deadline:
+                self.deadline = deadline
             if self.lapic.c_interrupt_pending() or self.lapic.wake_pending:
                 self.lapic.wake_pending = False
                 self.irq_pending = True
                 self.nmi_check = True
+            if self.lapic.bus is not None and self.lapic.bus.remote_events:
+                self.attention = True   # another vCPU has something new: the machine ends this slice
         return res
 
     # -- other instructions ---------------------------------------------------------------
@@ -1338,8 +1363,8 @@ cdef class UcVcpu:
 
     cdef int on_rdtsc(self, bint rdtscp) noexcept:
         cdef uint64_t *r = self.regs()
-        self.commit_before(self.eip())
-        cdef uint64_t tsc = self.retired + self.idle_ns + self.tsc_offset
+        self.commit_before(self.pc())
+        cdef uint64_t tsc = self.retired + self.clock_offset + self.tsc_offset
         r[R_RAX] = tsc & 0xFFFFFFFF
         r[R_RDX] = tsc >> 32
         if rdtscp:
@@ -1442,10 +1467,39 @@ cdef class UcVcpu:
         self.kick()
 
     def request_stop(self, str text="stopped by the VMM"):
-        if self.stop_reason == STOP_NONE:
+        if self.stop_reason == STOP_NONE or self.stop_reason == STOP_YIELD:
             self.stop_reason = STOP_REQUESTED
             self.stop_text = text
         uc_emu_stop(self.uc)
+
+    def request_yield(self):
+        """End this run() at the next block boundary with a YIELD exit (the end of an SMP time
+        slice); any other stop reason takes precedence."""
+        if self.stop_reason == STOP_NONE:
+            self.stop_reason = STOP_YIELD
+            self.stop_text = "time slice ended"
+        uc_emu_stop(self.uc)
+
+    def load_real_mode_segments(self, int cs_selector):
+        """Start real-mode execution state (INIT/SIPI): CS = ``cs_selector`` with base selector*16,
+        the data segments 0, and nothing of the hook layer's in-flight state kept.  CR0.PE must
+        already be clear.  The binding's register write only sets a selector in a 64-bit engine,
+        so the engine's own segment load is used (in real mode it derives base and limit)."""
+        if self.c_cr(0) & CR0_PE:
+            raise ValueError("load_real_mode_segments: CR0.PE is set")
+        if not 0 <= cs_selector <= 0xFFFF:
+            raise ValueError(f"selector {cs_selector:#x} is not 16 bits")
+        cdef int seg
+        for seg in range(6):        # ES, CS, SS, DS, FS, GS
+            x86_load_seg(self.env, seg, cs_selector if seg == SEG_CS else 0)
+        if self.trunc_exit:
+            self.disarm_truncation()
+        self.leave_block()
+        self.rep_addr = <uint64_t> -1
+        self.br_flags = 0
+        self.delivering_df = False
+        (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
+        (<uint32_t*> (self.env + OFF_HFLAGS2))[0] &= ~<uint32_t>HF2_NMI_MASK
 
     def map_mmio(self, uint64_t base, uint64_t size):
         if self.n_mmio >= MAX_MMIO:
@@ -1487,7 +1541,7 @@ cdef class UcVcpu:
         cdef double end = time.monotonic() + timeout if timeout > 0 else 0.0
         while True:
             if self.stop_reason == STOP_NONE and \
-                    (self.work or self.attention or self.deadline <= self.retired + self.idle_ns):
+                    (self.work or self.attention or self.deadline <= self.retired + self.clock_offset):
                 self.attention = False
                 self._py_attention()
             if self.stop_reason != STOP_NONE:
@@ -1498,7 +1552,9 @@ cdef class UcVcpu:
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
-                timeout_us = <size_t> (remaining * 1e6) + 1
+                # At most a day per entry (run() comes back and goes on): a size_t of microseconds
+                # cannot hold every timeout a caller may give.
+                timeout_us = <size_t> (min(remaining, MAX_ENTRY_S) * 1e6) + 1
             self.cycle_budget = 0       # the host may have changed the PMU between runs
             self.in_guest = True
             err = uc_emu_start(self.uc, rip, 0, timeout_us, 0)
@@ -1506,7 +1562,7 @@ cdef class UcVcpu:
             self.finish_block()
             if self.delivering_df:
                 self.triple_faulted()   # a fault while delivering the #DF: the engine gave up and stopped
-            uc_reg_read(self.uc, REG_RIP, &rip)
+            rip = self.pc()
             if self.trunc_exit and rip == self.trunc_exit:
                 self.disarm_truncation()
                 if self.stop_reason == STOP_NONE and not err:
@@ -1538,7 +1594,7 @@ cdef class UcVcpu:
     cdef object _terminal(self):
         """The terminal exit of ``stop_reason``, which it consumes."""
         kinds = {STOP_REQUESTED: ExitKind.STOPPED, STOP_LIMIT: ExitKind.STOPPED,
-                 STOP_SHUTDOWN: ExitKind.SHUTDOWN, STOP_ERROR: ExitKind.INTERNAL_ERROR}
+                 STOP_SHUTDOWN: ExitKind.SHUTDOWN, STOP_ERROR: ExitKind.INTERNAL_ERROR, STOP_YIELD: ExitKind.YIELD}
         ex = Exit(kinds[self.stop_reason], reason=self.stop_text or "", vcpu_id=self.vcpu_id)
         self.stop_reason = STOP_NONE
         self.stop_text = None

@@ -27,7 +27,19 @@ import unicodedata
 import firmware
 from vmm import __version__
 from vmm.cpu_models import CPU_MODELS
-from vmm.options import cpuid_help, parse_count, parse_cpuid, parse_pmu, parse_seconds, parse_size, pmu_help
+from vmm.options import (
+    DEFAULT_QUANTUM,
+    MAX_SMP,
+    cpuid_help,
+    parse_count,
+    parse_cpuid,
+    parse_cpus,
+    parse_pmu,
+    parse_quantum,
+    parse_seconds,
+    parse_size,
+    pmu_help,
+)
 
 EXIT_BAD_INPUT = 2
 EXIT_OUTPUT = 74                                # EX_IOERR: serial output, report or results not written
@@ -50,6 +62,13 @@ HELP_WORDS = ("help", "?")
 GLUED_OPTIONS = ("--cpuid", "--append")     # their values may begin with '-'
 
 
+def one_line(text: str) -> str:
+    """``text`` as one terminal line: control characters and line separators (a newline in an
+    option value echoed by an error message) are shown as escapes; tabs stay."""
+    return "".join(ch.encode("unicode_escape").decode() if ch != "\t" and unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+                   else ch for ch in text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {one_line(message)}\n")
@@ -62,13 +81,6 @@ def _typed(parse):
             return parse(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-def one_line(text: str) -> str:
-    """``text`` as one terminal line: control characters and line separators (a newline in an
-    option value echoed by an error message) are shown as escapes; tabs stay."""
-    return "".join(ch.encode("unicode_escape").decode() if ch != "\t" and unicodedata.category(ch) in ("Cc", "Zl", "Zp")
-                   else ch for ch in text)
-
-
     convert.__name__ = parse.__name__
     return convert
 
@@ -117,7 +129,10 @@ def build_parser(prog: str = "pmu-vmm") -> argparse.ArgumentParser:
                      help="guest RAM, e.g. 256M or 1G; a bare number is MiB (default 128M)")
     run.add_argument("--cpu", choices=tuple(CPU_MODELS), default="intel",
                      help="CPU model: intel, amd or a named part (vmm/cpu_models.py; default intel)")
-    run.add_argument("--smp", type=int, default=1, metavar="N", help="number of vCPUs (only 1 is supported)")
+    run.add_argument("--smp", type=_typed(parse_cpus), default=1, metavar="N",
+                     help=f"number of vCPUs, 1 to {MAX_SMP} (default 1)")
+    run.add_argument("--quantum", type=_typed(parse_quantum), default=DEFAULT_QUANTUM, metavar="N",
+                     help=f"with --smp: guest instructions per vCPU time slice (default {DEFAULT_QUANTUM})")
     run.add_argument("--cpuid", action=_SpecAction, parse=parse_cpuid, metavar="SPEC",
                      reference=lambda v: cpuid_help() if v in HELP_WORDS else None,
                      help="CPU signature and features, e.g. family=6,model=0x55,-x2apic,+pdcm (`--cpuid help`)")

@@ -3,11 +3,15 @@
 
 Timing model (documented in docs/design.md): every retired guest instruction is one core cycle;
 the core clock, the reference clock, the TSC and the APIC timer bus all run at 1 GHz, so one
-retired instruction advances virtual time by 1 ns.  HLT skips virtual time forward to the next
-timer deadline.  Nothing here reads the host's wall clock, so the same kernel gives the same
-times on every run.
+retired instruction advances virtual time by 1 ns.  With several vCPUs there is still one clock:
+the vCPUs take turns on one host thread, and whichever runs advances it, so with N busy vCPUs each
+sees its TSC move about N ns per instruction of its own (QEMU's icount with round-robin vCPUs
+keeps time the same way).  When every vCPU is halted, time skips forward to the next timer
+deadline.  Nothing here reads the host's wall clock, so the same kernel gives the same times on
+every run.
 
-Not modelled: frequency scaling, turbo, TSC scaling/offsetting per vCPU.
+Not modelled: frequency scaling, turbo, TSC scaling; per-vCPU TSC offsets are the guest's own
+(IA32_TSC writes).
 """
 
 from __future__ import annotations
@@ -32,23 +36,34 @@ def time_of_tick(tick: int, hz: int) -> int:
 
 
 class VirtualClock:
-    """The machine's clock: instructions the vCPU has retired plus idle time skipped in HLT.
+    """The machine's clock: instructions every vCPU has retired plus time skipped while all were halted.
 
-    The vCPU backend owns both numbers (its hook layer reads them on hot paths: RDTSC, timer
-    deadlines); this object is the view devices get.
+    The vCPU backends keep it (their hook layers read it on hot paths: RDTSC, timer deadlines) as
+    "own retired instructions + clock offset"; the clock reads the vCPU that runs now, and
+    :meth:`switch_to` hands it to another one by setting that one's offset.  This object is the
+    view devices get.
     """
 
-    def __init__(self, vcpu):
+    def __init__(self, vcpu=None):
         self._vcpu = vcpu
 
     def now(self) -> int:
-        return self._vcpu.now()
+        return 0 if self._vcpu is None else self._vcpu.now()
+
+    def switch_to(self, vcpu) -> None:
+        """``vcpu`` runs next: its reading of the clock continues from the current one's (the
+        first vCPU given to a clock made without one starts it at its own reading)."""
+        if self._vcpu is None:
+            self._vcpu = vcpu
+        elif vcpu is not self._vcpu:
+            vcpu.clock_offset = self._vcpu.now() - vcpu.retired
+            self._vcpu = vcpu
 
     def skip_to(self, deadline: int) -> None:
-        """Jump forward to ``deadline`` while halted (never backwards)."""
+        """Jump forward to ``deadline`` while every vCPU is halted (never backwards)."""
         now = self._vcpu.now()
         if deadline > now:
-            self._vcpu.idle_ns += deadline - now
+            self._vcpu.clock_offset += deadline - now
 
 
 class FakeClock:

@@ -25,10 +25,14 @@ Time leaves: on Intel, 0x15 (TSC/crystal ratio 1/1, crystal = the 1 GHz virtual 
 such leaf and calibrate against the PIT, which runs on the same virtual clock.  CPUID
 0x80000007:EDX[8] (invariant TSC) is set: the TSC rate never changes.
 
-Not modelled: cache/TLB descriptor leaves (2, 4), topology beyond one thread (0xB/0x1F
-report one logical processor), XSAVE state components other than x87/SSE, SGX, and hypervisor
-leaves.  Feature bits are only advertised, never enforced: a guest that uses an instruction or
-CR4 bit CPUID does not offer gets whatever the engine does with it.
+Topology (:meth:`CpuidModel.set_topology`, one model per vCPU): a single package of N cores with one
+thread each, APIC ids 0..N-1; leaf 1 and leaf 0xB carry the vCPU's own id, 0xB the SMT and core
+levels, AMD's 0x80000008:ECX the core count.
+
+Not modelled: cache/TLB descriptor leaves (2, 4), AMD's 0x8000001E, leaf 0x1F, XSAVE state
+components other than x87/SSE, SGX, and hypervisor leaves.  Feature bits are only advertised, never
+enforced: a guest that uses an instruction or CR4 bit CPUID does not offer gets whatever the engine
+does with it.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ CR4_OSXSAVE = 1 << 18
 XSAVE_BIT = 1 << FEATURES["xsave"][3]   # CPUID.1:ECX
 OSXSAVE_BIT = 1 << 27                   # CPUID.1:ECX: CR4.OSXSAVE
 XCR0_X87_SSE = 0b11                     # the XSAVE state components the engine saves and restores
+HTT_BIT = 1 << 28                        # CPUID.1:EDX: EBX[23:16] counts addressable logical processors
+LEVEL_SMT, LEVEL_CORE = 1, 2             # leaf 0xB level types
 XSAVE_AREA_SIZE = 512 + 64              # legacy region + XSAVE header: x87 and SSE live in the former
 
 
@@ -177,6 +183,22 @@ class CpuidModel:
             self._leaves[(leaf, 0)] = list(_words(brand[16 * i:16 * i + 16]))
         self._leaves[(0x80000008, 0)] = [0x3030, 0, 0, 0]  # 48-bit physical and virtual addresses
         self._leaves[(0x80000022, 0)] = [0, 0, 0, 0]
+
+    def set_topology(self, apic_id: int, nb_cpus: int) -> None:
+        """This vCPU's place among ``nb_cpus`` single-threaded cores of one package."""
+        if not 0 <= apic_id < nb_cpus <= 0xFF:
+            raise CpuidError(f"APIC id {apic_id} of {nb_cpus} CPUs: ids are 0..N-1, N <= 255")
+        core_bits = (nb_cpus - 1).bit_length()     # APIC id bits that number the cores
+        eax, ebx, ecx, edx = self._leaves[(1, 0)]
+        ebx = (ebx & 0xFFFF) | (apic_id << 24) | ((1 << core_bits) << 16)   # addressable ids: a power of two
+        edx = (edx | HTT_BIT) if nb_cpus > 1 else (edx & ~HTT_BIT)
+        self.set_leaf(1, 0, eax, ebx, ecx, edx)
+        self.set_leaf(0xB, 0, 0, 1, LEVEL_SMT << 8, apic_id)
+        self.set_leaf(0xB, 1, core_bits, nb_cpus, 1 | LEVEL_CORE << 8, apic_id)
+        self.set_leaf(0xB, 2, 0, 0, 2, apic_id)     # level 2 is invalid: the list ends
+        if self.vendor == "amd":
+            eax, ebx, _, edx = self._leaves[(0x80000008, 0)]
+            self.set_leaf(0x80000008, 0, eax, ebx, (nb_cpus - 1) | core_bits << 12, edx)
 
     def signature(self) -> int:
         """CPUID.1:EAX from family/model/stepping with the extended fields as the SDM encodes them."""

@@ -5,7 +5,7 @@ Every backend (the Unicorn hook layer, a fake vCPU in tests, later KVM) reports 
 guest asked of the VMM as an :class:`Exit` of one of the :class:`ExitKind` values below, and
 one dispatcher (vmm.dispatch) turns an exit into device accesses.  Exits that ask a device
 for something (I/O, MMIO, MSR, RDPMC, CPUID) are answered and the guest goes on; the others
-(HLT, shutdown, internal error, stop) end ``vcpu.run()``.
+(HLT, shutdown, internal error, stop, the end of a time slice) end ``vcpu.run()``.
 
 Deliberately absent: exits for features we do not model (EPT violations, hypercalls,
 debug exceptions to the host, dirty-ring), and a "generic unknown" kind.
@@ -30,10 +30,11 @@ class ExitKind(IntEnum):
     SHUTDOWN = 9          # triple fault: the guest cannot go on
     INTERNAL_ERROR = 10   # the VMM or the engine could not go on (unmapped memory, engine error)
     STOPPED = 11          # the VMM asked the vCPU to stop (debug-exit, instruction limit, timeout, signal)
+    YIELD = 12            # the vCPU's time slice ended (SMP round robin): the machine runs another vCPU
 
 
 #: Exits that end vcpu.run(); the rest are answered by the dispatcher while the guest waits.
-TERMINAL = frozenset({ExitKind.HLT, ExitKind.SHUTDOWN, ExitKind.INTERNAL_ERROR, ExitKind.STOPPED})
+TERMINAL = frozenset({ExitKind.HLT, ExitKind.SHUTDOWN, ExitKind.INTERNAL_ERROR, ExitKind.STOPPED, ExitKind.YIELD})
 
 
 @dataclass(slots=True)

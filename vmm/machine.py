@@ -1,74 +1,84 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""A machine: guest RAM, one vCPU on Unicorn, the buses, the devices and the run loop.
+"""A machine: guest RAM, vCPUs on Unicorn, the buses, the devices and the run loop.
 
-Assembly: the vCPU's own parts (local APIC, PMU, speculation-control MSRs) are made here; every
-other device comes from a board description (vmm/board.py) plus the user's ``-device`` list,
-through the device registry (devices/registry.py).  A device is reached by declaring its bus
-ranges: the machine registers them, and maps MMIO ranges into the vCPU.  Devices see the machine
-only through vmm/platform.py.
+Assembly: each vCPU and the parts it has its own of (CPUID, local APIC, PMU, MSRs) is a
+vmm.cpu.Cpu; every other device comes from a board description (vmm/board.py) plus the user's
+``-device`` list, through the device registry (devices/registry.py).  A device is reached by
+declaring its bus ranges: the machine registers them, and maps MMIO ranges into every vCPU.
+Devices see the machine only through vmm/platform.py.
 
-Boot: the VMM writes its boot structures and the ACPI tables describing the board into the
-firmware area 0xE0000-0xFFFFF (vmm/firmware_area.py), loads the kernel with vmm.loader (multiboot,
-plain ELF64, Linux bzImage or PVH, chosen from the file), and starts the vCPU at the trampoline,
-which enters the kernel in long mode (plain ELF64, Linux's 64-bit boot protocol) or 32-bit
-protected mode (multiboot, PVH).
+Boot: the VMM writes its boot structures and the ACPI tables describing the board (a MADT entry
+per vCPU) into the firmware area 0xE0000-0xFFFFF (vmm/firmware_area.py), loads the kernel with
+vmm.loader (multiboot, plain ELF64, Linux bzImage or PVH, chosen from the file), and starts the
+BSP at the trampoline, which enters the kernel in long mode (plain ELF64, Linux's 64-bit boot
+protocol) or 32-bit protected mode (multiboot, PVH).  Application processors wait for INIT and
+SIPI from the guest, as on a PC (vmm/cpu.py).
+
+SMP scheduling (deterministic by construction): one host thread runs the vCPUs round robin, each
+for a time slice of ``quantum`` guest instructions (MachineConfig.quantum, ``--quantum``), ended
+early when it halts or when it makes something pending at another vCPU's LAPIC (an IPI, or a
+timer or IOAPIC message while it runs), so the target runs soon.  Slices end only at translation
+block boundaries: other vCPUs' memory writes are seen between blocks, never inside one, so locked
+instructions (and any single block) are atomic; this is sequentially consistent memory, stronger
+than x86-TSO.  One virtual clock serves every vCPU (vmm/clock.py): the instructions of whichever
+vCPU runs advance it.  Nothing depends on the host's timing except the wall-clock timeout, so a
+run's output, counts and interleaving are the same every time.
 
 The run loop turns terminal exits into a :class:`RunResult`: the guest's debug-exit status, a
-poweroff or reset asked for by the guest, a clean "guest shut down" on a triple fault, "halted
-forever" when HLT can never be woken, a wall-clock timeout (for the whole run) or an instruction
-limit.  HLT waits on virtual time: the clock skips to the next deadline of a timer that could wake
-the vCPU, never sleeps, and the wait ends on a stop request, the instruction limit or the timeout
-like the guest's own run does.  "Halted forever" is decided from state, not from time passing:
+poweroff or reset asked for by the guest, a clean "guest shut down" on a triple fault (of any
+vCPU), "halted forever" when no vCPU can ever be woken, a wall-clock timeout (for the whole run)
+or an instruction limit (on all vCPUs' instructions together).  When no vCPU can run, the clock
+skips to the next deadline of a timer that could wake one, never sleeps, and the wait ends on a
+stop request, the instruction limit or the timeout like the guest's own run does.  "Halted
+forever" is decided from state, not from time passing; for each halted vCPU:
 
-* with interrupts disabled only an NMI wakes the vCPU, and none can while NMIs are blocked (only
-  the guest's IRET unblocks them); the LAPIC timer raises no NMI, so only the I/O APIC (an unmasked
+* with interrupts disabled only an NMI wakes it, and none can while NMIs are blocked (only the
+  guest's IRET unblocks them); the LAPIC timer raises no NMI, so only the I/O APIC (an unmasked
   NMI entry) or a device we know nothing about could;
-* with interrupts enabled, a pending interrupt above the task priority wakes it; the LAPIC timer
+* with interrupts enabled, a pending interrupt above the task priority wakes it; its LAPIC timer
   can raise one unless its LVT entry is masked or the LAPIC is disabled;
-* the board's own timers (PIT, RTC, ACPI PM timer) act only on their IRQ lines, which reach the vCPU
+* the board's own timers (PIT, RTC, ACPI PM timer) act only on their IRQ lines, which reach a vCPU
   only through an unmasked I/O APIC entry (the 8259s have no path to it); a timer of any other
   device may do anything, so its deadline always counts.
+A vCPU waiting for a SIPI is woken only by another vCPU.
 
 A guest whose only timers are of that last kind, and never wake it, waits until the timeout or a
 stop request.
 
-Not supported: more than one vCPU (``smp`` must be 1), RAM above 3 GiB, PCI devices, device
-hot-plug, rebooting (a guest reset ends the run), save/restore of the whole machine (the LAPIC and
-PMU have their own state).
+Not supported: more than :data:`MAX_SMP` vCPUs, RAM above 3 GiB, PCI devices, device hot-plug,
+rebooting (a guest reset ends the run), save/restore of the whole machine (the LAPIC and PMU have
+their own state), cross-modifying code between vCPUs (a vCPU's engine keeps its translations of
+code another vCPU rewrites; code written before a vCPU first runs it, as AP trampolines are, is
+fine).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
 import sys
 import time
 from dataclasses import dataclass, field
 
-import unicorn
 from unicorn import x86_const as uxc
 
 import firmware
 from devices.acpi_pm import AcpiPm
 from devices.bus import Bus, BusError
-from devices.cpu_msrs import CpuMsrs
 from devices.device import PropertyError
 from devices.ioapic import DELIVERY_MODE, DELIVERY_MODE_SHIFT, MASKED, Ioapic
-from devices.lapic import LVT_MASKED, DeliveryMode, Lapic, Lvt
+from devices.lapic import LVT_MASKED, ApicBus, DeliveryMode, Lvt
 from devices.pic import I8259
 from devices.pit import Pit
 from devices.registry import DeviceSpec, device_class
 from devices.rtc import Rtc
-from devices.speculation import SpeculationControl
 from devices.uart import Uart16550
 from pmu.config import PmuConfig
-from pmu.pmu import Pmu
-from vmm._ucvcpu import UcVcpu
 from vmm.acpi import build_acpi_tables
 from vmm.board import PC_BOARD, acpi_platform, with_user_devices
 from vmm.clock import VirtualClock
-from vmm.cpuid import CpuidError, CpuidModel
-from vmm.dispatch import Dispatcher
+from vmm.cpu import MMIO_PAGE, Cpu, CpuState
 from vmm.errors import VmmError
 from vmm.exits import Exit, ExitKind
 from vmm.firmware_area import (
@@ -83,12 +93,12 @@ from vmm.firmware_area import (
 )
 from vmm.linux_boot import build_e820
 from vmm.loader import Window, bus_windows, load_kernel
+from vmm.options import DEFAULT_QUANTUM, MAX_SMP
 from vmm.platform import Platform
 
 MAX_RAM = 3 << 30
-MMIO_PAGE = 0x1000
-IBPB_FEATURE = {"intel": "spec_ctrl", "amd": "amd_ibpb"}   # the CPUID bit that advertises PRED_CMD.IBPB
-#: Board timers whose ticks act on the vCPU only through their IRQ lines (tests/test_fuzz_guest.py
+NO_DEADLINE = (1 << 64) - 1
+#: Board timers whose ticks act on the vCPUs only through their IRQ lines (tests/test_fuzz_guest.py
 #: checks that every built-in device with a timer is one of these).
 IRQ_LINE_TIMERS = (Pit, Rtc, AcpiPm)
 
@@ -107,6 +117,7 @@ class MachineConfig:
     memory: int = 128 << 20
     cpu: str = "intel"              # a vmm/cpu_models.py model: intel, amd, skylake-server, epyc-rome, ...
     smp: int = 1
+    quantum: int = DEFAULT_QUANTUM   # guest instructions per time slice when smp > 1
     cmdline: str = ""
     initrd: bytes | None = None
     serial: object = None            # binary sink for COM1; None = stdout
@@ -132,39 +143,46 @@ class RunResult:
 class Machine:
     def __init__(self, config: MachineConfig | None = None):
         self.config = config = config or MachineConfig()
-        if config.smp != 1:
-            raise VmmError(f"--smp {config.smp}: only one vCPU is supported")
+        if not 1 <= config.smp <= MAX_SMP:
+            raise VmmError(f"--smp {config.smp}: must be 1 to {MAX_SMP}")
+        if config.quantum < 1:
+            raise VmmError(f"--quantum {config.quantum}: must be at least 1 instruction")
         if not (2 << 20) <= config.memory <= MAX_RAM or config.memory % 0x1000:
             raise VmmError(f"memory size {config.memory:#x}: must be a multiple of 4 KiB between 2 MiB and 3 GiB")
         self.boot = None
+        self.halted_ns = 0                        # virtual time skipped while no vCPU could run
         self.exit_status: int | None = None
         self.exit_reason = ""
+        self._stop_text: str | None = None       # a stop asked for from outside the run (signals)
 
-        self.engine = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
         self.ram_buffer = mmap.mmap(-1, config.memory)
         self.ram = memoryview(self.ram_buffer)
-        address = ctypes.addressof(ctypes.c_char.from_buffer(self.ram_buffer))
-        self.engine.mem_map_ptr(0, config.memory, unicorn.UC_PROT_ALL, address)
-        self.vcpu = UcVcpu(self.engine)
-        self.vcpu.self_test()
-        self.vcpu.forced_emulation = config.forced_emulation
-        if config.max_insns:
-            self.vcpu.max_insns = config.max_insns
-
-        self.clock = VirtualClock(self.vcpu)
-        try:
-            self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()), vcpu=self.vcpu)
-            self.cpuid.set_feature(IBPB_FEATURE[self.cpuid.vendor], True)
-            CpuMsrs.advertise(self.cpuid)
-            for name, on in config.cpuid_features.items():
-                self.cpuid.set_feature(name, on)
-        except CpuidError as e:
-            raise VmmError(str(e)) from None
+        ram_address = ctypes.addressof(ctypes.c_char.from_buffer(self.ram_buffer))
+        self.clock = VirtualClock()
         self.pio = Bus("pio", 0x10000, (1, 2, 4))
         self.mmio = Bus("mmio", 1 << 52)
-        self.msr = Bus("msr", 1 << 32, (8,), indexed=True)
-        self.platform = Platform(self.clock, config.memory, config.serial, self._stop_requested, self._sync_timers)
-        self._build_cpu_parts()
+        self.apic_bus = ApicBus()
+        self.platform = Platform(self.clock, config.memory, config.serial, self._stop_requested, self.sync_timers,
+                                 self.apic_bus)
+        self.cpus: list[Cpu] = []
+        for index in range(config.smp):
+            cpu = Cpu(self, index, ram_address)
+            cpu.lapic.on_wakeup = functools.partial(self._woken, cpu)
+            self.apic_bus.attach(cpu.lapic)
+            self.cpus.append(cpu)
+        bsp = self.cpus[0]
+        # The BSP's parts, by their single-CPU names (tools and tests look at these).
+        self.engine, self.vcpu, self.cpuid, self.lapic, self.pmu = bsp.engine, bsp.vcpu, bsp.cpuid, bsp.lapic, bsp.pmu
+        self.msr, self.dispatcher = bsp.msr, bsp.dispatcher
+        self.current = bsp
+        self.clock.switch_to(bsp.vcpu)
+        if config.max_insns:
+            self.vcpu.max_insns = config.max_insns
+        self.slice_end = NO_DEADLINE
+        self._last_index = len(self.cpus) - 1     # round robin starts at the BSP
+        self._in_slice = False
+        self._remote_wake = False
+
         self.devices: list = []
         self._mapped_pages: set[int] = set()
         try:
@@ -174,13 +192,9 @@ class Machine:
             raise VmmError(str(e)) from None
         self.timers = [d for d in self.devices if hasattr(d, "next_deadline")]
         self.uart = next(d for d in self.devices if isinstance(d, Uart16550))
-        self.dispatcher = Dispatcher(self.pio, self.mmio, self.msr, self.cpuid, self.pmu.rdpmc)
         if config.trace_exits:
-            self.dispatcher.trace = _trace_exit
-        self.vcpu.handler = self.dispatcher
-        self.vcpu.platform = self
-        self.vcpu.intc = self
-        self.vcpu.on_attention = self._service
+            for cpu in self.cpus:
+                cpu.dispatcher.trace = _trace_exit
         write_boot_structures(self.ram, firmware.trampoline())
         try:
             self.acpi = build_acpi_tables(acpi_platform(self.devices, self.platform.nb_cpus), ACPI_ADDRESS, ACPI_LIMIT)
@@ -190,41 +204,28 @@ class Machine:
         self.e820 = build_e820(config.memory, acpi=(ACPI_ADDRESS, self.acpi.end))
 
     # -- assembly ---------------------------------------------------------------------
-    def _build_cpu_parts(self) -> None:
-        """The vCPU's local APIC, PMU, speculation-control and architectural MSRs."""
-        cfg = self.config
-        self.lapic = Lapic(self.clock, self.cpuid, self.vcpu)
-        self.lapic.on_base_change = self._move_apic_window
-        self.lapic.on_write = self._sync_timers
-        self.lapic.attach(self.mmio, self.msr)
-        self.platform.lapics.append(self.lapic)
-        self.vcpu.attach_lapic(self.lapic)
-        self.vcpu.map_mmio(self.lapic.base, MMIO_PAGE)
-        # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
-        # virtual time too, so every counter the guest can read stays deterministic.
-        pmu_config = cfg.pmu or PmuConfig(vendor=self.cpuid.vendor, vmware_backdoor=True)
-        if pmu_config.vendor != self.cpuid.vendor:
-            raise VmmError(f"PMU vendor {pmu_config.vendor!r} does not match the CPU vendor {self.cpuid.vendor!r}")
-        pmu_config.apply_to_cpuid(self.cpuid)
-        self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, pmu_config, real_clock=self.clock)
-        self.pmu.attach(self.msr)
-        self.vcpu.attach_pmu(self.pmu.core)
-        if self.cpuid.has(IBPB_FEATURE[self.cpuid.vendor]):
-            SpeculationControl(self.vcpu.flush_branch_predictor).register(self.msr)
-        CpuMsrs(self.platform, cpuid=self.cpuid).register(self.msr)
+    @staticmethod
+    def default_pmu_config(vendor: str) -> PmuConfig:
+        return PmuConfig(vendor=vendor, vmware_backdoor=True)
 
     def add_device(self, spec: DeviceSpec):
-        """Create a device from the registry, claim its ranges and wire its optional hooks."""
+        """Create a device from the registry, claim its ranges and wire its optional hooks.
+
+        Port I/O and MMIO ranges go on the board's buses (every vCPU reaches them); MSR ranges on
+        every vCPU's MSR bus (one device serves them all; ``access.vcpu_id`` tells them apart)."""
         cls = device_class(spec.name)
         device = cls(self.platform, **cls.parse_props(spec.props))
-        buses = {"pio": self.pio, "mmio": self.mmio, "msr": self.msr}
         try:
             for r in device.bus_ranges():
-                if r.bus not in buses:
+                if r.bus == "pio":
+                    self.pio.register(r.base, r.size, device)
+                elif r.bus == "mmio":
+                    self._claim_mmio(r.base, r.size, device)
+                elif r.bus == "msr":
+                    for cpu in self.cpus:
+                        cpu.msr.register(r.base, r.size, device)
+                else:
                     raise PropertyError(f"device {spec.name}: unknown bus {r.bus!r}")
-                buses[r.bus].register(r.base, r.size, device)
-                if r.bus == "mmio":
-                    self._map_mmio(r.base, r.size)
         except BusError as e:       # overlap, bad range
             raise PropertyError(f"device {spec.name}: {e}") from None
         if hasattr(device, "set_irq"):
@@ -232,8 +233,18 @@ class Machine:
         self.devices.append(device)
         return device
 
+    def _claim_mmio(self, base: int, size: int, device) -> None:
+        if base < self.config.memory:
+            raise BusError(f"range {base:#x}+{size:#x} overlaps guest RAM (0-{self.config.memory - 1:#x})")
+        for cpu in self.cpus:
+            apic = cpu.lapic.base
+            if base < apic + MMIO_PAGE and apic < base + size:
+                raise BusError(f"range {base:#x}+{size:#x} overlaps the local APIC page at {apic:#x}")
+        self.mmio.register(base, size, device)
+        self._map_mmio(base, size)
+
     def _map_mmio(self, base: int, size: int) -> None:
-        """Route the pages under an MMIO range to the bus (the engine maps whole pages)."""
+        """Route the pages under an MMIO range to the bus in every vCPU (the engine maps whole pages)."""
         first, last = base // MMIO_PAGE, (base + size - 1) // MMIO_PAGE
         page = first
         while page <= last:
@@ -243,26 +254,16 @@ class Machine:
             end = page
             while end + 1 <= last and end + 1 not in self._mapped_pages:
                 end += 1
-            self.vcpu.map_mmio(page * MMIO_PAGE, (end - page + 1) * MMIO_PAGE)
+            for cpu in self.cpus:
+                cpu.vcpu.map_mmio(page * MMIO_PAGE, (end - page + 1) * MMIO_PAGE)
             self._mapped_pages.update(range(page, end + 1))
             page = end + 1
-
-    def _move_apic_window(self, old: int, new: int) -> None:
-        """The xAPIC page moved: as on a PC it shadows the RAM under its new place, and the RAM
-        under its old place is seen again."""
-        self.vcpu.unmap_mmio(old, MMIO_PAGE)
-        if old < self.config.memory:
-            ram = ctypes.addressof(ctypes.c_char.from_buffer(self.ram_buffer))
-            self.engine.mem_map_ptr(old, MMIO_PAGE, unicorn.UC_PROT_ALL, ram + old)
-        if new < self.config.memory:
-            self.engine.mem_unmap(new, MMIO_PAGE)
-        self.vcpu.map_mmio(new, MMIO_PAGE)
 
     # -- loading ----------------------------------------------------------------------
     def load(self, kernel) -> object:
         """Load a kernel file (or bytes); raises vmm.errors.LoadError with a one-line reason."""
         windows = [w for w in bus_windows(self.mmio)]
-        windows.append(Window(self.lapic.base, self.lapic.base + 0x1000, "LAPIC"))
+        windows.append(Window(self.lapic.base, self.lapic.base + MMIO_PAGE, "LAPIC"))
         boot = load_kernel(kernel, self.ram, cmdline=self.config.cmdline, module=self.config.initrd,
                            reserved=windows, e820=self.e820, rsdp_address=self.acpi.rsdp_address)
         mode = {"elf64": MODE_ELF64, "linux64": MODE_LINUX64}.get(boot.kind, MODE_PROTECTED32)
@@ -271,7 +272,7 @@ class Machine:
         self.boot = boot
         return boot
 
-    # -- what the vCPU asks of the platform beyond exits (on its own thread) ----------------
+    # -- what the vCPUs ask of the machine (on the run loop's thread) -------------------------
     def backdoor(self, port: int, regs: dict) -> None:
         """A 32-bit IN from a backdoor port: the device owning it reads and writes the registers."""
         owner = self.pio.lookup(port)
@@ -280,47 +281,50 @@ class Machine:
         else:
             regs["rax"] = 0xFFFFFFFF
 
-    def read_cr8(self) -> int:
-        return self.lapic.get_cr8()
-
-    def write_cr8(self, value: int) -> None:
-        self.lapic.set_cr8(value)
-
-    def next_injection(self, interrupts: bool):
-        """The NMI or (if ``interrupts``) maskable interrupt to deliver now, as (vector, is_nmi), or None."""
-        if not self.vcpu.nmi_blocked() and self.lapic.take_nmi():
-            return 2, True
-        if not interrupts:
-            return None
-        vector = self.lapic.interrupt_for(self.vcpu)
-        if vector is None:
-            return None
-        return self.lapic.accept_interrupt(vector), False
-
-    def _service(self) -> None:
-        """Work on the vCPU side before the next guest instruction: PMIs, timers, level EOIs."""
-        self.pmu.service_pmi()
+    def service(self, cpu: Cpu) -> None:
+        """Work before ``cpu``'s next guest instruction: its PMIs, every timer due, level EOIs, a
+        stop asked for from outside, and the end of its time slice."""
+        cpu.pmu.service_pmi()
         now = self.clock.now()
-        self.lapic.tick(now)
+        for each in self.cpus:
+            each.lapic.tick(now)
         for device in self.timers:
             deadline = device.next_deadline()
             if deadline is not None and deadline <= now:
                 device.tick(now)
-        self._sync_timers()
+        self.sync_timers()
+        if self._stop_text is not None:
+            cpu.vcpu.request_stop(self._stop_text)
+        elif self._in_slice and cpu is self.current and \
+                (now >= self.slice_end or self._remote_wake or self.apic_bus.remote_events):
+            cpu.vcpu.request_yield()
 
     def _next_deadline(self):
-        deadlines = [d for d in (self.lapic.next_deadline(), *(t.next_deadline() for t in self.timers))
-                     if d is not None]
+        deadlines = [d for d in (*(c.lapic.next_deadline() for c in self.cpus),
+                                 *(t.next_deadline() for t in self.timers)) if d is not None]
         return min(deadlines) if deadlines else None
 
-    def _sync_timers(self) -> None:
-        for vector in self.lapic.take_level_eois():
-            for device in self.devices:
-                if hasattr(device, "eoi"):
-                    device.eoi(vector)
+    def sync_timers(self) -> None:
+        """Something changed timers or interrupt state: pass level EOIs to the devices and re-arm
+        the running vCPU's deadline (the earliest timer, or the end of its time slice)."""
+        for cpu in self.cpus:
+            for vector in cpu.lapic.take_level_eois():
+                for device in self.devices:
+                    if hasattr(device, "eoi"):
+                        device.eoi(vector)
         deadline = self._next_deadline()
-        self.vcpu.deadline = (1 << 64) - 1 if deadline is None else deadline
-        self.vcpu.irq_pending = True
+        deadline = NO_DEADLINE if deadline is None else deadline
+        vcpu = self.current.vcpu
+        vcpu.deadline = min(deadline, self.slice_end) if self._in_slice else deadline
+        vcpu.irq_pending = True
+
+    def _woken(self, cpu: Cpu) -> None:
+        """``cpu``'s LAPIC has something newly pending: look at it soon, and if another vCPU is
+        running, end that one's slice so this one runs (an IPI, a timer or an IOAPIC message)."""
+        cpu.vcpu.kick()
+        if cpu is not self.current:
+            self._remote_wake = True
+            self.current.vcpu.kick()
 
     def _stop_requested(self, reason: str, status: int) -> None:
         """A device ends the run: debug-exit with its status, poweroff or reset."""
@@ -328,7 +332,18 @@ class Machine:
             return
         statuses = {"poweroff": STATUS_POWEROFF, "reset": STATUS_RESET}
         self.exit_status, self.exit_reason = statuses.get(reason, status), reason
-        self.vcpu.request_stop(reason)
+        self.current.vcpu.request_stop(reason)
+
+    def request_stop(self, text: str) -> None:
+        """End the run before the guest's next block (safe from a signal handler: it only sets
+        flags); a request made while no vCPU runs ends the next run or HLT wait."""
+        self._stop_text = text
+        self.current.vcpu.kick()
+
+    @property
+    def retired(self) -> int:
+        """Instructions every vCPU has retired."""
+        return sum(cpu.vcpu.retired for cpu in self.cpus)
 
     # -- running ----------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -342,19 +357,68 @@ class Machine:
     def _run(self) -> RunResult:
         end = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
         while True:
-            self.pmu.sched_in()
-            self.pmu.before_guest_entry()
-            # The timeout is for the whole run: each entry gets what is left of it (at least a
-            # moment, so an expired one ends the run at once instead of meaning "no timeout").
-            ex = self.vcpu.run(timeout=max(end - time.monotonic(), 1e-9) if end else 0.0)
-            if ex.kind is ExitKind.HLT:
-                ex = self._wait_in_hlt(end)
+            cpu = self._pick()
+            if cpu is None:
+                ex = self._wait_all_halted(end)
                 if ex is None:
                     continue
+                return self._ending(ex)
+            ex = self._run_slice(cpu, end)
+            if ex.kind is ExitKind.YIELD:
+                continue
+            if ex.kind is ExitKind.HLT:
+                cpu.state = CpuState.HALTED
+                continue
             return self._ending(ex)
+
+    def _pick(self) -> Cpu | None:
+        """The next vCPU to run, round robin after the last one: runnable, or halted with an
+        interrupt it can take; INIT and SIPI messages are taken on the way.  None: none can run."""
+        n = len(self.cpus)
+        for k in range(1, n + 1):
+            cpu = self.cpus[(self._last_index + k) % n]
+            self._take_startup(cpu)
+            if cpu.state is CpuState.HALTED and cpu.can_wake():
+                cpu.state = CpuState.RUNNABLE
+            if cpu.state is CpuState.RUNNABLE:
+                return cpu
+        return None
+
+    @staticmethod
+    def _take_startup(cpu: Cpu) -> None:
+        """INIT puts a vCPU in wait-for-SIPI; a SIPI starts one that waits (and is lost otherwise)."""
+        if cpu.lapic.take_init():
+            cpu.state = CpuState.WAIT_FOR_SIPI
+        vector = cpu.lapic.take_sipi()
+        if vector is not None and cpu.state is CpuState.WAIT_FOR_SIPI:
+            cpu.start_at_sipi(vector)
+
+    def _run_slice(self, cpu: Cpu, end: float) -> Exit:
+        """Run ``cpu`` until its slice ends (one vCPU: until a terminal exit) or it halts."""
+        vcpu = cpu.vcpu
+        self.current = cpu
+        self._last_index = cpu.index
+        self.clock.switch_to(vcpu)
+        vcpu.kick()         # other vCPUs and devices may have made interrupts pending meanwhile
+        if self.config.max_insns:       # the limit is on the machine's total
+            vcpu.max_insns = vcpu.retired + max(self.config.max_insns - self.retired, 0)
+        self._in_slice = len(self.cpus) > 1
+        self._remote_wake = False
+        self.apic_bus.remote_events = 0
+        self.slice_end = vcpu.now() + self.config.quantum if self._in_slice else NO_DEADLINE
+        cpu.pmu.sched_in()
+        cpu.pmu.before_guest_entry()
+        self.sync_timers()
+        try:
+            # The timeout is for the whole run: each entry gets what is left of it (at least a
+            # moment, so an expired one ends the run at once instead of meaning "no timeout").
+            return vcpu.run(timeout=max(end - time.monotonic(), 1e-9) if end else 0.0)
+        finally:
+            self._in_slice = False
 
     def _ending(self, ex: Exit) -> RunResult:
         """The RunResult of a terminal exit (HLT here means halted forever)."""
+        where = f" (vCPU {ex.vcpu_id})" if len(self.cpus) > 1 else ""
         if ex.kind is ExitKind.HLT:
             return self._result(STATUS_HALTED, "halted", f"guest halted forever: {ex.reason}")
         if ex.kind is ExitKind.STOPPED:
@@ -364,40 +428,64 @@ class Machine:
                 return self._result(STATUS_TIMEOUT, "timeout", f"timed out after {self.config.timeout:g} s")
             return self._result(STATUS_LIMIT, "limit", ex.reason)
         if ex.kind is ExitKind.SHUTDOWN:
-            return self._result(STATUS_SHUTDOWN, "shutdown", f"guest shut down: {ex.reason}")
-        return self._result(STATUS_INTERNAL, "error", ex.reason)
+            return self._result(STATUS_SHUTDOWN, "shutdown", f"guest shut down: {ex.reason}{where}")
+        return self._result(STATUS_INTERNAL, "error", ex.reason + where)
 
-    def _wait_in_hlt(self, end: float) -> Exit | None:
-        """HLT: None once something wakes the vCPU (virtual time has moved to it), else the exit
-        that ends the run: a stop request or the instruction limit, the wall-clock ``end``
-        (monotonic seconds, 0 = none), or HLT when nothing can ever wake it."""
+    def _wait_all_halted(self, end: float) -> Exit | None:
+        """No vCPU can run: None once something wakes one (virtual time has moved to it), else the
+        exit that ends the run: a stop request or the instruction limit, the wall-clock ``end``
+        (monotonic seconds, 0 = none), or HLT when nothing can ever wake any."""
         while True:
-            stop = self.vcpu.service()      # queued work, timers due by now, PMIs
-            if stop is not None:
-                return stop
-            interrupts, nmis = self.vcpu.interrupts_enabled(), not self.vcpu.nmi_blocked()
-            if (nmis and self.lapic.nmi_pending) or (interrupts and self.lapic.pending_interrupt() is not None):
-                self.vcpu.kick()
+            for cpu in self.cpus:
+                stop = cpu.vcpu.service()      # queued work, timers due by now, PMIs
+                if stop is not None:
+                    return stop
+            if self._pick_possible():
                 return None
             if end and time.monotonic() >= end:
                 return Exit(ExitKind.STOPPED, reason="timeout")
-            deadline = self._wake_deadline(interrupts, nmis) if interrupts or nmis else None
+            deadline = self._wake_deadline()
             if deadline is None:
+                return Exit(ExitKind.HLT, reason=self._why_halted_forever())
+            self.halted_ns += max(deadline - self.clock.now(), 0)
+            self.clock.skip_to(deadline)
+
+    def _pick_possible(self) -> bool:
+        for cpu in self.cpus:
+            self._take_startup(cpu)
+            if cpu.state is CpuState.RUNNABLE or (cpu.state is CpuState.HALTED and cpu.can_wake()):
+                return True
+        return False
+
+    def _why_halted_forever(self) -> str:
+        whys = []
+        for cpu in self.cpus:
+            if cpu.state is CpuState.WAIT_FOR_SIPI:
+                why = "waiting for a SIPI"
+            else:
+                interrupts, nmis = cpu.vcpu.interrupts_enabled(), not cpu.vcpu.nmi_blocked()
                 why = "no interrupt is pending and no timer can raise one" if interrupts else \
                     "interrupts are disabled and nothing can raise an NMI" if nmis else \
                     "interrupts are disabled and NMIs blocked"
-                return Exit(ExitKind.HLT, reason=why)
-            self.clock.skip_to(deadline)
+            whys.append(why if len(self.cpus) == 1 else f"vCPU {cpu.index}: {why}")
+        return "; ".join(whys)
 
-    def _wake_deadline(self, interrupts: bool, nmis: bool) -> int | None:
-        """The earliest deadline of a timer whose tick could wake the halted vCPU, which takes
-        maskable interrupts if ``interrupts`` and NMIs if ``nmis``, or None (the rules are in the
-        module docstring)."""
+    def _wake_deadline(self) -> int | None:
+        """The earliest deadline of a timer whose tick could wake a halted vCPU, or None (the
+        rules are in the module docstring)."""
         deadlines = []
-        lapic_deadline = self.lapic.next_deadline()
-        if lapic_deadline is not None and interrupts and self.lapic.hardware_enabled and \
-                not self.lapic.get_state()["lvt"][Lvt.TIMER] & LVT_MASKED:
-            deadlines.append(lapic_deadline)
+        halted = [c for c in self.cpus if c.state is CpuState.HALTED]
+        any_interrupts = any_nmis = False
+        for cpu in halted:
+            interrupts, nmis = cpu.vcpu.interrupts_enabled(), not cpu.vcpu.nmi_blocked()
+            any_interrupts |= interrupts
+            any_nmis |= nmis
+            lapic_deadline = cpu.lapic.next_deadline()
+            if lapic_deadline is not None and interrupts and cpu.lapic.hardware_enabled and \
+                    not cpu.lapic.get_state()["lvt"][Lvt.TIMER] & LVT_MASKED:
+                deadlines.append(lapic_deadline)
+        if not any_interrupts and not any_nmis:
+            return None
         lines_reach_vcpu = None     # worked out for the first IRQ-line timer that is armed
         for timer in self.timers:
             deadline = timer.next_deadline()
@@ -405,7 +493,7 @@ class Machine:
                 continue
             if isinstance(timer, IRQ_LINE_TIMERS):
                 if lines_reach_vcpu is None:
-                    lines_reach_vcpu = self._irq_lines_reach_vcpu(interrupts, nmis)
+                    lines_reach_vcpu = self._irq_lines_reach_vcpu(any_interrupts, any_nmis)
                 if not lines_reach_vcpu:
                     continue
             deadlines.append(deadline)
@@ -413,7 +501,7 @@ class Machine:
 
     def _irq_lines_reach_vcpu(self, interrupts: bool, nmis: bool) -> bool:
         """Whether an IRQ line change could make a maskable interrupt (if ``interrupts``) or an NMI
-        (if ``nmis``) pending at the vCPU's LAPIC."""
+        (if ``nmis``) pending at a LAPIC."""
         modes = {*((DeliveryMode.FIXED, DeliveryMode.LOWEST_PRIORITY) if interrupts else ()),
                  *((DeliveryMode.NMI,) if nmis else ())}
         for controller in self.platform.controllers:
@@ -427,7 +515,7 @@ class Machine:
 
     def _result(self, status: int, reason: str, detail: str = "") -> RunResult:
         self.uart.flush()
-        return RunResult(status, reason, detail, self.vcpu.retired, bytes(self.uart.output))
+        return RunResult(status, reason, detail, self.retired, bytes(self.uart.output))
 
 
 def _trace_exit(exit, result) -> None:

@@ -2,6 +2,8 @@
 """Option values both command lines share: sizes, ``--pmu`` and ``--cpuid`` specs, and how they combine.
 
 * :func:`parse_size` -- ``128M``, ``1G``, ``512K``, ``4096B``; a bare number is MiB, as QEMU's ``-m``.
+* :func:`parse_cpus`, :func:`parse_quantum` -- ``--smp N`` (1 to :data:`MAX_SMP`) and the SMP time
+  slice in guest instructions.
 * :func:`parse_pmu` -- ``version=1,gp_counters=4,...``: any :class:`pmu.config.PmuConfig` field but
   ``vendor`` (that is the CPU's); :func:`pmu_help` lists them.
 * :func:`parse_cpuid` -- ``family=6,model=0x55,stepping=4,-x2apic,+pdcm``: the signature and the
@@ -27,6 +29,8 @@ from pmu.config import PmuConfig
 from vmm.cpu_models import cpu_model
 from vmm.cpuid import DEFAULT_FEATURES, DEFAULT_SIGNATURE, FEATURES
 
+MAX_SMP = 64                    # vCPUs a machine may have
+DEFAULT_QUANTUM = 50_000        # guest instructions per SMP time slice (vmm/machine.py)
 SIZE_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)(I?B)?\s*$", re.IGNORECASE | re.ASCII)   # ASCII digits only
 SIGNATURE_FIELDS = ("family", "model", "stepping")
@@ -84,6 +88,25 @@ def parse_count(text: str) -> int:
         raise ValueError(f"{text!r} is not a whole number") from None
     if not 0 <= value < 1 << 64:
         raise ValueError(f"{text!r}: give a count from 0 (no limit) to 2**64 - 1")
+    return value
+
+
+def parse_cpus(text: str) -> int:
+    """A vCPU count, 1 to :data:`MAX_SMP`."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of vCPUs") from None
+    if not 1 <= value <= MAX_SMP:
+        raise ValueError(f"{value} vCPUs: give 1 to {MAX_SMP}")
+    return value
+
+
+def parse_quantum(text: str) -> int:
+    """An SMP time slice in guest instructions, at least 1."""
+    value = parse_count(text)
+    if value < 1:
+        raise ValueError(f"{text!r}: a time slice is at least 1 instruction")
     return value
 
 

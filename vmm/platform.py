@@ -2,16 +2,16 @@
 """The machine as its devices see it: the DeviceContext of devices/device.py.
 
 A device gets this narrow view and nothing else: the clock, RAM size and CPU count, interrupt
-lines, the APIC bus to the local APICs, local interrupt sources of a LAPIC, a way to end the
-run, and a way to say its timer moved.
+lines, the APIC bus to the local APICs (devices.lapic.ApicBus), local interrupt sources of a
+LAPIC, a way to end the run, and a way to say its timer moved.
 
 Interrupt routing: an IRQ line change reaches every interrupt controller of the board (devices
 that have ``set_irq``: the IOAPIC, the 8259 pair).  Lines are ISA IRQ numbers; a controller whose
 inputs are global system interrupts (``inputs_are_gsis = True``: the IOAPIC) gets them through the
 PC's wiring, on which ISA IRQ 0 (the PIT) is IOAPIC pin 2 -- what the MADT's interrupt source
-override tells the guest.  An IOAPIC's message reaches every local APIC whose destination
-matches.  Lowest-priority delivery goes to the first matching APIC in APIC id order (a documented
-simplification: with equal task priorities real hardware may pick any).
+override tells the guest.  An IOAPIC's message goes on the APIC bus: it reaches every local APIC
+whose destination matches, or for lowest-priority delivery the one with the lowest arbitration
+priority (ties to the lowest APIC id: the bus's documented deterministic choice).
 
 Not supported: MSIs from PCI devices (there are none), interrupt remapping, ExtINT through the
 8259 (the IOAPIC is the interrupt path).
@@ -23,7 +23,6 @@ from collections.abc import Callable
 
 from devices.lapic import Lvt
 
-DELIVERY_LOWEST = 1
 ISA_TO_GSI = {0: 2}     # PC wiring: the PIT's IRQ 0 is IOAPIC pin 2 (pin 0 is the 8259's ExtINT)
 
 
@@ -48,10 +47,10 @@ class IrqLine:
 
 class Platform:
     def __init__(self, clock, ram_size: int, console, on_stop: Callable[[str, int], None],
-                 on_timers_changed: Callable[[], None]):
+                 on_timers_changed: Callable[[], None], apic_bus):
         self.clock = clock
         self.ram_size = ram_size
-        self.lapics: list = []              # one per vCPU, in APIC id order (the machine fills it)
+        self.apic_bus = apic_bus            # devices.lapic.ApicBus: the vCPUs' LAPICs, in APIC id order
         self.console = console              # the host file the first serial port writes to (None: stdout)
         self.controllers: list = []         # devices with set_irq(line, level)
         self._on_stop = on_stop
@@ -59,20 +58,16 @@ class Platform:
 
     @property
     def nb_cpus(self) -> int:
-        return len(self.lapics)
+        return len(self.apic_bus.lapics)
 
     def irq(self, line: int) -> IrqLine:
         return IrqLine(self, line)
 
     def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> None:
-        for lapic in self.lapics:
-            if lapic.accepts_destination(destination, logical):
-                lapic.receive(mode, vector, level)
-                if mode == DELIVERY_LOWEST:
-                    return
+        self.apic_bus.deliver(destination, logical, mode, vector, level)
 
     def deliver_local(self, cpu: int, lvt: str) -> bool:
-        return self.lapics[cpu].deliver_local(Lvt[lvt.upper()])
+        return self.apic_bus.lapics[cpu].deliver_local(Lvt[lvt.upper()])
 
     def stop(self, reason: str, status: int) -> None:
         self._on_stop(reason, status)

@@ -28,7 +28,7 @@ from vmm import __version__
 from vmm.cli import one_line
 from vmm.cpu_models import CPU_MODELS, cpu_model_for_qemu
 from vmm.cpuid import FEATURES
-from vmm.options import CpuidSpec, cpu_setup, parse_bool, parse_size
+from vmm.options import CpuidSpec, cpu_setup, parse_bool, parse_cpus, parse_size
 from vmm.run_command import ending_line, exit_status
 from vmm.session import InputError, RunRequest, SerialSink, detach_stdout, execute, prepare
 
@@ -74,7 +74,8 @@ Other QEMU options are refused; docs/cli.md says what each one means here.
 -append TEXT         the kernel command line
 -initrd FILE         the multiboot module (kvm-unit-tests' environment) or Linux initrd
 -m [size=]SIZE       guest RAM; a bare number is MiB (default 128)
--smp [cpus=]1        one vCPU (topology keys must be 1)
+-smp [cpus=]N[,cores=N,sockets=1,threads=1,dies=1,clusters=1,maxcpus=N]
+                     N vCPUs (1-64): one package of N single-threaded cores
 -cpu MODEL[,...]     max, host, base, qemu64, kvm64; vendor=GenuineIntel|AuthenticAMD,
                      +FEATURE, -FEATURE, FEATURE=on|off, pmu=on|off, family=, model=, stepping=,
                      migratable=on|off (-cpu help lists the features)
@@ -160,14 +161,24 @@ class _Command:
             raise QemuError(f"-m {value}: {e}") from None
 
     def _smp(self, value: str) -> None:
+        counts = {}
         for key, number in _props(value):
             key, number = ("cpus", key) if number is None else (key, number)
             if key not in ("cpus", *TOPOLOGY_KEYS) or not number.isdigit():
                 raise QemuError(f"-smp {value}: expected [cpus=]N and {', '.join(TOPOLOGY_KEYS)}")
-            if key == "cpus":
-                self.request.smp = int(number)
-            elif int(number) != 1:
-                raise QemuError(f"-smp {value}: pmu-vmm has one vCPU ({key} must be 1)")
+            counts[key] = int(number)
+        for key in ("sockets", "dies", "clusters", "threads"):
+            if counts.get(key, 1) != 1:
+                raise QemuError(f"-smp {value}: pmu-vmm has one package of single-threaded cores ({key} must be 1)")
+        cpus = counts.get("cpus", counts.get("cores", 1))
+        for key in ("cores", "maxcpus"):
+            if counts.get(key, cpus) != cpus:
+                raise QemuError(f"-smp {value}: {key} must equal the number of CPUs ({cpus}): "
+                                "no CPU hot-plug, one core per CPU")
+        try:
+            self.request.smp = parse_cpus(str(cpus))
+        except ValueError as e:
+            raise QemuError(f"-smp {value}: {e}") from None
 
     def _cpu(self, value: str) -> None:
         model, *items = value.split(",")
@@ -302,6 +313,11 @@ def _input_error_line(e: InputError, prog: str) -> str:
     return f"{prog}: {e}"
 
 
+def _say(line: str) -> None:
+    """One line on stderr, whatever the option values it quotes hold (see vmm.cli.one_line)."""
+    print(one_line(line), file=sys.stderr)
+
+
 def run_qemu(argv: list[str], prog: str) -> int:
     """Parse QEMU options, run, and return the exit status (``prog`` names us in messages)."""
     try:
@@ -313,11 +329,6 @@ def run_qemu(argv: list[str], prog: str) -> int:
         request.kernel, request.cpu = command.kernel, command.cpu
         try:
             request.cpu_setup = cpu_setup(command.cpu, command.cpuid, command.pmu or None)
-def _say(line: str) -> None:
-    """One line on stderr, whatever the option values it quotes hold (see vmm.cli.one_line)."""
-    print(one_line(line), file=sys.stderr)
-
-
         except ValueError as e:
             raise QemuError(f"-cpu: {e}") from None
         if command.serial is None and sys.stdout is None:

@@ -85,18 +85,19 @@ def _run(args, prog: str, files: ExitStack) -> int:
         raise VmmError(f"--cpuid/--pmu: {e}") from None
     devices = args.device + (["pmu-vmm-test-hooks"] if args.test_hooks else [])
     request = RunRequest(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
-                         smp=args.smp, cpu_setup=setup, timeout=args.timeout, max_insns=args.max_insns,
+                         smp=args.smp, quantum=args.quantum, cpu_setup=setup, timeout=args.timeout,
+                         max_insns=args.max_insns,
                          trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
                          devices=devices)
     show_progress = sys.stderr is not None and sys.stderr.isatty() and not args.trace   # traces share stderr
     progress = None
     if show_progress:
-        from vmm.report import ProgressLine     # imported only when used: json and the PMU event names
+        from vmm.report import ProgressLine  # imported only when used: json and the PMU event names
 
         progress = ProgressLine(sys.stderr)
     sink = SerialSink(serial or sys.stdout.buffer, before_write=progress.clear if progress else None)
     machine = prepare(request, sink)
-    on_tick = None if progress is None else lambda: progress.update(machine.vcpu.retired, machine.vcpu.now())
+    on_tick = None if progress is None else lambda: progress.update(machine.retired, machine.clock.now())
     outcome = execute(machine, sink, on_tick)
     if progress is not None:
         progress.clear()

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import firmware
 from devices.debug_exit import DebugExit
 from vmm.errors import VmmError
-from vmm.options import CpuSetup
+from vmm.options import DEFAULT_QUANTUM, CpuSetup
 
 TICK_NS = 1 << 20                   # virtual ns between ticks: about 1 M instructions
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -71,6 +71,7 @@ class RunRequest:
     memory: int = 128 << 20
     cpu: str = "intel"
     smp: int = 1
+    quantum: int = DEFAULT_QUANTUM    # guest instructions per vCPU time slice when smp > 1
     cpu_setup: CpuSetup = field(default_factory=lambda: CpuSetup(None, {}, None))
     timeout: float = 0.0              # wall-clock seconds for the whole run, 0 = none
     max_insns: int = 0
@@ -158,7 +159,8 @@ def prepare(request: RunRequest, sink) -> object:
     except PropertyError as e:
         raise InputError(str(e)) from None
     setup = request.cpu_setup
-    config = MachineConfig(memory=request.memory, cpu=request.cpu, smp=request.smp, cmdline=request.cmdline,
+    config = MachineConfig(memory=request.memory, cpu=request.cpu, smp=request.smp, quantum=request.quantum,
+                           cmdline=request.cmdline,
                            pmu=setup.pmu, cpu_signature=setup.signature, cpuid_features=setup.features,
                            initrd=initrd, serial=sink, timeout=min(request.timeout, MAX_TIMEOUT_S),
                            max_insns=request.max_insns,
@@ -219,22 +221,21 @@ class _Ticker:
     """
 
     def __init__(self, machine, period: int, on_tick: Callable[[], None]):
-        self.vcpu = machine.vcpu
+        self.machine = machine
         self.period = period
         self.on_tick = on_tick
         self.next: int | None = 0
         self.retired = -1
         machine.timers.append(self)
-        self.vcpu.kick()
 
     def next_deadline(self) -> int | None:
-        if self.next is None and self.vcpu.retired != self.retired:
-            self.next = self.vcpu.now() + self.period
+        if self.next is None and self.machine.retired != self.retired:
+            self.next = self.machine.clock.now() + self.period
         return self.next
 
     def tick(self, now: int) -> None:
-        halted = self.vcpu.retired == self.retired
-        self.retired = self.vcpu.retired
+        halted = self.machine.retired == self.retired
+        self.retired = self.machine.retired
         self.next = None if halted else now + self.period
         self.on_tick()
 
@@ -250,8 +251,7 @@ class _Run:
 
     def stop(self, text: str) -> None:
         """End the run before the guest's next block; safe from a signal handler, sticky outside the run loop."""
-        vcpu = self.machine.vcpu
-        vcpu.queue_work(lambda: vcpu.request_stop(text))
+        self.machine.request_stop(text)
 
     def _on_signal(self, signum, frame) -> None:
         if self.signal is not None:         # asked twice: do what the signal does by default, now

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import firmware
 from devices.bus import Bus, Fault
-from devices.lapic import Lapic
+from devices.lapic import ApicBus, Lapic
 from devices.registry import device_class
 from pmu.config import PmuConfig
 from pmu.pmu import Pmu
@@ -138,8 +138,9 @@ class KvmMachine:
         self.pmu = Pmu(self.cpuid, self.vcpu, self.lapic, self.clock, config)
         self.pmu.attach(self.msr)
         self.stop: tuple[str, int] | None = None
-        self.platform = Platform(self.clock, memory, console, self._stop_requested, lambda: None)
-        self.platform.lapics.append(self.lapic)
+        self.apic_bus = ApicBus()
+        self.apic_bus.attach(self.lapic)
+        self.platform = Platform(self.clock, memory, console, self._stop_requested, lambda: None, self.apic_bus)
         self.devices = []
         for name in DEVICES:
             cls = device_class(name)
