@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* fw_cfg legacy I/O interface (selector 0x510, data 0x511). */
+#include "acpi.h"
 #include "fwcfg.h"
 #include "libfw.h"
 #include "multiboot.h"
@@ -25,8 +26,13 @@ int main(struct multiboot_info *mbi)
 	       "selector write restarts the item");
 	report(b[6] == 0, "read past the end of an item returns 0");
 
+	/* NB_CPUS is the number of CPUs the MADT lists (1 unless the VMM runs with --smp N) */
+	struct madt_info madt;
 	uint16_t ncpus = fwcfg_get_u16(FW_CFG_NB_CPUS);
-	report(ncpus == 1, "NB_CPUS == 1 (%u)", ncpus);
+	if (acpi_parse_madt(&madt) == 0)
+		report(ncpus == madt.nr_enabled, "NB_CPUS == MADT's enabled CPUs (%u, %d)", ncpus, madt.nr_enabled);
+	else
+		report(ncpus == 1, "NB_CPUS == 1 without a MADT (%u)", ncpus);
 
 	uint64_t ram = fwcfg_get_u64(FW_CFG_RAM_SIZE);
 	uint64_t mbi_ram = mbi_ram_size(mbi);

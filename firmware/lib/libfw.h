@@ -37,6 +37,15 @@ int printf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 int snprintf(char *buf, size_t size, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
+/*
+ * Console lock: one CPU prints a whole printf() or report line at a time.  Recursive per CPU
+ * (an exception handler may print while its CPU holds it); fw_cpu_id() names the CPU: 0 unless
+ * a kernel links smp.c, which overrides this weak default.
+ */
+int fw_cpu_id(void);
+void console_lock(void);
+void console_unlock(void);
+
 /* report.c: kvm-unit-tests style results */
 bool report(bool pass, const char *fmt, ...) PRINTF_LIKE(2, 3);
 bool report_xfail(bool xfail, bool pass, const char *fmt, ...) PRINTF_LIKE(3, 4);

@@ -167,10 +167,44 @@ static void do_printf(struct out *o, const char *fmt, va_list ap)
 	}
 }
 
+static volatile int console_word;
+static volatile int console_owner = -1;
+static int console_depth;
+
+int __attribute__((weak)) fw_cpu_id(void)
+{
+	return 0;
+}
+
+void console_lock(void)
+{
+	int me = fw_cpu_id();
+
+	if (console_owner == me) {
+		console_depth++;
+		return;
+	}
+	while (__atomic_exchange_n(&console_word, 1, __ATOMIC_ACQUIRE))
+		while (console_word)
+			asm volatile("pause");
+	console_owner = me;
+	console_depth = 1;
+}
+
+void console_unlock(void)
+{
+	if (--console_depth)
+		return;
+	console_owner = -1;
+	__atomic_store_n(&console_word, 0, __ATOMIC_RELEASE);
+}
+
 int vprintf(const char *fmt, va_list ap)
 {
 	struct out o = { 0 };
+	console_lock();
 	do_printf(&o, fmt, ap);
+	console_unlock();
 	return (int)o.len;
 }
 

@@ -4,6 +4,7 @@
 
 static int tests, failures, xfailures, skipped;
 
+/* the caller holds the console lock: a line and its counters change together */
 static void vreport(const char *tag, const char *fmt, va_list ap)
 {
 	printf("%s: ", tag);
@@ -14,12 +15,14 @@ static void vreport(const char *tag, const char *fmt, va_list ap)
 bool report(bool pass, const char *fmt, ...)
 {
 	va_list ap;
+	console_lock();
 	tests++;
 	if (!pass)
 		failures++;
 	va_start(ap, fmt);
 	vreport(pass ? "PASS" : "FAIL", fmt, ap);
 	va_end(ap);
+	console_unlock();
 	return pass;
 }
 
@@ -28,6 +31,7 @@ bool report_xfail(bool xfail, bool pass, const char *fmt, ...)
 	va_list ap;
 	const char *tag = pass ? (xfail ? "XPASS" : "PASS")
 			       : (xfail ? "XFAIL" : "FAIL");
+	console_lock();
 	tests++;
 	if (xfail && !pass)
 		xfailures++;
@@ -36,29 +40,37 @@ bool report_xfail(bool xfail, bool pass, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreport(tag, fmt, ap);
 	va_end(ap);
+	console_unlock();
 	return pass;
 }
 
 void report_skip(const char *fmt, ...)
 {
 	va_list ap;
+	console_lock();
 	tests++;
 	skipped++;
 	va_start(ap, fmt);
 	vreport("SKIP", fmt, ap);
 	va_end(ap);
+	console_unlock();
 }
 
 void report_info(const char *fmt, ...)
 {
 	va_list ap;
+	console_lock();
 	va_start(ap, fmt);
 	vreport("INFO", fmt, ap);
 	va_end(ap);
+	console_unlock();
 }
 
 int report_summary(void)
 {
+	int status;
+
+	console_lock();
 	printf("SUMMARY: %d tests", tests);
 	if (failures)
 		printf(", %d unexpected failures", failures);
@@ -68,10 +80,13 @@ int report_summary(void)
 		printf(", %d skipped", skipped);
 	printf("\n");
 	if (failures)
-		return 1;
-	if (tests == skipped)
-		return 38; /* debug-exit status 77: everything skipped */
-	return 0;
+		status = 1;
+	else if (tests == skipped)
+		status = 38; /* debug-exit status 77: everything skipped */
+	else
+		status = 0;
+	console_unlock();
+	return status;
 }
 
 void exit(int code)
