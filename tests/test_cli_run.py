@@ -97,11 +97,25 @@ def test_report_lists_the_counters_the_guest_left_running():
     from vmm import report
 
     data = report.build(outcome, 0, "hello64")
-    assert data["counters"] == [{"counter": "GP0", "event": "instructions", "eventsel": 0x5300C0,
+    assert data["counters"] == [{"cpu": 0, "counter": "GP0", "event": "instructions", "eventsel": 0x5300C0,
                                  "value": outcome.result.instructions, "counting": True}]
+    assert data["exits"]["IO_OUT"] > 10 and data["exits"]["STOPPED"] == 1     # serial output; debug-exit
     text = report.format_text(data)
     assert f"{outcome.result.instructions:,}      GP0      instructions" in text
-    assert "instructions retired" in text and "MIPS" in text and "exits by kind" in text
+    assert "instructions retired" in text and "MIPS" in text and f"IO_OUT {data['exits']['IO_OUT']:,}" in text
+    assert "on CPU0" not in text        # one vCPU: no per-vCPU lines
+
+
+def test_report_shows_each_vcpu(tmp_path):
+    out = tmp_path / "report.json"
+    proc = run_cli("run", "smp_boot", "--smp", "2", "--report-file", str(out), "--report-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert [v["cpu"] for v in data["vcpus"]] == [0, 1]
+    assert all(v["instructions"] > 1000 for v in data["vcpus"])
+    assert sum(v["instructions"] for v in data["vcpus"]) == data["instructions"]
+    assert data["vcpus"][1]["exits"].get("HLT", 0) > 0       # the AP waits in hlt for its work
+    assert data["exits"]["HLT"] == sum(v["exits"].get("HLT", 0) for v in data["vcpus"])
 
 
 def test_report_to_a_file(tmp_path):

@@ -25,6 +25,8 @@ class Dispatcher:
         self.cpuid = cpuid
         self.rdpmc = rdpmc  # callable(ecx) -> int | Fault, or None when there is no PMU
         self.trace = None   # callable(exit, result) when exits are traced
+        #: Exits seen, by kind: the ones answered here, and the terminal ones the run loop counts in.
+        self.counts = dict.fromkeys(ExitKind, 0)
         self._answers = {
             ExitKind.IO_IN: self._io_in, ExitKind.IO_OUT: self._io_out,
             ExitKind.MMIO_READ: self._mmio_read, ExitKind.MMIO_WRITE: self._mmio_write,
@@ -37,6 +39,7 @@ class Dispatcher:
         answer = self._answers.get(exit.kind)
         if answer is None:
             raise ValueError(f"{exit.kind.name} is a terminal exit; the run loop handles it")
+        self.counts[exit.kind] += 1
         result = answer(exit)
         if self.trace is not None:
             self.trace(exit, result)

@@ -364,6 +364,7 @@ class Machine:
                     continue
                 return self._ending(ex)
             ex = self._run_slice(cpu, end)
+            cpu.dispatcher.counts[ex.kind] += 1
             if ex.kind is ExitKind.YIELD:
                 continue
             if ex.kind is ExitKind.HLT:
@@ -519,5 +520,6 @@ class Machine:
 
 
 def _trace_exit(exit, result) -> None:
-    print(f"exit {exit.kind.name} addr={exit.address:#x} size={exit.size} value={exit.value:#x} -> {result!r}",
+    print(f"exit {exit.kind.name} cpu={exit.vcpu_id} addr={exit.address:#x} size={exit.size} value={exit.value:#x} "
+          f"-> {result!r}",
           file=sys.stderr)

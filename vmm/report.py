@@ -2,13 +2,16 @@
 """Run figures for people: the live status line on a terminal and the end-of-run report.
 
 The report (``--report``, ``--report-format text|json``) is what ``perf stat`` would say about the
-guest: every PMU counter the guest used (its event, value, and whether it was still counting when
-the run ended), PMIs delivered, instructions retired, virtual time (1 instruction = 1 ns, plus time
-skipped in HLT), wall time and MIPS.  The figures come from the machine after the run; the report
+guest: every PMU counter the guest used on each vCPU (its event, value, and whether it was still
+counting when the run ended), PMIs delivered, instructions retired, virtual time (1 instruction =
+1 ns, plus time skipped while every vCPU was halted), wall time, MIPS, and exits by kind; with
+several vCPUs also each vCPU's share.  The figures come from the machine after the run; the report
 never changes what the guest saw.
 
-Not reported yet, because nothing counts them: exits by kind (I/O, MMIO, MSR, CPUID, HLT, ...) and
-the time spent handling them.  They are listed under ``not_measured``.
+Exits are what reached the dispatcher (I/O, MMIO, MSRs and CPUID served in Python) and what ended a
+vCPU's run (HLT, YIELD at the end of an SMP time slice, ...).  Not reported, listed under
+``not_measured``: the accesses the hook layer serves in C without an exit (PMU MSRs, RDPMC, x2APIC
+MSRs, RDTSC), and the time spent handling exits.
 
 :class:`ProgressLine` redraws one line in place on a terminal (instructions, MIPS, virtual and wall
 time) and erases itself before other output; it is used only when stderr is a TTY.
@@ -22,7 +25,7 @@ import time
 
 from pmu import events
 
-NOT_MEASURED = ("exits by kind (the dispatcher does not count them)",
+NOT_MEASURED = ("accesses served in C without an exit (PMU MSRs, RDPMC, x2APIC MSRs, RDTSC)",
                 "time spent handling exits (no per-exit timing)")
 
 
@@ -37,12 +40,15 @@ def build(outcome, status: int, kernel: str) -> dict:
     """The report of a finished run as plain data (the JSON form)."""
     machine, result = outcome.machine, outcome.result
     counters = []
-    for info in machine.pmu.counters():
-        if not (info["value"] or info["eventsel"] or info["running"]):
-            continue    # never used by the guest
-        name = f"{'GP' if info['kind'] == 'gp' else 'FIXED'}{info['index']}"
-        counters.append({"counter": name, "event": _counter_event(machine.pmu, info), "eventsel": info["eventsel"],
-                         "value": info["value"], "counting": info["running"]})
+    for cpu in machine.cpus:
+        for info in cpu.pmu.counters():
+            if not (info["value"] or info["eventsel"] or info["running"]):
+                continue    # never used by the guest
+            name = f"{'GP' if info['kind'] == 'gp' else 'FIXED'}{info['index']}"
+            counters.append({"cpu": cpu.index, "counter": name, "event": _counter_event(cpu.pmu, info),
+                             "eventsel": info["eventsel"], "value": info["value"], "counting": info["running"]})
+    vcpus = [{"cpu": cpu.index, "instructions": cpu.vcpu.retired, "pmis_delivered": cpu.pmu.pmis_delivered,
+              "exits": _exits([cpu])} for cpu in machine.cpus]
     wall = outcome.wall_s
     return {
         "kernel": kernel,
@@ -54,10 +60,21 @@ def build(outcome, status: int, kernel: str) -> dict:
         "halted_ns": machine.halted_ns,
         "wall_s": round(wall, 6),
         "mips": round(result.instructions / wall / 1e6, 3) if wall > 0 else None,
-        "pmis_delivered": machine.pmu.pmis_delivered,
+        "pmis_delivered": sum(v["pmis_delivered"] for v in vcpus),
+        "exits": _exits(machine.cpus),
         "counters": counters,
+        "vcpus": vcpus,
         "not_measured": list(NOT_MEASURED),
     }
+
+
+def _exits(cpus) -> dict[str, int]:
+    """Exits by kind name, in ExitKind order, the kinds that happened only."""
+    totals: dict = {}
+    for cpu in cpus:
+        for kind, n in cpu.dispatcher.counts.items():
+            totals[kind] = totals.get(kind, 0) + n
+    return {kind.name: n for kind, n in sorted(totals.items()) if n}
 
 
 def format_json(report: dict) -> str:
@@ -66,20 +83,25 @@ def format_json(report: dict) -> str:
 
 def format_text(report: dict) -> str:
     lines = [f" Figures for guest '{report['kernel']}' ({report['reason']}, exit status {report['status']}):", ""]
+    several = len(report.get("vcpus", ())) > 1
     for c in report["counters"]:
         state = "counting" if c["counting"] else "stopped"
-        lines.append(f"{c['value']:>18,}      {c['counter']:<8} {c['event']:<16} ({state})")
+        counter = f"CPU{c['cpu']} {c['counter']}" if several else c["counter"]
+        lines.append(f"{c['value']:>18,}      {counter:<8} {c['event']:<16} ({state})")
     if not report["counters"]:
         lines.append(f"{'':>18}      (no PMU counter used)")
     mips = "-" if report["mips"] is None else f"{report['mips']:,.1f}"
     lines += [
         "",
         f"{report['instructions']:>18,}      instructions retired",
+        *(f"{v['instructions']:>18,}      on CPU{v['cpu']} ({v['pmis_delivered']:,} PMIs)"
+          for v in report.get("vcpus", ()) if several),
         f"{report['pmis_delivered']:>18,}      PMIs delivered",
         f"{report['virtual_ns'] / 1e9:>18.9f} s    virtual time ({report['halted_ns'] / 1e9:.9f} s halted)",
         f"{report['wall_s']:>18.6f} s    wall time",
         f"{mips:>18}      MIPS",
         "",
+        " Exits: " + (", ".join(f"{kind} {n:,}" for kind, n in report.get("exits", {}).items()) or "none") + ".",
         " Not measured: " + "; ".join(report["not_measured"]) + ".",
     ]
     return "\n".join(lines) + "\n"
