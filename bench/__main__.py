@@ -14,6 +14,8 @@ there is no target; skip when the measurement could not be made here).  The modu
 * bench_linux    Debian's kernel to /init and poweroff: VMM vs QEMU TCG, MIPS, determinism
 * bench_linux_perf perf in that guest: exact perf stat counts over 5 runs, wall time with perf off /
                  perf stat / perf record, samples per second of guest time, wall time per PMI
+* bench_smp      --smp N: aggregate guest MIPS at N = 1, 2, 4 on the same total work, the cost of a
+                 vCPU switch, the quantum's effect, IPI ping-pong round trips between two vCPUs
 
 ``--quick`` uses fewer iterations and repetitions (about half a minute in all); the default run
 takes a few minutes.  The numbers of this machine are in docs/figures.md.
@@ -30,7 +32,7 @@ import time
 from bench.common import Figure, print_table
 
 MODULES = ("bench_mips", "bench_exits", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core", "bench_linux",
-           "bench_linux_perf")
+           "bench_linux_perf", "bench_smp")
 
 
 def main(argv: list[str] | None = None) -> int:
