@@ -3,7 +3,8 @@
 
 smp_boot brings the APs up with INIT + SIPI through its own real-mode trampoline and checks what
 each AP saw; smp_ipi checks IPI delivery between the vCPUs' LAPICs; smp_pmu checks that every vCPU
-has its own PMU (exact counts on each CPU while the others run, PMIs to the right LAPIC).  The
+has its own PMU (exact counts on each CPU while the others run, PMIs to the right LAPIC); smp_cmc
+checks cross-modifying code (a vCPU runs another's rewritten code after serializing).  The
 kernels decide pass/fail; these tests also check the lines that show the run covered every CPU,
 and that runs are deterministic.
 """
@@ -114,3 +115,16 @@ def test_smp_runs_are_deterministic(kernel, cmdline, smp):
         assert_all_pass(result, serial)
         outputs.append(serial)
     assert all(out == outputs[0] for out in outputs[1:]), [out for out in outputs if out != outputs[0]][:1]
+
+
+@pytest.mark.parametrize("smp, cpu", [(1, "intel"), (2, "intel"), (4, "amd")])
+def test_smp_cmc_cross_modifying_code_is_seen_after_an_iret_to_itself(smp, cpu):
+    """One vCPU rewrites code another already ran; the other runs the new code once it serializes
+    (the IRET-to-itself idiom of Linux's sync_core), as the SDM's cross-modifying-code rule asks."""
+    result, serial = boot("smp_cmc", smp=smp, cpu=cpu)
+    assert_all_pass(result, serial)
+    assert "PASS: self-modifying code: the writer runs its new code at once" in serial
+    for ap in range(1, smp):
+        assert f"PASS: CPU {ap} after an IRET to itself runs the new code ({20 + ap})" in serial, serial
+    if smp == 1:
+        assert "SKIP: cross-modifying code: needs a second CPU" in serial

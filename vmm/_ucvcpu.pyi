@@ -56,6 +56,8 @@ class UcVcpu:
     irq_pending: bool
     nmi_check: bool
     forced_emulation: bool
+    #: An IRET that returns to the next instruction drops the engine's translations (SMP machines).
+    sync_translations: bool
     vcpu_id: int
     #: Virtual ns at which on_attention must run (2**64 - 1: none).
     deadline: int

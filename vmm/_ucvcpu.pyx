@@ -538,6 +538,7 @@ cdef class UcVcpu:
     cdef public bint nmi_check        # an NMI may be waiting: deliverable whatever RFLAGS.IF says
     cdef public bint forced_emulation
     cdef public int vcpu_id
+    cdef public bint sync_translations  # an IRET to itself drops translations (SMP: other vCPUs write code)
     cdef public uint64_t deadline     # virtual ns at which on_attention must run (timers)
     cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
     cdef public uint64_t max_insns
@@ -1166,6 +1167,10 @@ cdef class UcVcpu:
             return
         if op[i] == 0x0F and (op[i + 1] == 0x20 or op[i + 1] == 0x22) and (rex & 4) and (op[i + 2] & 0x38) == 0:
             self.emulate_cr8(address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
+        if op[i] == 0xCF:
+            if self.sync_translations:
+                self.sync_on_iret_to_self(address + i + 1, 8 if (rex & 8) else (2 if opsize != (bits == 16) else 4))
+            return
             return
         if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
                 (op[i] >= 0x6C and op[i] <= 0x6F):
@@ -1180,6 +1185,23 @@ cdef class UcVcpu:
 
     cdef void check_ltr(self, uint64_t address, uint8_t modrm, uint8_t rex) noexcept:
         """LTR of a null selector is a #GP(0) (SDM: LTR).  The engine would load a not-present TR
+    cdef void sync_on_iret_to_self(self, uint64_t next_pc, int width) noexcept:
+        """An IRET that returns to the instruction right after it is how software serializes itself
+        after another CPU rewrote code (Linux's sync_core; the SDM's cross-modifying-code rule asks
+        for a serializing instruction).  Each vCPU's engine keeps its own translations and sees no
+        other vCPU's writes, so such an IRET drops all of this vCPU's translations (their cost is
+        paid once, at this idiom only: other IRETs keep them)."""
+        cdef uint64_t ret = 0
+        cdef uint64_t sp = self.regs()[R_RSP]
+        if width != 8:
+            sp = <uint32_t> (sp + (<uint64_t*> (self.env + OFF_SEGS + SEG_SS * SEG_CACHE_SIZE + SEG_BASE))[0])
+        if not self.read_guest(sp, PROT_READ, &ret, width):
+            return      # the engine's IRET faults on its frame itself
+        if width < 8:
+            ret &= (<uint64_t> 1 << (8 * width)) - 1
+        if ret == next_pc - self.cs_base():
+            uc_ctl(self.uc, ctl_write(CTL_TB_FLUSH, 0))
+
         instead, and abort the whole process at the next stack switch through the TSS.  Other
         selectors, and LTR outside protected mode at CPL0, are the engine's to check."""
         cdef uint16_t selector = 0

@@ -190,9 +190,10 @@ _REP_PREFIXES = {X86_PREFIX_REP, X86_PREFIX_REPNE}
 _CONDITIONAL = {_INS[name] for name in ("loop", "loope", "loopne", "jrcxz", "jecxz", "jcxz")}
 _JMP = (_INS["jmp"], _INS["ljmp"])
 # Instructions that get per-address code hooks, by mnemonic (lite decoding gives no ids): MSR
-# accesses, port I/O, LTR and cache maintenance; MOV to/from CR8 is matched on its operands.
+# accesses, port I/O, LTR, cache maintenance and IRET (an IRET to itself serializes, which matters to
+# cross-modifying code on SMP machines); MOV to/from CR8 is matched on its operands.
 _HOOKED_MNEMONICS = frozenset({"rdmsr", "wrmsr", "in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd",
-                               "ltr", "clflush", "clflushopt", "wbinvd", "invd"})
+                               "ltr", "clflush", "clflushopt", "wbinvd", "invd", "iret", "iretd", "iretq"})
 
 # Operand addressing: capstone register id -> (index in the guest's register file, value mask), for
 # the 64-, 32- and 16-bit names of the sixteen general registers; segment registers by x86 number.
@@ -224,7 +225,7 @@ BRANCH_CALL = 64            # call (direct or indirect): pushes the return stack
 class DecodedBlock:
     offsets: tuple[int, ...]        # offset of each instruction from the block start
     flags: int
-    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, LTR, CLFLUSH/WBINVD/INVD
+    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, LTR, CLFLUSH/WBINVD/INVD, IRET
 
 
 def _is_rep_string(insn: _CsInsn) -> bool:
