@@ -214,6 +214,7 @@ DEF SEG_SS = 2
 DEF SEG_FS = 4
 DEF PAGE_SIZE = 0x1000
 DEF PROT_READ = 1                   # uc_prot for uc_vmem_read: data read, instruction fetch
+DEF PROT_WRITE = 2
 DEF PROT_EXEC = 4
 
 DEF EXC_UD = 6
@@ -537,14 +538,15 @@ cdef class UcVcpu:
     cdef public bint irq_pending
     cdef public bint nmi_check        # an NMI may be waiting: deliverable whatever RFLAGS.IF says
     cdef public bint forced_emulation
-    cdef public int vcpu_id
     cdef public bint sync_translations  # an IRET to itself drops translations (SMP: other vCPUs write code)
+    cdef public int vcpu_id
     cdef public uint64_t deadline     # virtual ns at which on_attention must run (timers)
     cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
     cdef public uint64_t max_insns
     cdef int stop_reason
     cdef object stop_text
     cdef bint delivering_df      # set while the engine delivers a #DF; still set later = triple fault
+    cdef bint stop_mid_block     # the engine stops before an instruction inside a block (a debugger's break)
     cdef public uint64_t tsc_aux
 
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
@@ -1092,7 +1094,7 @@ cdef class UcVcpu:
         if not self.read_guest(rsp, PROT_READ, &ec, 8) or (ec & 3) != 2:
             return
         ec = ((ec >> 4) << 3) | 2
-        uc_vmem_write(self.uc, rsp, 2, &ec, 8)
+        uc_vmem_write(self.uc, rsp, PROT_WRITE, &ec, 8)
 
     cdef int on_invalid(self) noexcept:
         cdef uint64_t rip = self.pc()
@@ -1165,12 +1167,12 @@ cdef class UcVcpu:
         if op[i] == 0x0F and op[i + 1] == 0x00 and ((op[i + 2] >> 3) & 7) == 3:
             self.check_ltr(address, op[i + 2], rex)
             return
-        if op[i] == 0x0F and (op[i + 1] == 0x20 or op[i + 1] == 0x22) and (rex & 4) and (op[i + 2] & 0x38) == 0:
-            self.emulate_cr8(address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
         if op[i] == 0xCF:
             if self.sync_translations:
                 self.sync_on_iret_to_self(address + i + 1, 8 if (rex & 8) else (2 if opsize != (bits == 16) else 4))
             return
+        if op[i] == 0x0F and (op[i + 1] == 0x20 or op[i + 1] == 0x22) and (rex & 4) and (op[i + 2] & 0x38) == 0:
+            self.emulate_cr8(address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
             return
         if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
                 (op[i] >= 0x6C and op[i] <= 0x6F):
@@ -1183,8 +1185,6 @@ cdef class UcVcpu:
                 self.emulate_port_io(address, address + i + (2 if op[i] <= 0xE7 else 1), port, size,
                                      (op[i] & 2) != 0)
 
-    cdef void check_ltr(self, uint64_t address, uint8_t modrm, uint8_t rex) noexcept:
-        """LTR of a null selector is a #GP(0) (SDM: LTR).  The engine would load a not-present TR
     cdef void sync_on_iret_to_self(self, uint64_t next_pc, int width) noexcept:
         """An IRET that returns to the instruction right after it is how software serializes itself
         after another CPU rewrote code (Linux's sync_core; the SDM's cross-modifying-code rule asks
@@ -1202,6 +1202,8 @@ cdef class UcVcpu:
         if ret == next_pc - self.cs_base():
             uc_ctl(self.uc, ctl_write(CTL_TB_FLUSH, 0))
 
+    cdef void check_ltr(self, uint64_t address, uint8_t modrm, uint8_t rex) noexcept:
+        """LTR of a null selector is a #GP(0) (SDM: LTR).  The engine would load a not-present TR
         instead, and abort the whole process at the next stack switch through the TSS.  Other
         selectors, and LTR outside protected mode at CPL0, are the engine's to check."""
         cdef uint16_t selector = 0
@@ -1494,6 +1496,32 @@ cdef class UcVcpu:
             self.stop_text = text
         uc_emu_stop(self.uc)
 
+    def stop_before_this_instruction(self, str text):
+        """From a code hook (a debugger's breakpoint): end run() before the instruction the hook
+        fires for, which does not retire (the engine checks for a stop right after code hooks)."""
+        self.stop_mid_block = True
+        self.request_stop(text)
+
+    def read_virtual(self, uint64_t address, size_t size):
+        """Guest memory at a virtual address through the guest's page tables (CR2 untouched), or
+        None if some byte is not mapped.  For debuggers; cold path."""
+        cdef bytearray buf = bytearray(size)
+        if size and not self.read_guest(address, PROT_READ, <char*> buf, size):
+            return None
+        return bytes(buf)
+
+    def write_virtual(self, uint64_t address, bytes data):
+        """Write guest memory at a virtual address (CR2 untouched) and drop translations of code
+        there; False if some byte is not mapped.  For debuggers; cold path."""
+        cdef uint64_t cr2 = self.c_cr(2)
+        if not data:
+            return True
+        if uc_vmem_write(self.uc, address, PROT_WRITE, <char*> data, len(data)) != 0:
+            (<uint64_t*> (self.env + OFF_CR))[2] = cr2
+            return False
+        uc_ctl(self.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), address, address + len(data))
+        return True
+
     def request_yield(self):
         """End this run() at the next block boundary with a YIELD exit (the end of an SMP time
         slice); any other stop reason takes precedence."""
@@ -1553,10 +1581,12 @@ cdef class UcVcpu:
         self.pmu = core
 
     # -- running --------------------------------------------------------------------------
-    def run(self, double timeout=0.0):
-        """Run until a terminal exit: HLT, SHUTDOWN, STOPPED or INTERNAL_ERROR.  A stop requested
-        while the guest was not running (from the machine's HLT wait, a signal handler) ends the
-        call before the guest runs."""
+    def run(self, double timeout=0.0, uint64_t steps=0):
+        """Run until a terminal exit: HLT, SHUTDOWN, STOPPED, YIELD or INTERNAL_ERROR.  A stop
+        requested while the guest was not running (from the machine's HLT wait, a signal handler)
+        ends the call before the guest runs.  ``steps`` > 0: execute at most that many
+        instructions (the engine's own count) and return STOPPED "step" unless something else
+        ended the run first; the instructions retire exactly as they would have in a free run."""
         cdef uint64_t rip = 0
         cdef int err
         cdef size_t timeout_us
@@ -1579,15 +1609,21 @@ cdef class UcVcpu:
                 timeout_us = <size_t> (min(remaining, MAX_ENTRY_S) * 1e6) + 1
             self.cycle_budget = 0       # the host may have changed the PMU between runs
             self.in_guest = True
-            err = uc_emu_start(self.uc, rip, 0, timeout_us, 0)
+            err = uc_emu_start(self.uc, rip, 0, timeout_us, steps)
             self.in_guest = False
-            self.finish_block()
+            if steps or self.stop_mid_block:
+                # Stopped before an instruction, maybe inside the block: what lies before it retired.
+                self.stop_mid_block = False
+                self.commit_before(self.pc())
+                self.leave_block()
+            else:
+                self.finish_block()
             if self.delivering_df:
                 self.triple_faulted()   # a fault while delivering the #DF: the engine gave up and stopped
             rip = self.pc()
             if self.trunc_exit and rip == self.trunc_exit:
                 self.disarm_truncation()
-                if self.stop_reason == STOP_NONE and not err:
+                if self.stop_reason == STOP_NONE and not err and not steps:
                     continue        # stopped where a counter overflowed or a shadow ended
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
@@ -1601,6 +1637,8 @@ cdef class UcVcpu:
             # address sets it too, but those were taken above.
             if self.engine_halted[0]:
                 return Exit(ExitKind.HLT, address=rip, vcpu_id=self.vcpu_id)
+            if steps:
+                return Exit(ExitKind.STOPPED, reason="step", address=rip, vcpu_id=self.vcpu_id)
             if end and time.monotonic() >= end:
                 return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
 

@@ -12,7 +12,7 @@ is one line on stderr and status 2, never a traceback.  ``--report``, ``--junit`
 describe the run afterwards (vmm/report.py, vmm/results.py); on a terminal a status line shows
 progress during long runs.
 
-Not supported: more than one vCPU, a kernel from stdin or a pipe (it must be a regular file),
+Not supported: a kernel from stdin or a pipe (it must be a regular file),
 serial input, and option values beginning with '-' except for ``--cpuid`` and ``--append``.
 """
 
@@ -56,6 +56,7 @@ exit status:
   125      the guest shut down (triple fault)
   126      the guest halted forever (HLT that nothing can wake)
   130/143  stopped by SIGINT/SIGTERM (serial output kept, report written)
+  137      killed from gdb (--gdb)
   141      the serial output's reader went away (broken pipe)
 """
 HELP_WORDS = ("help", "?")
@@ -72,6 +73,13 @@ def one_line(text: str) -> str:
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def _gdb_address(text: str) -> str:
+    from vmm.gdbstub import parse_listen_address
+
+    parse_listen_address(text)
+    return text
 
 
 def _typed(parse):
@@ -151,6 +159,8 @@ def build_parser(prog: str = "pmu-vmm") -> argparse.ArgumentParser:
     run.add_argument("--serial", metavar="FILE", help="write the guest's serial output to FILE instead of stdout")
     run.add_argument("--trace", choices=("exits",), action="append", default=[],
                      help="print every exit and its result on stderr")
+    run.add_argument("--gdb", metavar="[HOST:]PORT", type=_typed(_gdb_address),
+                     help="serve gdb on this TCP port (target remote :PORT); the guest waits for gdb to connect")
     run.add_argument("--forced-emulation", action="store_true",
                      help='honour the "ud2; kvm" forced emulation prefix')
     run.add_argument("--report", action="store_true",

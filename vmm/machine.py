@@ -98,6 +98,9 @@ from vmm.platform import Platform
 
 MAX_RAM = 3 << 30
 NO_DEADLINE = (1 << 64) - 1
+DEBUG_BREAKPOINT = "breakpoint"         # STOPPED reasons that stop the guest for gdb, not the run
+DEBUG_INTERRUPT = "interrupted by gdb"
+SIGINT, SIGTRAP = 2, 5                  # what gdb hears a stop was
 #: Board timers whose ticks act on the vCPUs only through their IRQ lines (tests/test_fuzz_guest.py
 #: checks that every built-in device with a timer is one of these).
 IRQ_LINE_TIMERS = (Pit, Rtc, AcpiPm)
@@ -110,6 +113,7 @@ STATUS_SHUTDOWN = 125       # triple fault
 STATUS_HALTED = 126         # HLT that nothing can ever wake
 STATUS_LIMIT = 124          # instruction limit: reported like a timeout
 STATUS_INTERNAL = 70        # EX_SOFTWARE: the VMM or the engine could not go on
+STATUS_KILLED = 137         # gdb's kill: as a process killed by SIGKILL
 
 
 @dataclass
@@ -134,7 +138,8 @@ class MachineConfig:
 @dataclass
 class RunResult:
     status: int                      # process exit status
-    reason: str     # "debug-exit", "poweroff", "reset", "shutdown", "halted", "timeout", "limit", "error"
+    reason: str     # "debug-exit", "poweroff", "reset", "shutdown", "halted", "timeout", "limit", "error",
+                    # "killed" (gdb)
     detail: str = ""
     instructions: int = 0
     serial: bytes = field(default=b"", repr=False)
@@ -181,7 +186,11 @@ class Machine:
         self.slice_end = NO_DEADLINE
         self._last_index = len(self.cpus) - 1     # round robin starts at the BSP
         self._in_slice = False
+        self._in_guest_run = False
+        self._end = 0.0                     # the run's wall-clock end (monotonic s), 0: none
         self._remote_wake = False
+        self._debug_break = False           # gdb's Ctrl-C: stop the running vCPU for the debugger
+        self._step_cpu: Cpu | None = None   # the vCPU gdb asked to step
 
         self.devices: list = []
         self._mapped_pages: set[int] = set()
@@ -202,6 +211,7 @@ class Machine:
             raise VmmError(str(e)) from None
         self.ram[ACPI_ADDRESS:self.acpi.end] = self.acpi.blob
         self.e820 = build_e820(config.memory, acpi=(ACPI_ADDRESS, self.acpi.end))
+        self.debugger = None
 
     # -- assembly ---------------------------------------------------------------------
     @staticmethod
@@ -295,9 +305,30 @@ class Machine:
         self.sync_timers()
         if self._stop_text is not None:
             cpu.vcpu.request_stop(self._stop_text)
+        elif self._debug_break and self._in_guest_run:
+            self._debug_break = False
+            cpu.vcpu.request_stop(DEBUG_INTERRUPT)
+        elif self._in_guest_run and self._end and time.monotonic() >= self._end:
+            cpu.vcpu.request_stop("timeout")
         elif self._in_slice and cpu is self.current and \
                 (now >= self.slice_end or self._remote_wake or self.apic_bus.remote_events):
-            cpu.vcpu.request_yield()
+            if self._others_can_run(cpu):
+                cpu.vcpu.request_yield()
+            else:       # nobody else could run: the slice goes on (a wake-up will end it)
+                self._remote_wake = False
+                self.apic_bus.remote_events = 0
+                if now >= self.slice_end:
+                    self.slice_end = now + self.config.quantum
+                    self.sync_timers()
+
+    def _others_can_run(self, cpu: Cpu) -> bool:
+        for other in self.cpus:
+            if other is cpu:
+                continue
+            if other.state is CpuState.RUNNABLE or other.lapic.init_pending or other.lapic.sipi_vector >= 0 or \
+                    (other.state is CpuState.HALTED and other.can_wake()):
+                return True
+        return False
 
     def _next_deadline(self):
         deadlines = [d for d in (*(c.lapic.next_deadline() for c in self.cpus),
@@ -334,6 +365,21 @@ class Machine:
         self.exit_status, self.exit_reason = statuses.get(reason, status), reason
         self.current.vcpu.request_stop(reason)
 
+    def attach_debugger(self, server) -> None:
+        """Answer gdb through ``server`` (a vmm.gdbstub.GdbServer) during run()."""
+        self.debugger = server
+        server.attach(self)
+
+    def debug_break(self) -> None:
+        """The debugger wants the guest stopped (gdb's Ctrl-C): before the running vCPU's next block."""
+        self._debug_break = True
+        self.current.vcpu.kick()
+
+    def kill(self, text: str) -> None:
+        """End the run at once with status 137 (gdb's kill)."""
+        self.exit_status, self.exit_reason = STATUS_KILLED, "killed"
+        self.request_stop(text)
+
     def request_stop(self, text: str) -> None:
         """End the run before the guest's next block (safe from a signal handler: it only sets
         flags); a request made while no vCPU runs ends the next run or HLT wait."""
@@ -355,7 +401,9 @@ class Machine:
             self.uart.flush()
 
     def _run(self) -> RunResult:
-        end = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
+        end = self._end = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
+        if self.debugger is not None and self.debugger.wait_at_start():
+            self._debugger_stopped(self.cpus[0], report=False)
         while True:
             cpu = self._pick()
             if cpu is None:
@@ -363,18 +411,47 @@ class Machine:
                 if ex is None:
                     continue
                 return self._ending(ex)
-            ex = self._run_slice(cpu, end)
+            if end and time.monotonic() >= end:
+                return self._ending(Exit(ExitKind.STOPPED, reason="timeout"))
+            stepping = cpu is self._step_cpu
+            ex = self._run_slice(cpu, end, steps=1 if stepping else 0)
             cpu.dispatcher.counts[ex.kind] += 1
-            if ex.kind is ExitKind.YIELD:
-                continue
             if ex.kind is ExitKind.HLT:
                 cpu.state = CpuState.HALTED
+            if stepping and ex.kind in (ExitKind.STOPPED, ExitKind.HLT, ExitKind.YIELD) and \
+                    ex.reason in ("step", "", "time slice ended"):
+                self._debugger_stopped(cpu)
+                continue
+            if ex.kind is ExitKind.STOPPED and ex.reason in (DEBUG_BREAKPOINT, DEBUG_INTERRUPT) and \
+                    self.debugger is not None:
+                self._debugger_stopped(cpu, interrupted=ex.reason == DEBUG_INTERRUPT)
+                continue
+            if ex.kind in (ExitKind.YIELD, ExitKind.HLT):
                 continue
             return self._ending(ex)
 
+    def _debugger_stopped(self, cpu: Cpu, report: bool = True, interrupted: bool = False) -> None:
+        """The guest is stopped for gdb: nothing runs until it continues or steps one vCPU."""
+        signal = SIGINT if interrupted else SIGTRAP
+        action, index = self.debugger.stopped(cpu.index, signal, report)
+        self._step_cpu = self.cpus[index] if action == "step" and 0 <= index < len(self.cpus) else None
+        if self._step_cpu is not None:
+            self._last_index = (index - 1) % len(self.cpus)     # _pick() starts at the stepped vCPU
+
     def _pick(self) -> Cpu | None:
         """The next vCPU to run, round robin after the last one: runnable, or halted with an
-        interrupt it can take; INIT and SIPI messages are taken on the way.  None: none can run."""
+        interrupt it can take; INIT and SIPI messages are taken on the way.  None: none can run.
+        While gdb steps a vCPU, only that one runs (and one that cannot run ends the step)."""
+        if self._step_cpu is not None:
+            cpu = self._step_cpu
+            self._take_startup(cpu)
+            if cpu.state is CpuState.HALTED and cpu.can_wake():
+                cpu.state = CpuState.RUNNABLE
+            if cpu.state is CpuState.RUNNABLE:
+                return cpu
+            self._debugger_stopped(cpu)     # a halted or waiting vCPU does not move
+            if self._step_cpu is not None:
+                return self._pick()
         n = len(self.cpus)
         for k in range(1, n + 1):
             cpu = self.cpus[(self._last_index + k) % n]
@@ -394,8 +471,9 @@ class Machine:
         if vector is not None and cpu.state is CpuState.WAIT_FOR_SIPI:
             cpu.start_at_sipi(vector)
 
-    def _run_slice(self, cpu: Cpu, end: float) -> Exit:
-        """Run ``cpu`` until its slice ends (one vCPU: until a terminal exit) or it halts."""
+    def _run_slice(self, cpu: Cpu, end: float, steps: int = 0) -> Exit:
+        """Run ``cpu`` until its slice ends (one vCPU: until a terminal exit) or it halts; ``steps``:
+        at most that many instructions (a debugger's step), which no slice end interrupts."""
         vcpu = cpu.vcpu
         self.current = cpu
         self._last_index = cpu.index
@@ -403,19 +481,23 @@ class Machine:
         vcpu.kick()         # other vCPUs and devices may have made interrupts pending meanwhile
         if self.config.max_insns:       # the limit is on the machine's total
             vcpu.max_insns = vcpu.retired + max(self.config.max_insns - self.retired, 0)
-        self._in_slice = len(self.cpus) > 1
+        self._in_slice = len(self.cpus) > 1 and not steps
+        self._in_guest_run = True
         self._remote_wake = False
         self.apic_bus.remote_events = 0
         self.slice_end = vcpu.now() + self.config.quantum if self._in_slice else NO_DEADLINE
         cpu.pmu.sched_in()
         cpu.pmu.before_guest_entry()
-        self.sync_timers()
+        # (kick() made the first thing run() does a service(): it sets the deadline.)
+        # The timeout is for the whole run.  One vCPU: the engine enforces what is left of it (at
+        # least a moment, so an expired one ends the run at once instead of meaning "no
+        # timeout").  Several: the engine's watchdog thread per entry would cost ~130 us a slice,
+        # so the run loop checks it between slices and service() within them.
+        timeout = max(end - time.monotonic(), 1e-9) if end and len(self.cpus) == 1 else 0.0
         try:
-            # The timeout is for the whole run: each entry gets what is left of it (at least a
-            # moment, so an expired one ends the run at once instead of meaning "no timeout").
-            return vcpu.run(timeout=max(end - time.monotonic(), 1e-9) if end else 0.0)
+            return vcpu.run(timeout=timeout, steps=steps)
         finally:
-            self._in_slice = False
+            self._in_slice = self._in_guest_run = False
 
     def _ending(self, ex: Exit) -> RunResult:
         """The RunResult of a terminal exit (HLT here means halted forever)."""
@@ -441,6 +523,9 @@ class Machine:
                 stop = cpu.vcpu.service()      # queued work, timers due by now, PMIs
                 if stop is not None:
                     return stop
+            if self._debug_break and self.debugger is not None:
+                self._debug_break = False
+                self._debugger_stopped(self.current, interrupted=True)
             if self._pick_possible():
                 return None
             if end and time.monotonic() >= end:
@@ -516,6 +601,8 @@ class Machine:
 
     def _result(self, status: int, reason: str, detail: str = "") -> RunResult:
         self.uart.flush()
+        if self.debugger is not None:
+            self.debugger.ended(status)
         return RunResult(status, reason, detail, self.retired, bytes(self.uart.output))
 
 

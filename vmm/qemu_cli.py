@@ -13,9 +13,13 @@ Every option is either honoured, accepted because it means nothing here, or refu
 built, before the kernel is opened, so a runner probing with a missing kernel learns whether the
 rest of its command line would work, as with QEMU.
 
-Not supported: disk images, drives, networks, chardevs, monitors and QMP, the gdb stub (``-s``,
-``-S``, ``-gdb``: "gdb stub not implemented yet"), more than one vCPU or serial port, CPU models
-beyond the generic ones of ``-cpu help``, and rebooting (a guest reset ends the run, status 123).
+gdb: ``-s`` (tcp::1234) or ``-gdb tcp:[HOST]:PORT`` starts vmm/gdbstub.py's server; with ``-S``
+the guest waits for gdb before its first instruction, without it the guest runs and gdb may attach
+at any time.  ``-S`` alone is refused (QEMU would wait for its monitor, which we do not have).
+
+Not supported: disk images, drives, networks, chardevs, monitors and QMP, more than one serial
+port, CPU models beyond those of ``-cpu help``, and rebooting (a guest reset ends the run, status
+123).
 """
 
 from __future__ import annotations
@@ -42,15 +46,15 @@ VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
 FEATURE_ALIASES = {"ibpb": "amd_ibpb"}      # QEMU's spelling -> vmm/cpuid.py's
 TOPOLOGY_KEYS = ("maxcpus", "sockets", "dies", "clusters", "cores", "threads")
 ONLY_NONE = ("display", "vga", "vnc", "monitor", "net", "parallel")
-ACCEPTED_FLAGS = ("enable-kvm", "no-reboot", "no-shutdown", "nodefaults", "no-user-config", "nographic")
-GDB_OPTIONS = ("s", "S", "gdb")
+ACCEPTED_FLAGS = ("enable-kvm", "no-reboot", "no-shutdown", "nodefaults", "no-user-config", "nographic", "s", "S")
+DEFAULT_GDB = "tcp::1234"           # what -s means
 #: QEMU options we know and refuse (anything else is an "invalid option", as in QEMU).
 REFUSED = ("drive", "hda", "hdb", "cdrom", "fda", "boot", "bios", "pflash", "netdev", "nic", "chardev", "mon", "qmp",
            "global", "object", "numa", "icount", "rtc", "incoming", "loadvm", "snapshot", "daemonize", "pidfile",
            "d", "D", "trace", "L", "fw_cfg", "usb", "usbdevice", "audiodev", "smbios", "acpitable", "overcommit",
            "sandbox", "runas", "chroot", "debugcon", "k", "option-rom", "plugin", "semihosting", "virtfs", "watchdog")
 TAKES_VALUE = ("kernel", "append", "initrd", "m", "smp", "cpu", "serial", "device", "machine", "M", "accel", "name",
-               *ONLY_NONE)
+               "gdb", *ONLY_NONE)
 
 
 class QemuError(Exception):
@@ -87,7 +91,7 @@ Other QEMU options are refused; docs/cli.md says what each one means here.
 -no-shutdown         accepted: a guest poweroff ends the run (status 0), there is no monitor
 -nodefaults, -no-user-config, -nographic, -name NAME   accepted, nothing to change here
 -display none, -vga none, -vnc none, -monitor none, -net none, -parallel none   accepted
--s, -S, -gdb DEV     refused: gdb stub not implemented yet
+-s, -gdb tcp:[HOST]:PORT   a gdb server (-s: tcp::1234); -S: wait for gdb before the first instruction
 
 Exit status: (value << 1) | 1 for a debug-exit write of value; 0 guest poweroff; 1 startup error;
 70 VMM error; 74 serial output error; 123 guest reset; 125 triple fault; 126 halted forever;
@@ -147,9 +151,24 @@ class _Command:
             return machine_help() if value in HELP_WORDS else self._machine(value)
         elif name == "accel":
             self._accel(value)
+        elif name in ("s", "gdb"):
+            self._gdb(DEFAULT_GDB if name == "s" else value)
+        elif name == "S":
+            self.request.gdb_wait = True
         elif name in ONLY_NONE and value != "none":
             raise QemuError(f"-{name} {value}: not supported by pmu-vmm (only 'none')")
         return None
+
+    def _gdb(self, value: str) -> None:
+        from vmm.gdbstub import parse_listen_address
+
+        if not value.startswith("tcp:"):
+            raise QemuError(f"-gdb {value}: only tcp:[HOST]:PORT is supported by pmu-vmm")
+        try:
+            parse_listen_address(value)
+        except ValueError as e:
+            raise QemuError(f"-gdb {value}: {e}") from None
+        self.request.gdb = value
 
     def _memory(self, value: str) -> None:
         size, *rest = value.split(",")
@@ -282,8 +301,6 @@ def parse(argv: list[str], prog: str) -> tuple[_Command | None, str | None]:
             return None, usage(prog)
         if name == "version":
             return None, banner() + "\nThis is pmu-vmm's QEMU-compatible front end, not QEMU."
-        if name in GDB_OPTIONS:
-            raise QemuError(f"{arg}: gdb stub not implemented yet")
         if name in REFUSED:
             raise QemuError(f"{arg}: not supported by pmu-vmm")
         if name not in TAKES_VALUE and name not in ACCEPTED_FLAGS:
@@ -333,6 +350,8 @@ def run_qemu(argv: list[str], prog: str) -> int:
             raise QemuError(f"-cpu: {e}") from None
         if command.serial is None and sys.stdout is None:
             raise QemuError("-serial stdio: standard output is closed")
+        if request.gdb_wait and request.gdb is None:
+            raise QemuError("-S: without -s or -gdb nothing could start the guest (pmu-vmm has no monitor)")
     except QemuError as e:
         _say(f"{prog}: {e}")
         return EXIT_QEMU_ERROR

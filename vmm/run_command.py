@@ -86,7 +86,7 @@ def _run(args, prog: str, files: ExitStack) -> int:
     devices = args.device + (["pmu-vmm-test-hooks"] if args.test_hooks else [])
     request = RunRequest(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
                          smp=args.smp, quantum=args.quantum, cpu_setup=setup, timeout=args.timeout,
-                         max_insns=args.max_insns,
+                         max_insns=args.max_insns, gdb=args.gdb, gdb_wait=args.gdb is not None,
                          trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
                          devices=devices)
     show_progress = sys.stderr is not None and sys.stderr.isatty() and not args.trace   # traces share stderr
@@ -97,6 +97,9 @@ def _run(args, prog: str, files: ExitStack) -> int:
         progress = ProgressLine(sys.stderr)
     sink = SerialSink(serial or sys.stdout.buffer, before_write=progress.clear if progress else None)
     machine = prepare(request, sink)
+    if machine.debugger is not None:
+        port = machine.debugger.port
+        _say(f"pmu-vmm: waiting for gdb on port {port} (in gdb: target remote :{port})")
     on_tick = None if progress is None else lambda: progress.update(machine.retired, machine.clock.now())
     outcome = execute(machine, sink, on_tick)
     if progress is not None:

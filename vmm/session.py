@@ -72,6 +72,8 @@ class RunRequest:
     cpu: str = "intel"
     smp: int = 1
     quantum: int = DEFAULT_QUANTUM    # guest instructions per vCPU time slice when smp > 1
+    gdb: str | None = None            # [tcp:][HOST]:PORT for a gdb server (vmm/gdbstub.py), or None
+    gdb_wait: bool = False            # the guest waits for gdb before its first instruction
     cpu_setup: CpuSetup = field(default_factory=lambda: CpuSetup(None, {}, None))
     timeout: float = 0.0              # wall-clock seconds for the whole run, 0 = none
     max_insns: int = 0
@@ -176,6 +178,13 @@ def prepare(request: RunRequest, sink) -> object:
         machine.load(path)
     except VmmError as e:
         raise InputError(str(e), "kernel-load", path, str(e)) from None
+    if request.gdb is not None:
+        from vmm.gdbstub import GdbServer
+
+        try:
+            machine.attach_debugger(GdbServer(request.gdb, start_stopped=request.gdb_wait))
+        except (VmmError, ValueError) as e:
+            raise InputError(str(e)) from None
     return machine
 
 
