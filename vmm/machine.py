@@ -47,9 +47,9 @@ stop request.
 
 Not supported: more than :data:`MAX_SMP` vCPUs, RAM above 3 GiB, PCI devices, device hot-plug,
 rebooting (a guest reset ends the run), save/restore of the whole machine (the LAPIC and PMU have
-their own state), cross-modifying code between vCPUs (a vCPU's engine keeps its translations of
-code another vCPU rewrites; code written before a vCPU first runs it, as AP trampolines are, is
-fine).
+their own state).  Code one vCPU rewrites after another vCPU ran it is seen by that one once it
+serializes with an IRET to itself (vmm/_ucvcpu.pyx, sync_on_iret_to_self); until then it may run
+its old translation, which the SDM allows.
 """
 
 from __future__ import annotations
