@@ -197,6 +197,9 @@ def figures(quick: bool = False) -> list[Figure]:
     for kind, label in labels.items():
         a, b = runs[f"pair {kind} {lo}"], runs[f"pair {kind} {hi}"]
         extra_slices = a[0].slices - b[0].slices
+        if extra_slices <= 0:       # a vCPU no other vCPU could replace keeps running: no slice ends
+            out.append(Figure(label, f"no slice ends ({a[0].slices:,} slices at quantum {lo:,})", "", "info"))
+            continue
         wall = Stat([(x.wall - y.wall) / extra_slices for x, y in zip(a, b, strict=True)])
         cpu = Stat([(x.cpu - y.cpu) / extra_slices for x, y in zip(a, b, strict=True)])
         switch_cost = switch_cost or wall.median
