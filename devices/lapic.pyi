@@ -8,6 +8,8 @@ machine sets, INIT/SIPI latches), the ``*_py`` test wrappers of its C API, and t
 (devices/lapic.pxd) is not callable from Python and is not described here.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, Final, Protocol
