@@ -58,6 +58,10 @@ class UcVcpu:
     forced_emulation: bool
     #: An IRET that returns to the next instruction drops the engine's translations (SMP machines).
     sync_translations: bool
+    #: How many times it did.
+    translation_flushes: int
+    #: Another vCPU ran since the last drop (set by the machine; only then is there anything to drop).
+    others_ran: bool
     vcpu_id: int
     #: Virtual ns at which on_attention must run (2**64 - 1: none).
     deadline: int

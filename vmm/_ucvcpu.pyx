@@ -539,6 +539,8 @@ cdef class UcVcpu:
     cdef public bint nmi_check        # an NMI may be waiting: deliverable whatever RFLAGS.IF says
     cdef public bint forced_emulation
     cdef public bint sync_translations  # an IRET to itself drops translations (SMP: other vCPUs write code)
+    cdef public uint64_t translation_flushes   # how often it did
+    cdef public bint others_ran        # another vCPU ran since the last flush (only they can rewrite code unseen)
     cdef public int vcpu_id
     cdef public uint64_t deadline     # virtual ns at which on_attention must run (timers)
     cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
@@ -1190,7 +1192,10 @@ cdef class UcVcpu:
         after another CPU rewrote code (Linux's sync_core; the SDM's cross-modifying-code rule asks
         for a serializing instruction).  Each vCPU's engine keeps its own translations and sees no
         other vCPU's writes, so such an IRET drops all of this vCPU's translations (their cost is
-        paid once, at this idiom only: other IRETs keep them)."""
+        paid once, at this idiom only: other IRETs keep them).  Nothing is dropped when no other vCPU
+        has run since the last time (``others_ran``, set by the machine): this engine saw every write
+        made since, its own (early boot patches all code before the APs start, with one such IRET
+        per patch)."""
         cdef uint64_t ret = 0
         cdef uint64_t sp = self.regs()[R_RSP]
         if width != 8:
@@ -1199,8 +1204,10 @@ cdef class UcVcpu:
             return      # the engine's IRET faults on its frame itself
         if width < 8:
             ret &= (<uint64_t> 1 << (8 * width)) - 1
-        if ret == next_pc - self.cs_base():
+        if ret == next_pc - self.cs_base() and self.others_ran:
             uc_ctl(self.uc, ctl_write(CTL_TB_FLUSH, 0))
+            self.translation_flushes += 1
+            self.others_ran = False
 
     cdef void check_ltr(self, uint64_t address, uint8_t modrm, uint8_t rex) noexcept:
         """LTR of a null selector is a #GP(0) (SDM: LTR).  The engine would load a not-present TR

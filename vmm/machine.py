@@ -475,6 +475,8 @@ class Machine:
         """Run ``cpu`` until its slice ends (one vCPU: until a terminal exit) or it halts; ``steps``:
         at most that many instructions (a debugger's step), which no slice end interrupts."""
         vcpu = cpu.vcpu
+        if cpu is not self.current:
+            vcpu.others_ran = True      # their code writes are not in this engine's translations
         self.current = cpu
         self._last_index = cpu.index
         self.clock.switch_to(vcpu)
