@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Guest MIPS of a tight ALU loop: the whole VMM versus bare Unicorn running the same bytes.
 
-The loop is ``bench_alu_loop`` in firmware/kernels/bench.c: 8 register ALU instructions plus
+The loop is ``bench_alu_loop`` in firmware/lib/alu_loop.S: 8 register ALU instructions plus
 ``dec %rcx; jnz`` = 10 instructions per iteration, one translation block.  Measured:
 
 * bare Unicorn: the loop's bytes (``bench_alu_loop`` .. ``bench_alu_loop_end``, read from the

@@ -54,26 +54,7 @@
 volatile uint32_t bench_irq_tsc, bench_irq_seen;
 uint32_t bench_store_buf[1024] __attribute__((aligned(4096)));
 
-/* the ALU loop: RCX iterations of 10 instructions, called with RCX = n */
-asm(".text\n"
-    ".globl bench_alu_loop\n"
-    ".type bench_alu_loop, @function\n"
-    "bench_alu_loop:\n"
-    "1:	add %rax, %rbx\n"
-    "	xor %rbx, %rdx\n"
-    "	sub %rdx, %r8\n"
-    "	or %r8, %r9\n"
-    "	and %r9, %rax\n"
-    "	add $3, %rbx\n"
-    "	shl $1, %rdx\n"
-    "	inc %r8\n"
-    "	dec %rcx\n"
-    "	jnz 1b\n"
-    ".globl bench_alu_loop_end\n"
-    "bench_alu_loop_end:\n"
-    "	ret\n"
-    ".size bench_alu_loop, . - bench_alu_loop\n");
-void bench_alu_loop(void);
+void bench_alu_loop(void);     /* lib/alu_loop.S: RCX iterations of 10 instructions */
 
 /*
  * Interrupt handlers for the self-IPI loops: RDTSC as early as possible

@@ -43,25 +43,7 @@
 #define XSTR(x) STR(x)
 #define XAPIC(reg) (APIC_DEFAULT_BASE + (reg))
 
-/* the ALU loop of bench.c: RCX iterations of 10 instructions */
-asm(".text\n"
-    ".globl bench_alu_loop\n"
-    ".type bench_alu_loop, @function\n"
-    "bench_alu_loop:\n"
-    "1:	add %rax, %rbx\n"
-    "	xor %rbx, %rdx\n"
-    "	sub %rdx, %r8\n"
-    "	or %r8, %r9\n"
-    "	and %r9, %rax\n"
-    "	add $3, %rbx\n"
-    "	shl $1, %rdx\n"
-    "	inc %r8\n"
-    "	dec %rcx\n"
-    "	jnz 1b\n"
-    ".globl bench_alu_loop_end\n"
-    "bench_alu_loop_end:\n"
-    "	ret\n"
-    ".size bench_alu_loop, . - bench_alu_loop\n");
+void bench_alu_loop(void);     /* lib/alu_loop.S: RCX iterations of 10 instructions */
 
 volatile uint32_t ping_count, pong_count;
 uint32_t pong_dest; /* ICR destination of the pong: xAPIC ICR2 value or x2APIC ID */
