@@ -62,7 +62,10 @@ class UcVcpu:
     #: Machine time this vCPU did not retire itself (HLT skips, other vCPUs' work): now() = retired + clock_offset.
     clock_offset: int
     max_insns: int
+    #: IA32_TSC_AUX (the engine's MSR, which WRMSR sets and RDTSCP returns).
     tsc_aux: int
+    #: IA32_TSC_ADJUST of this vCPU (signed).
+    tsc_adjust: int
     cache: CacheModel
     predictor: BranchPredictor
     def __init__(self, engine: Uc, handler: _ExitHandler | None = None, vcpu_id: int = 0) -> None: ...

@@ -16,7 +16,9 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   and restarted.  MSRs the engine models itself (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS bases,
   SYSENTER, PAT, TSC_AUX) run natively, with the SDM's canonical-address #GP added; the rest
   are exits, or C fast paths into the PMU core and (x2APIC registers) the LAPIC.  Unknown MSRs
-  are a #GP in the guest.
+  are a #GP in the guest.  IA32_TSC and IA32_TSC_ADJUST are this vCPU's (tsc_offset, tsc_adjust
+  over the machine's one clock), each write moving the other as the SDM says; RDTSCP reads the
+  engine's TSC_AUX, which WRMSR sets.
 * Exceptions and interrupts are delivered through the guest IDT by the engine's own
   delivery code (IDT gates, TSS.RSP0 stack switch, error codes, CR2, #DF, triple fault),
   called from inside hooks.  RDPMC (which the engine turns into #UD, or a wrong #GP at CPL3),
@@ -254,6 +256,8 @@ DEF STOP_YIELD = 5      # the lowest priority: any other reason replaces it
 
 # MSRs the engine models itself; writes of non-canonical addresses to some of them #GP.
 DEF MSR_TSC = 0x10
+DEF MSR_TSC_ADJUST = 0x3B           # emulated here, with the TSC (CPUID.7:EBX[1] says it exists)
+DEF MSR_TSC_AUX = 0xC0000103        # the engine's: RDTSCP reads it from there
 DEF MSR_HIGH = 0xC0000000
 
 cdef inline bint msr_is_native(uint32_t index) noexcept nogil:
@@ -544,7 +548,7 @@ cdef class UcVcpu:
     cdef int stop_reason
     cdef object stop_text
     cdef bint delivering_df      # set while the engine delivers a #DF; still set later = triple fault
-    cdef public uint64_t tsc_aux
+    cdef public int64_t tsc_adjust   # IA32_TSC_ADJUST: what WRMSRs to the TSC and to it have added
 
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
     cdef PmuCore pmu
@@ -1264,18 +1268,34 @@ cdef class UcVcpu:
         cdef uint64_t *r = self.regs()
         cdef uint32_t index = r[R_RCX] & 0xFFFFFFFF
         cdef uint64_t value = (r[R_RDX] << 32) | (r[R_RAX] & 0xFFFFFFFF)
+        cdef uint64_t delta
         if msr_is_native(index):
             if write and ((msr_needs_canonical(index) and not canonical(value))
-                          or (index == MSR_EFER and (value & ~<uint64_t>EFER_ALLOWED))):
+                          or (index == MSR_EFER and (value & ~<uint64_t>EFER_ALLOWED))
+                          or (index == MSR_TSC_AUX and (value >> 32))):     # TSC_AUX[63:32] reserved
                 self.commit_before(address)
                 self.raise_fault(EXC_GP)
             return      # the engine executes it
         self.commit_before(address)
         if index == MSR_TSC:
+            # SDM (IA32_TSC_ADJUST): a write to the TSC that moves it by X adds X to TSC_ADJUST too.
             if write:
-                self.tsc_offset = value - (self.retired + self.clock_offset)
+                delta = value - (self.retired + self.clock_offset + self.tsc_offset)
+                self.tsc_offset += delta
+                self.tsc_adjust += <int64_t> delta
             else:
                 value = self.retired + self.clock_offset + self.tsc_offset
+        elif index == MSR_TSC_ADJUST:
+            # ... and a write to TSC_ADJUST that changes it by X moves the TSC by X.
+            if not self._has_feature("tsc_adjust"):
+                self.raise_fault(EXC_GP)
+                return
+            if write:
+                delta = value - <uint64_t> self.tsc_adjust
+                self.tsc_adjust = <int64_t> value
+                self.tsc_offset += delta
+            else:
+                value = <uint64_t> self.tsc_adjust
         elif self.pmu is not None and self.pmu.owns_msr(index):
             self.cycle_budget = 0
             if (self.pmu.wrmsr(index, value, False) if write else self.pmu.rdmsr(index, &value, False)) != 0:
@@ -1368,8 +1388,36 @@ cdef class UcVcpu:
         r[R_RAX] = tsc & 0xFFFFFFFF
         r[R_RDX] = tsc >> 32
         if rdtscp:
-            r[R_RCX] = self.tsc_aux & 0xFFFFFFFF
+            r[R_RCX] = self.c_tsc_aux()     # as last written by WRMSR (the engine's copy)
         return 1
+
+    cdef uint64_t c_tsc_aux(self) noexcept:
+        cdef MsrArg m
+        m.rid = MSR_TSC_AUX
+        m.value = 0
+        uc_reg_read(self.uc, REG_MSR, &m)
+        return m.value & 0xFFFFFFFF
+
+    @property
+    def tsc_aux(self):
+        """IA32_TSC_AUX, which RDTSCP returns in ECX: the engine's MSR, which WRMSR sets."""
+        return self.c_tsc_aux()
+
+    @tsc_aux.setter
+    def tsc_aux(self, value):
+        cdef MsrArg m
+        m.rid = MSR_TSC_AUX
+        m.value = value & 0xFFFFFFFF
+        uc_reg_write(self.uc, REG_MSR, &m)
+
+    cdef bint _has_feature(self, str name) noexcept:
+        """Whether this vCPU's CPUID model advertises ``name`` (cold paths; True without a model)."""
+        try:
+            cpuid = getattr(self.handler, "cpuid", None)
+            return cpuid is None or cpuid.has(name)
+        except BaseException as e:
+            self._fail(f"CPUID model: {e!r}")
+            return False
 
     cdef void on_syscall(self) noexcept:
         """SYSCALL in long mode: RCX=return RIP, R11=RFLAGS, CS/SS from STAR, RIP=LSTAR."""

@@ -99,6 +99,8 @@ class Cpu:
         try:
             self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()), vcpu=self.vcpu)
             self.cpuid.set_feature(IBPB_FEATURE[self.cpuid.vendor], True)
+            if self.cpuid.vendor == "intel":
+                self.cpuid.set_feature("tsc_adjust", True)     # the hook layer serves MSR 0x3B
             CpuMsrs.advertise(self.cpuid)
             for name, on in config.cpuid_features.items():
                 self.cpuid.set_feature(name, on)
