@@ -11,7 +11,6 @@ import firmware
 from tests.guest import assert_all_pass, boot
 from vmm.machine import Machine, MachineConfig
 
-
 # -- TSC: RDTSCP/TSC_AUX, IA32_TSC writes and IA32_TSC_ADJUST ----------------------------------------
 TSC_CHECKS = ["RDTSCP returns TSC_AUX", "RDTSCP follows a new TSC_AUX", "TSC_AUX bit 32 -> #GP",
               "TSC_AUX unchanged by the faulting write"]
