@@ -61,3 +61,50 @@ def test_tsc_aux_is_the_engines_msr():
     assert machine.engine.msr_read(0xC0000103) == 0x2345_6789
     machine.engine.msr_write(0xC0000103, 7)
     assert vcpu.tsc_aux == 7
+
+
+# -- unmapped physical memory: reads all-ones, writes dropped (or --strict-memory) -------------------
+@pytest.mark.parametrize("config", [{}, {"smp": 2}, {"cpu": "amd", "smp": 3}])
+def test_unmapped_memory_reads_all_ones_and_drops_writes(config):
+    machine = Machine(MachineConfig(serial=io.BytesIO(), timeout=60, **config))
+    machine.load(str(firmware.image("unmapped")))
+    result = machine.run()
+    serial = result.serial.decode()
+    assert_all_pass(result, serial)
+    assert ("SKIP: AP: one CPU" in serial) == (config.get("smp", 1) == 1)
+    for cpu in machine.cpus[:2]:
+        vcpu = cpu.vcpu
+        assert vcpu.unmapped_reads > 0 and vcpu.unmapped_writes > 0
+        # sweeps over thousands of pages below and above 4 GiB: a few chunk-sized regions
+        regions = vcpu.void_regions()
+        assert 0 < len(regions) < 128, regions      # 64 GiB above 4 GiB: 64 of them
+        assert all(end - begin <= 1 << 30 for begin, end in regions)
+        for a, b in zip(regions, regions[1:], strict=False):
+            assert a[1] <= b[0]
+        if cpu.index == 0:
+            assert (0x8000000, 0x40000000) in regions
+
+
+def test_strict_memory_ends_the_run_at_the_first_unmapped_access():
+    result, serial = boot("unmapped", strict_memory=True)
+    assert (result.reason, result.status) == ("error", 70), result
+    assert "guest accessed unmapped physical memory at 0xc0000000 (size 8)" in result.detail
+    assert "PASS: RAM below 3 GiB" in serial and "8-byte read" not in serial
+
+
+@pytest.mark.parametrize("cmdline,detail", [
+    ("fetch", "guest fetched an instruction from unmapped physical memory at 0xc0000000"),
+    ("fetch-read", "guest fetched an instruction from MMIO at 0xc0000000")])
+def test_fetching_from_unmapped_memory_ends_the_run(cmdline, detail):
+    result, serial = boot("unmapped", cmdline=cmdline)
+    assert (result.reason, result.status) == ("error", 70), result
+    assert detail in result.detail
+    assert "calling into unmapped memory" in serial and "FAIL" not in serial
+
+
+def test_strict_memory_on_the_command_line():
+    from tests.guest import run_cli
+
+    assert run_cli("run", "unmapped").returncode == 0
+    proc = run_cli("run", "--strict-memory", "unmapped")
+    assert proc.returncode == 70 and b"unmapped physical memory at 0xc0000000" in proc.stderr, proc.stderr

@@ -56,6 +56,11 @@ class UcVcpu:
     irq_pending: bool
     nmi_check: bool
     forced_emulation: bool
+    #: An access to unmapped physical memory ends the run instead of reading all-ones.
+    strict_memory: bool
+    #: Accesses to unmapped physical memory (reads all-ones, writes dropped) so far.
+    unmapped_reads: int
+    unmapped_writes: int
     vcpu_id: int
     #: Virtual ns at which on_attention must run (2**64 - 1: none).
     deadline: int
@@ -73,6 +78,7 @@ class UcVcpu:
     def now(self) -> int: ...
     def nmi_blocked(self) -> bool: ...
     def flush_branch_predictor(self) -> None: ...
+    def void_regions(self) -> list[tuple[int, int]]: ...
     # the view devices use (devices.vcpu.Vcpu)
     def cpl(self) -> int: ...
     def cr0(self) -> int: ...

@@ -46,6 +46,10 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   retried inside the engine for ever).  HLT is the engine's halted state, not a look at the byte
   before RIP.  Reads of guest memory made for the hook layer itself (instruction bytes, the TSS
   I/O bitmap, operands) leave CR2 alone when they fail.
+* Physical memory with neither RAM nor a device reads all-ones and drops writes, as on a PC: the
+  first access maps the gap around it (at most one aligned GiB) as a "void" MMIO region that only
+  counts accesses; ``strict_memory`` ends the run there instead, and an instruction fetch from
+  unmapped memory always does.
 * Stop requests are kept until reported: one made while the guest is not running (the machine's
   HLT wait, a signal handler) ends the next run() or service().
 
@@ -392,6 +396,9 @@ cdef struct MmioRegion:
 
 
 DEF MAX_MMIO = 8
+DEF PHYS_LIMIT = 1 << 52            # the architectural limit of physical addresses (MAXPHYADDR <= 52)
+DEF VOID_CHUNK = 1 << 30            # the largest void region (see UcVcpu.map_void)
+DEF MAX_VOIDS = 4096
 
 
 cdef uint64_t _mmio_read(void *uc, uint64_t offset, unsigned size, void *ud) noexcept:
@@ -443,8 +450,18 @@ cdef int _on_mem_access(void *uc, int access, uint64_t address, int size, int64_
 
 
 cdef int _on_unmapped(void *uc, int access, uint64_t address, int size, int64_t value, void *ud) noexcept:
-    (<UcVcpu> ud).on_unmapped(access, address, size)
-    return 0
+    return (<UcVcpu> ud).on_unmapped(access, address, size)
+
+
+# Physical memory with neither RAM nor a device behind it (the platform rule: reads all-ones, writes
+# dropped), mapped on first access as "void" MMIO regions whose callbacks only count.
+cdef uint64_t _void_read(void *uc, uint64_t offset, unsigned size, void *ud) noexcept:
+    (<UcVcpu> ud).unmapped_reads += 1
+    return <uint64_t> -1 if size >= 8 else ((<uint64_t> 1 << (8 * size)) - 1)
+
+
+cdef void _void_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *ud) noexcept:
+    (<UcVcpu> ud).unmapped_writes += 1
 
 
 cdef struct MsrArg:
@@ -526,6 +543,10 @@ cdef class UcVcpu:
     cdef list work
     cdef MmioRegion mmio[MAX_MMIO]
     cdef int n_mmio
+    cdef list voids                   # [(begin, end)] of the void regions mapped (see map_void)
+    cdef public bint strict_memory    # an access to unmapped physical memory ends the run instead
+    cdef public uint64_t unmapped_reads    # accesses to void regions (the engine splits wide ones)
+    cdef public uint64_t unmapped_writes
 
     # accounting
     cdef Block *cur
@@ -570,6 +591,7 @@ cdef class UcVcpu:
         self.predictor = BranchPredictor()
         self.hooked_insns = set()
         self.work = []
+        self.voids = []
         self.deadline = <uint64_t> -1
         self.max_insns = <uint64_t> -1
 
@@ -1449,9 +1471,72 @@ cdef class UcVcpu:
         x86_load_seg(self.env, SEG_SS, ((star >> 32) & 0xFFFC) + 8)
         self.set_eip(lstar - 2)     # the engine adds the instruction length afterwards
 
-    cdef void on_unmapped(self, int access, uint64_t address, int size) noexcept:
-        self.stop_reason = STOP_ERROR
-        self.stop_text = f"guest accessed unmapped physical memory at {address:#x} (size {size})"
+    cdef bint on_unmapped(self, int access, uint64_t address, int size) noexcept:
+        """A data access to physical memory with no RAM and no device follows the platform rule
+        (reads all-ones, writes dropped): the gap it is in becomes a void region and the access goes
+        on.  Under strict_memory it ends the run instead; an instruction fetch from there always
+        does (as one from an MMIO window).  ``address`` is physical (the engine reports it after
+        translation)."""
+        if access == ucc.UC_MEM_FETCH_UNMAPPED:
+            self.stop_reason = STOP_ERROR
+            self.stop_text = f"guest fetched an instruction from unmapped physical memory at {address:#x}"
+            return False
+        if self.strict_memory or self.stop_reason == STOP_ERROR or not self.map_void(address):
+            if self.stop_reason != STOP_ERROR:
+                self.stop_reason = STOP_ERROR
+                self.stop_text = f"guest accessed unmapped physical memory at {address:#x} (size {size})"
+            return False
+        return True
+
+    cdef bint map_void(self, uint64_t address) noexcept:
+        """Map the unmapped range around ``address`` as a void region: the gap between the mappings
+        on either side, clipped to the naturally aligned VOID_CHUNK that holds ``address``.  Chunks
+        keep the regions few (one per chunk a guest touches: the engine's 40-bit physical space has
+        1024) and cheap to carve up again (unmapping costs the engine a TLB flush per page)."""
+        cdef uint64_t lo = address & ~<uint64_t>(VOID_CHUNK - 1)
+        cdef uint64_t hi = lo + VOID_CHUNK
+        cdef int err
+        if address >= PHYS_LIMIT:
+            return False
+        if len(self.voids) >= MAX_VOIDS:
+            self._fail(f"guest accessed unmapped physical memory in more than {MAX_VOIDS} places")
+            return False
+        try:
+            for begin, last, _ in self.engine.mem_regions():
+                if last < address:
+                    lo = max(lo, last + 1)
+                elif begin > address:
+                    hi = min(hi, begin)
+                else:
+                    return False        # mapped after all: not ours to change
+            err = uc_mmio_map(self.uc, lo, hi - lo, <void*> _void_read, <void*> self, <void*> _void_write,
+                              <void*> self)
+            if err:
+                self._fail(f"mapping unmapped physical memory {lo:#x}-{hi - 1:#x}: {unicorn.UcError(err)}")
+                return False
+            self.voids.append((lo, hi))
+            return True
+        except BaseException as e:
+            self._fail(f"unmapped physical memory at {address:#x}: {e!r}")
+            return False
+
+    cdef void carve_voids(self, uint64_t base, uint64_t size) except *:
+        """Make room for a mapping at [base, base + size): void regions there shrink around it."""
+        cdef uint64_t end = base + size
+        for begin, last in list(self.voids):
+            if begin < end and base < last:
+                uc_mem_unmap(self.uc, begin, last - begin)
+                self.voids.remove((begin, last))
+                for b, e in ((begin, base), (end, last)):
+                    if b < e:
+                        if uc_mmio_map(self.uc, b, e - b, <void*> _void_read, <void*> self, <void*> _void_write,
+                                       <void*> self):
+                            raise RuntimeError(f"remapping unmapped physical memory {b:#x}-{e - 1:#x}")
+                        self.voids.append((b, e))
+
+    def void_regions(self):
+        """The physical ranges [begin, end) mapped as reads-all-ones/writes-dropped so far."""
+        return sorted(self.voids)
 
     # -- Python side (cold paths) ---------------------------------------------------------
     cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
@@ -1552,6 +1637,7 @@ cdef class UcVcpu:
     def map_mmio(self, uint64_t base, uint64_t size):
         if self.n_mmio >= MAX_MMIO:
             raise RuntimeError("too many MMIO windows")
+        self.carve_voids(base, size)
         cdef MmioRegion *reg = &self.mmio[self.n_mmio]
         reg.vcpu = <void*> self
         reg.base = base

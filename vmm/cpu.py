@@ -96,6 +96,7 @@ class Cpu:
         self.vcpu = UcVcpu(self.engine, vcpu_id=index)
         self.vcpu.self_test()
         self.vcpu.forced_emulation = config.forced_emulation
+        self.vcpu.strict_memory = config.strict_memory
         try:
             self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()), vcpu=self.vcpu)
             self.cpuid.set_feature(IBPB_FEATURE[self.cpuid.vendor], True)
