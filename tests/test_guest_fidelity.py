@@ -108,3 +108,14 @@ def test_strict_memory_on_the_command_line():
     assert run_cli("run", "unmapped").returncode == 0
     proc = run_cli("run", "--strict-memory", "unmapped")
     assert proc.returncode == 70 and b"unmapped physical memory at 0xc0000000" in proc.stderr, proc.stderr
+
+
+# -- SYSCALL outside 64-bit code -----------------------------------------------------------------------
+@pytest.mark.parametrize("cpu,checks", [
+    ("intel", ["compatibility-mode SYSCALL -> #UD (vector 6)"]),
+    ("amd", ["compatibility-mode SYSCALL enters at CSTAR", "RCX = the next instruction", "R11 = RFLAGS",
+             "CS/SS from STAR[47:32]"])])
+def test_syscall_from_compatibility_mode(cpu, checks):
+    result, serial = boot("syscall_modes", cpu=cpu)
+    assert_all_pass(result, serial)
+    _passed(serial, checks + ["64-bit SYSCALL at CPL3 enters at LSTAR", "SYSCALL with EFER.SCE clear -> #UD"])

@@ -64,7 +64,8 @@ address and size: the accounting of that block goes wrong).  An interrupt made p
 access (e.g. a self-IPI through the xAPIC page) is taken at the next block boundary, a few
 instructions late; overflows of LLC and branch-miss counters raise their PMI at the next block
 boundary (the instruction/cycle/branch counters have zero skid).  SYSCALL loads CS/SS through
-the guest's GDT descriptors at STAR (real CPUs use fixed flat values).
+the guest's GDT descriptors at STAR (real CPUs use fixed flat values).  SYSCALL outside 64-bit code
+is #UD on Intel and goes to CSTAR (compatibility mode) or STAR[31:0] (legacy mode) on AMD.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
@@ -1442,34 +1443,60 @@ cdef class UcVcpu:
             return False
 
     cdef void on_syscall(self) noexcept:
-        """SYSCALL in long mode: RCX=return RIP, R11=RFLAGS, CS/SS from STAR, RIP=LSTAR."""
+        """SYSCALL: RCX=return RIP, R11=RFLAGS, CS/SS from STAR, RIP=LSTAR (64-bit code).  Outside
+        64-bit code Intel CPUs raise #UD; AMD ones go to CSTAR from compatibility mode and, in legacy
+        mode, to STAR[31:0] with ECX = return EIP and IF/VM/RF cleared (no FMASK, R11 untouched)."""
         cdef uint64_t *r = self.regs()
         cdef MsrArg m
-        cdef uint64_t rflags = 0, star, lstar, fmask, rip = self.eip()
+        cdef uint64_t rflags = 0, star, target, fmask, rip = self.eip()
+        cdef uint32_t hf = self.hflags()
+        cdef bint legacy = False
         m.rid = 0xC0000080
         uc_reg_read(self.uc, REG_MSR, &m)
-        if not (m.value & 1):       # EFER.SCE clear
-            self.commit_before(rip)
+        if not (m.value & 1) or (not (hf & HF_CS64) and not self._vendor_is_amd()):
+            # EFER.SCE clear, or (Intel) not in 64-bit mode
+            self.commit_before(self.pc())
             self.raise_fault(EXC_UD)
+            self.set_eip(self.eip() - 2)    # the engine adds SYSCALL's length to the handler's RIP
             return
         m.rid = 0xC0000081
         uc_reg_read(self.uc, REG_MSR, &m)
         star = m.value
-        m.rid = 0xC0000082
-        uc_reg_read(self.uc, REG_MSR, &m)
-        lstar = m.value
-        m.rid = 0xC0000084
-        uc_reg_read(self.uc, REG_MSR, &m)
-        fmask = m.value
+        if hf & HF_CS64:
+            m.rid = 0xC0000082         # LSTAR
+        elif hf & HF_LMA:
+            m.rid = 0xC0000083         # CSTAR: compatibility mode (AMD)
+        else:
+            legacy = True
+        if legacy:
+            target = star & 0xFFFFFFFF
+            fmask = EFLAGS_IF | EFLAGS_VM | 0x10000
+        else:
+            uc_reg_read(self.uc, REG_MSR, &m)
+            target = m.value
+            m.rid = 0xC0000084
+            uc_reg_read(self.uc, REG_MSR, &m)
+            fmask = m.value
         uc_reg_read(self.uc, REG_RFLAGS, &rflags)
-        r[R_RCX] = rip + 2
-        r[11] = rflags & ~<uint64_t>0x10000     # RF reads as 0 in the saved image
+        if legacy:
+            r[R_RCX] = (r[R_RCX] & ~<uint64_t>0xFFFFFFFF) | <uint32_t> (rip + 2)
+        else:
+            r[R_RCX] = rip + 2
+            r[11] = rflags & ~<uint64_t>0x10000     # RF reads as 0 in the saved image
         rflags &= ~(fmask | 0x10000)
         uc_reg_write(self.uc, REG_RFLAGS, &rflags)
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_CPL_MASK
         x86_load_seg(self.env, SEG_CS, (star >> 32) & 0xFFFC)
         x86_load_seg(self.env, SEG_SS, ((star >> 32) & 0xFFFC) + 8)
-        self.set_eip(lstar - 2)     # the engine adds the instruction length afterwards
+        self.set_eip(target - 2)     # the engine adds the instruction length afterwards
+
+    cdef bint _vendor_is_amd(self) noexcept:
+        """This vCPU's CPUID vendor is AMD (cold paths; Intel without a CPUID model)."""
+        try:
+            return getattr(getattr(self.handler, "cpuid", None), "vendor", "intel") == "amd"
+        except BaseException as e:
+            self._fail(f"CPUID model: {e!r}")
+            return False
 
     cdef bint on_unmapped(self, int access, uint64_t address, int size) noexcept:
         """A data access to physical memory with no RAM and no device follows the platform rule
