@@ -47,7 +47,9 @@ Read-only MSRs #GP on guest writes; a host write of the value the MSR holds is a
 host that saves and restores every MSR it can read works.  :meth:`get_state`/:meth:`set_state`
 save and restore all values through the host write rules.
 
-Not supported: IA32_TSC_ADJUST (CPUID.7:EBX[1] is not advertised), CMCI, LMCE, AMD's scalable
+IA32_TSC and IA32_TSC_ADJUST are the hook layer's (vmm/_ucvcpu.pyx), not this device's.
+
+Not supported: CMCI, LMCE, AMD's scalable
 MCA and threshold blocks, AMD's fixed-MTRR RdMem/WrMem extension (SYSCFG.MtrrFixDramModEn is
 0), IORRs, SMRRs, raising machine-check exceptions, and any effect of memory types (the engine
 has no caches): MTRRs only hold what the guest writes.

@@ -613,7 +613,7 @@ def plans(op: st.SearchStrategy[Op]) -> st.SearchStrategy[list[list[Op]]]:
 # -- running ---------------------------------------------------------------------------------------
 #: Endings a run may have (vmm/machine.py); "error" only with one of ERROR_DETAILS.
 REASONS = {"debug-exit", "poweroff", "reset", "shutdown", "halted", "timeout", "limit", "error"}
-ERROR_DETAILS = ("guest accessed unmapped physical memory", "guest fetched an instruction from MMIO")
+ERROR_DETAILS = ("guest fetched an instruction from MMIO", "guest fetched an instruction from unmapped physical memory")
 
 
 @dataclass

@@ -80,11 +80,17 @@ def test_bad_machine_config_is_a_clear_error():
             Machine(config)
 
 
-def test_access_beyond_ram_is_a_clean_vmm_error_with_serial_intact():
-    result, serial = boot("shutdown", cmdline="wild")
+def test_access_beyond_ram_under_strict_memory_is_a_clean_vmm_error_with_serial_intact():
+    result, serial = boot("shutdown", cmdline="wild", strict_memory=True)
     assert (result.reason, result.status) == ("error", 70)
     assert "unmapped physical memory at 0xc0000000" in result.detail
     assert "reading beyond RAM" in serial
+
+
+def test_access_beyond_ram_reads_all_ones():
+    result, serial = boot("shutdown", cmdline="wild")
+    assert "read 0xffffffff beyond RAM" in serial and "FAIL: still running" in serial
+    assert (result.reason, result.status) == ("debug-exit", 3)
 
 
 def test_a_timeout_too_long_for_one_engine_entry_still_runs():

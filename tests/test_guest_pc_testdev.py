@@ -16,6 +16,15 @@ def test_pc_testdev_with_the_test_hooks_too():
 
 
 def test_without_the_device_the_ports_read_all_ones():
+    """Its ports read all-ones and so does its memory (unmapped physical memory, as on a PC): the
+    data and memory checks fail, and the run ends with the kernel's failure status."""
     result, serial = boot("pc_testdev")
     assert "FAIL: data: 32-bit round trip" in serial, serial
-    assert "PASS" not in serial and result.reason == "error", (result, serial)
+    assert "FAIL: iomem: quadword written" in serial, serial
+    assert (result.reason, result.status) == ("debug-exit", 3), (result, serial)
+
+
+def test_without_the_device_its_memory_stops_a_strict_memory_run():
+    result, serial = boot("pc_testdev", strict_memory=True)
+    assert "FAIL: data: 32-bit round trip" in serial, serial
+    assert result.reason == "error" and "unmapped physical memory at 0xff000" in result.detail, result

@@ -62,13 +62,21 @@ class UcVcpu:
     translation_flushes: int
     #: Another vCPU ran since the last drop (set by the machine; only then is there anything to drop).
     others_ran: bool
+    #: An access to unmapped physical memory ends the run instead of reading all-ones.
+    strict_memory: bool
+    #: Accesses to unmapped physical memory (reads all-ones, writes dropped) so far.
+    unmapped_reads: int
+    unmapped_writes: int
     vcpu_id: int
     #: Virtual ns at which on_attention must run (2**64 - 1: none).
     deadline: int
     #: Machine time this vCPU did not retire itself (HLT skips, other vCPUs' work): now() = retired + clock_offset.
     clock_offset: int
     max_insns: int
+    #: IA32_TSC_AUX (the engine's MSR, which WRMSR sets and RDTSCP returns).
     tsc_aux: int
+    #: IA32_TSC_ADJUST of this vCPU (signed).
+    tsc_adjust: int
     cache: CacheModel
     predictor: BranchPredictor
     def __init__(self, engine: Uc, handler: _ExitHandler | None = None, vcpu_id: int = 0) -> None: ...
@@ -76,6 +84,7 @@ class UcVcpu:
     def now(self) -> int: ...
     def nmi_blocked(self) -> bool: ...
     def flush_branch_predictor(self) -> None: ...
+    def void_regions(self) -> list[tuple[int, int]]: ...
     # the view devices use (devices.vcpu.Vcpu)
     def cpl(self) -> int: ...
     def cr0(self) -> int: ...

@@ -16,7 +16,9 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   and restarted.  MSRs the engine models itself (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS bases,
   SYSENTER, PAT, TSC_AUX) run natively, with the SDM's canonical-address #GP added; the rest
   are exits, or C fast paths into the PMU core and (x2APIC registers) the LAPIC.  Unknown MSRs
-  are a #GP in the guest.
+  are a #GP in the guest.  IA32_TSC and IA32_TSC_ADJUST are this vCPU's (tsc_offset, tsc_adjust
+  over the machine's one clock), each write moving the other as the SDM says; RDTSCP reads the
+  engine's TSC_AUX, which WRMSR sets.
 * Exceptions and interrupts are delivered through the guest IDT by the engine's own
   delivery code (IDT gates, TSS.RSP0 stack switch, error codes, CR2, #DF, triple fault),
   called from inside hooks.  RDPMC (which the engine turns into #UD, or a wrong #GP at CPL3),
@@ -44,6 +46,10 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   retried inside the engine for ever).  HLT is the engine's halted state, not a look at the byte
   before RIP.  Reads of guest memory made for the hook layer itself (instruction bytes, the TSS
   I/O bitmap, operands) leave CR2 alone when they fail.
+* Physical memory with neither RAM nor a device reads all-ones and drops writes, as on a PC: the
+  first access maps the gap around it (at most one aligned GiB) as a "void" MMIO region that only
+  counts accesses; ``strict_memory`` ends the run there instead, and an instruction fetch from
+  unmapped memory always does.
 * Stop requests are kept until reported: one made while the guest is not running (the machine's
   HLT wait, a signal handler) ends the next run() or service().
 
@@ -58,7 +64,8 @@ address and size: the accounting of that block goes wrong).  An interrupt made p
 access (e.g. a self-IPI through the xAPIC page) is taken at the next block boundary, a few
 instructions late; overflows of LLC and branch-miss counters raise their PMI at the next block
 boundary (the instruction/cycle/branch counters have zero skid).  SYSCALL loads CS/SS through
-the guest's GDT descriptors at STAR (real CPUs use fixed flat values).
+the guest's GDT descriptors at STAR (real CPUs use fixed flat values).  SYSCALL outside 64-bit code
+is #UD on Intel and goes to CSTAR (compatibility mode) or STAR[31:0] (legacy mode) on AMD.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
@@ -255,6 +262,8 @@ DEF STOP_YIELD = 5      # the lowest priority: any other reason replaces it
 
 # MSRs the engine models itself; writes of non-canonical addresses to some of them #GP.
 DEF MSR_TSC = 0x10
+DEF MSR_TSC_ADJUST = 0x3B           # emulated here, with the TSC (CPUID.7:EBX[1] says it exists)
+DEF MSR_TSC_AUX = 0xC0000103        # the engine's: RDTSCP reads it from there
 DEF MSR_HIGH = 0xC0000000
 
 cdef inline bint msr_is_native(uint32_t index) noexcept nogil:
@@ -389,6 +398,9 @@ cdef struct MmioRegion:
 
 
 DEF MAX_MMIO = 8
+DEF PHYS_LIMIT = 1 << 52            # the architectural limit of physical addresses (MAXPHYADDR <= 52)
+DEF VOID_CHUNK = 1 << 30            # the largest void region (see UcVcpu.map_void)
+DEF MAX_VOIDS = 4096
 
 
 cdef uint64_t _mmio_read(void *uc, uint64_t offset, unsigned size, void *ud) noexcept:
@@ -440,8 +452,18 @@ cdef int _on_mem_access(void *uc, int access, uint64_t address, int size, int64_
 
 
 cdef int _on_unmapped(void *uc, int access, uint64_t address, int size, int64_t value, void *ud) noexcept:
-    (<UcVcpu> ud).on_unmapped(access, address, size)
-    return 0
+    return (<UcVcpu> ud).on_unmapped(access, address, size)
+
+
+# Physical memory with neither RAM nor a device behind it (the platform rule: reads all-ones, writes
+# dropped), mapped on first access as "void" MMIO regions whose callbacks only count.
+cdef uint64_t _void_read(void *uc, uint64_t offset, unsigned size, void *ud) noexcept:
+    (<UcVcpu> ud).unmapped_reads += 1
+    return <uint64_t> -1 if size >= 8 else ((<uint64_t> 1 << (8 * size)) - 1)
+
+
+cdef void _void_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *ud) noexcept:
+    (<UcVcpu> ud).unmapped_writes += 1
 
 
 cdef struct MsrArg:
@@ -523,6 +545,10 @@ cdef class UcVcpu:
     cdef list work
     cdef MmioRegion mmio[MAX_MMIO]
     cdef int n_mmio
+    cdef list voids                   # [(begin, end)] of the void regions mapped (see map_void)
+    cdef public bint strict_memory    # an access to unmapped physical memory ends the run instead
+    cdef public uint64_t unmapped_reads    # accesses to void regions (the engine splits wide ones)
+    cdef public uint64_t unmapped_writes
 
     # accounting
     cdef Block *cur
@@ -549,7 +575,7 @@ cdef class UcVcpu:
     cdef object stop_text
     cdef bint delivering_df      # set while the engine delivers a #DF; still set later = triple fault
     cdef bint stop_mid_block     # the engine stops before an instruction inside a block (a debugger's break)
-    cdef public uint64_t tsc_aux
+    cdef public int64_t tsc_adjust   # IA32_TSC_ADJUST: what WRMSRs to the TSC and to it have added
 
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
     cdef PmuCore pmu
@@ -571,6 +597,7 @@ cdef class UcVcpu:
         self.predictor = BranchPredictor()
         self.hooked_insns = set()
         self.work = []
+        self.voids = []
         self.deadline = <uint64_t> -1
         self.max_insns = <uint64_t> -1
 
@@ -1295,18 +1322,34 @@ cdef class UcVcpu:
         cdef uint64_t *r = self.regs()
         cdef uint32_t index = r[R_RCX] & 0xFFFFFFFF
         cdef uint64_t value = (r[R_RDX] << 32) | (r[R_RAX] & 0xFFFFFFFF)
+        cdef uint64_t delta
         if msr_is_native(index):
             if write and ((msr_needs_canonical(index) and not canonical(value))
-                          or (index == MSR_EFER and (value & ~<uint64_t>EFER_ALLOWED))):
+                          or (index == MSR_EFER and (value & ~<uint64_t>EFER_ALLOWED))
+                          or (index == MSR_TSC_AUX and (value >> 32))):     # TSC_AUX[63:32] reserved
                 self.commit_before(address)
                 self.raise_fault(EXC_GP)
             return      # the engine executes it
         self.commit_before(address)
         if index == MSR_TSC:
+            # SDM (IA32_TSC_ADJUST): a write to the TSC that moves it by X adds X to TSC_ADJUST too.
             if write:
-                self.tsc_offset = value - (self.retired + self.clock_offset)
+                delta = value - (self.retired + self.clock_offset + self.tsc_offset)
+                self.tsc_offset += delta
+                self.tsc_adjust += <int64_t> delta
             else:
                 value = self.retired + self.clock_offset + self.tsc_offset
+        elif index == MSR_TSC_ADJUST:
+            # ... and a write to TSC_ADJUST that changes it by X moves the TSC by X.
+            if not self._has_feature("tsc_adjust"):
+                self.raise_fault(EXC_GP)
+                return
+            if write:
+                delta = value - <uint64_t> self.tsc_adjust
+                self.tsc_adjust = <int64_t> value
+                self.tsc_offset += delta
+            else:
+                value = <uint64_t> self.tsc_adjust
         elif self.pmu is not None and self.pmu.owns_msr(index):
             self.cycle_budget = 0
             if (self.pmu.wrmsr(index, value, False) if write else self.pmu.rdmsr(index, &value, False)) != 0:
@@ -1399,42 +1442,159 @@ cdef class UcVcpu:
         r[R_RAX] = tsc & 0xFFFFFFFF
         r[R_RDX] = tsc >> 32
         if rdtscp:
-            r[R_RCX] = self.tsc_aux & 0xFFFFFFFF
+            r[R_RCX] = self.c_tsc_aux()     # as last written by WRMSR (the engine's copy)
         return 1
 
+    cdef uint64_t c_tsc_aux(self) noexcept:
+        cdef MsrArg m
+        m.rid = MSR_TSC_AUX
+        m.value = 0
+        uc_reg_read(self.uc, REG_MSR, &m)
+        return m.value & 0xFFFFFFFF
+
+    @property
+    def tsc_aux(self):
+        """IA32_TSC_AUX, which RDTSCP returns in ECX: the engine's MSR, which WRMSR sets."""
+        return self.c_tsc_aux()
+
+    @tsc_aux.setter
+    def tsc_aux(self, value):
+        cdef MsrArg m
+        m.rid = MSR_TSC_AUX
+        m.value = value & 0xFFFFFFFF
+        uc_reg_write(self.uc, REG_MSR, &m)
+
+    cdef bint _has_feature(self, str name) noexcept:
+        """Whether this vCPU's CPUID model advertises ``name`` (cold paths; True without a model)."""
+        try:
+            cpuid = getattr(self.handler, "cpuid", None)
+            return cpuid is None or cpuid.has(name)
+        except BaseException as e:
+            self._fail(f"CPUID model: {e!r}")
+            return False
+
     cdef void on_syscall(self) noexcept:
-        """SYSCALL in long mode: RCX=return RIP, R11=RFLAGS, CS/SS from STAR, RIP=LSTAR."""
+        """SYSCALL: RCX=return RIP, R11=RFLAGS, CS/SS from STAR, RIP=LSTAR (64-bit code).  Outside
+        64-bit code Intel CPUs raise #UD; AMD ones go to CSTAR from compatibility mode and, in legacy
+        mode, to STAR[31:0] with ECX = return EIP and IF/VM/RF cleared (no FMASK, R11 untouched)."""
         cdef uint64_t *r = self.regs()
         cdef MsrArg m
-        cdef uint64_t rflags = 0, star, lstar, fmask, rip = self.eip()
+        cdef uint64_t rflags = 0, star, target, fmask, rip = self.eip()
+        cdef uint32_t hf = self.hflags()
+        cdef bint legacy = False
         m.rid = 0xC0000080
         uc_reg_read(self.uc, REG_MSR, &m)
-        if not (m.value & 1):       # EFER.SCE clear
-            self.commit_before(rip)
+        if not (m.value & 1) or (not (hf & HF_CS64) and not self._vendor_is_amd()):
+            # EFER.SCE clear, or (Intel) not in 64-bit mode
+            self.commit_before(self.pc())
             self.raise_fault(EXC_UD)
+            self.set_eip(self.eip() - 2)    # the engine adds SYSCALL's length to the handler's RIP
             return
         m.rid = 0xC0000081
         uc_reg_read(self.uc, REG_MSR, &m)
         star = m.value
-        m.rid = 0xC0000082
-        uc_reg_read(self.uc, REG_MSR, &m)
-        lstar = m.value
-        m.rid = 0xC0000084
-        uc_reg_read(self.uc, REG_MSR, &m)
-        fmask = m.value
+        if hf & HF_CS64:
+            m.rid = 0xC0000082         # LSTAR
+        elif hf & HF_LMA:
+            m.rid = 0xC0000083         # CSTAR: compatibility mode (AMD)
+        else:
+            legacy = True
+        if legacy:
+            target = star & 0xFFFFFFFF
+            fmask = EFLAGS_IF | EFLAGS_VM | 0x10000
+        else:
+            uc_reg_read(self.uc, REG_MSR, &m)
+            target = m.value
+            m.rid = 0xC0000084
+            uc_reg_read(self.uc, REG_MSR, &m)
+            fmask = m.value
         uc_reg_read(self.uc, REG_RFLAGS, &rflags)
-        r[R_RCX] = rip + 2
-        r[11] = rflags & ~<uint64_t>0x10000     # RF reads as 0 in the saved image
+        if legacy:
+            r[R_RCX] = (r[R_RCX] & ~<uint64_t>0xFFFFFFFF) | <uint32_t> (rip + 2)
+        else:
+            r[R_RCX] = rip + 2
+            r[11] = rflags & ~<uint64_t>0x10000     # RF reads as 0 in the saved image
         rflags &= ~(fmask | 0x10000)
         uc_reg_write(self.uc, REG_RFLAGS, &rflags)
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_CPL_MASK
         x86_load_seg(self.env, SEG_CS, (star >> 32) & 0xFFFC)
         x86_load_seg(self.env, SEG_SS, ((star >> 32) & 0xFFFC) + 8)
-        self.set_eip(lstar - 2)     # the engine adds the instruction length afterwards
+        self.set_eip(target - 2)     # the engine adds the instruction length afterwards
 
-    cdef void on_unmapped(self, int access, uint64_t address, int size) noexcept:
-        self.stop_reason = STOP_ERROR
-        self.stop_text = f"guest accessed unmapped physical memory at {address:#x} (size {size})"
+    cdef bint _vendor_is_amd(self) noexcept:
+        """This vCPU's CPUID vendor is AMD (cold paths; Intel without a CPUID model)."""
+        try:
+            return getattr(getattr(self.handler, "cpuid", None), "vendor", "intel") == "amd"
+        except BaseException as e:
+            self._fail(f"CPUID model: {e!r}")
+            return False
+
+    cdef bint on_unmapped(self, int access, uint64_t address, int size) noexcept:
+        """A data access to physical memory with no RAM and no device follows the platform rule
+        (reads all-ones, writes dropped): the gap it is in becomes a void region and the access goes
+        on.  Under strict_memory it ends the run instead; an instruction fetch from there always
+        does (as one from an MMIO window).  ``address`` is physical (the engine reports it after
+        translation)."""
+        if access == ucc.UC_MEM_FETCH_UNMAPPED:
+            self.stop_reason = STOP_ERROR
+            self.stop_text = f"guest fetched an instruction from unmapped physical memory at {address:#x}"
+            return False
+        if self.strict_memory or self.stop_reason == STOP_ERROR or not self.map_void(address):
+            if self.stop_reason != STOP_ERROR:
+                self.stop_reason = STOP_ERROR
+                self.stop_text = f"guest accessed unmapped physical memory at {address:#x} (size {size})"
+            return False
+        return True
+
+    cdef bint map_void(self, uint64_t address) noexcept:
+        """Map the unmapped range around ``address`` as a void region: the gap between the mappings
+        on either side, clipped to the naturally aligned VOID_CHUNK that holds ``address``.  Chunks
+        keep the regions few (one per chunk a guest touches: the engine's 40-bit physical space has
+        1024) and cheap to carve up again (unmapping costs the engine a TLB flush per page)."""
+        cdef uint64_t lo = address & ~<uint64_t>(VOID_CHUNK - 1)
+        cdef uint64_t hi = lo + VOID_CHUNK
+        cdef int err
+        if address >= PHYS_LIMIT:
+            return False
+        if len(self.voids) >= MAX_VOIDS:
+            self._fail(f"guest accessed unmapped physical memory in more than {MAX_VOIDS} places")
+            return False
+        try:
+            for begin, last, _ in self.engine.mem_regions():
+                if last < address:
+                    lo = max(lo, last + 1)
+                elif begin > address:
+                    hi = min(hi, begin)
+                else:
+                    return False        # mapped after all: not ours to change
+            err = uc_mmio_map(self.uc, lo, hi - lo, <void*> _void_read, <void*> self, <void*> _void_write,
+                              <void*> self)
+            if err:
+                self._fail(f"mapping unmapped physical memory {lo:#x}-{hi - 1:#x}: {unicorn.UcError(err)}")
+                return False
+            self.voids.append((lo, hi))
+            return True
+        except BaseException as e:
+            self._fail(f"unmapped physical memory at {address:#x}: {e!r}")
+            return False
+
+    cdef void carve_voids(self, uint64_t base, uint64_t size) except *:
+        """Make room for a mapping at [base, base + size): void regions there shrink around it."""
+        cdef uint64_t end = base + size
+        for begin, last in list(self.voids):
+            if begin < end and base < last:
+                uc_mem_unmap(self.uc, begin, last - begin)
+                self.voids.remove((begin, last))
+                for b, e in ((begin, base), (end, last)):
+                    if b < e:
+                        if uc_mmio_map(self.uc, b, e - b, <void*> _void_read, <void*> self, <void*> _void_write,
+                                       <void*> self):
+                            raise RuntimeError(f"remapping unmapped physical memory {b:#x}-{e - 1:#x}")
+                        self.voids.append((b, e))
+
+    def void_regions(self):
+        """The physical ranges [begin, end) mapped as reads-all-ones/writes-dropped so far."""
+        return sorted(self.voids)
 
     # -- Python side (cold paths) ---------------------------------------------------------
     cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
@@ -1561,6 +1721,7 @@ cdef class UcVcpu:
     def map_mmio(self, uint64_t base, uint64_t size):
         if self.n_mmio >= MAX_MMIO:
             raise RuntimeError("too many MMIO windows")
+        self.carve_voids(base, size)
         cdef MmioRegion *reg = &self.mmio[self.n_mmio]
         reg.vcpu = <void*> self
         reg.base = base

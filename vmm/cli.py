@@ -163,6 +163,9 @@ def build_parser(prog: str = "pmu-vmm") -> argparse.ArgumentParser:
                      help="serve gdb on this TCP port (target remote :PORT); the guest waits for gdb to connect")
     run.add_argument("--forced-emulation", action="store_true",
                      help='honour the "ud2; kvm" forced emulation prefix')
+    run.add_argument("--strict-memory", action="store_true",
+                     help="end the run (status 70) when the guest accesses physical memory with no RAM or "
+                          "device behind it, instead of reading all-ones and dropping writes")
     run.add_argument("--report", action="store_true",
                      help="at the end, print PMU counters, PMIs, instructions, virtual/wall time and MIPS on stderr")
     run.add_argument("--report-format", choices=("text", "json"), metavar="text|json",

@@ -97,9 +97,12 @@ class Cpu:
         self.vcpu.self_test()
         self.vcpu.forced_emulation = config.forced_emulation
         self.vcpu.sync_translations = config.smp > 1
+        self.vcpu.strict_memory = config.strict_memory
         try:
             self.cpuid = CpuidModel(config.cpu, *(config.cpu_signature or ()), vcpu=self.vcpu)
             self.cpuid.set_feature(IBPB_FEATURE[self.cpuid.vendor], True)
+            if self.cpuid.vendor == "intel":
+                self.cpuid.set_feature("tsc_adjust", True)     # the hook layer serves MSR 0x3B
             CpuMsrs.advertise(self.cpuid)
             for name, on in config.cpuid_features.items():
                 self.cpuid.set_feature(name, on)

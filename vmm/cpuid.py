@@ -86,6 +86,7 @@ FEATURES = {
     "rdrand": (1, 0, 2, 30),
     "hypervisor": (1, 0, 2, 31),
     "fsgsbase": (7, 0, 1, 0),
+    "tsc_adjust": (7, 0, 1, 1),  # IA32_TSC_ADJUST (MSR 0x3B), emulated by the hook layer
     "bmi1": (7, 0, 1, 3),
     "smep": (7, 0, 1, 7),
     "bmi2": (7, 0, 1, 8),

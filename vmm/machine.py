@@ -129,6 +129,9 @@ class MachineConfig:
     max_insns: int = 0               # 0 = none
     trace_exits: bool = False
     forced_emulation: bool = False
+    # An access to physical memory with no RAM and no device ends the run (status 70) instead of the
+    # platform rule (reads all-ones, writes dropped).  Instruction fetches from there always end it.
+    strict_memory: bool = False
     pmu: PmuConfig | None = None     # None = derived from the CPU vendor's defaults
     cpu_signature: tuple[int, int, int] | None = None   # (family, model, stepping); None = vendor default
     cpuid_features: dict[str, bool] = field(default_factory=dict)   # vmm.cpuid.FEATURES name -> on/off

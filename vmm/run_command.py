@@ -88,7 +88,7 @@ def _run(args, prog: str, files: ExitStack) -> int:
                          smp=args.smp, quantum=args.quantum, cpu_setup=setup, timeout=args.timeout,
                          max_insns=args.max_insns, gdb=args.gdb, gdb_wait=args.gdb is not None,
                          trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
-                         devices=devices)
+                         strict_memory=args.strict_memory, devices=devices)
     show_progress = sys.stderr is not None and sys.stderr.isatty() and not args.trace   # traces share stderr
     progress = None
     if show_progress:

@@ -80,6 +80,7 @@ class RunRequest:
     serial: object = None             # a binary file for the guest's serial output; None = stdout
     trace_exits: bool = False
     forced_emulation: bool = False
+    strict_memory: bool = False       # unmapped physical memory ends the run (MachineConfig.strict_memory)
     devices: list[str] = field(default_factory=list)
 
 
@@ -167,7 +168,7 @@ def prepare(request: RunRequest, sink) -> object:
                            initrd=initrd, serial=sink, timeout=min(request.timeout, MAX_TIMEOUT_S),
                            max_insns=request.max_insns,
                            trace_exits=request.trace_exits, forced_emulation=request.forced_emulation,
-                           devices=devices)
+                           strict_memory=request.strict_memory, devices=devices)
     try:
         machine = Machine(config)
     except VmmError as e:

@@ -1,5 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* RDMSR/WRMSR: unknown MSRs #GP, known MSRs keep their values, TSC. */
+/*
+ * RDMSR/WRMSR: unknown MSRs #GP, known MSRs keep their values, TSC.
+ * TSC (SDM vol. 3 "Time-Stamp Counter"): RDTSCP returns IA32_TSC_AUX as last
+ * written, whose bits 63:32 are reserved; with CPUID.7:EBX[1] IA32_TSC_ADJUST
+ * starts at 0, a WRMSR to the TSC that moves it by X adds X to TSC_ADJUST, a
+ * WRMSR to TSC_ADJUST that changes it by X moves the TSC by X; without the CPUID
+ * bit the MSR does not exist (#GP).
+ */
 #include "desc.h"
 #include "libfw.h"
 #include "multiboot.h"
@@ -51,11 +58,108 @@ static void test_vendor(void)
 	}
 }
 
+static bool has_tsc_adjust(void)
+{
+	return cpuid(0).a >= 7 && (cpuid_indexed(7, 0).b & (1u << 1));
+}
+
+static void test_tsc_aux(void)
+{
+	uint32_t aux = 0;
+	uint64_t v = 0;
+
+	if (!(cpuid(0x80000001).d & (1u << 27))) {
+		report_skip("RDTSCP not advertised");
+		return;
+	}
+	wrmsr(MSR_TSC_AUX, 0x12345678);
+	rdtscp(&aux);
+	report(aux == 0x12345678, "RDTSCP returns TSC_AUX 0x12345678: 0x%x", aux);
+	wrmsr(MSR_TSC_AUX, 0xfedcba98);
+	rdtscp(&aux);
+	report(aux == 0xfedcba98 && rdmsr(MSR_TSC_AUX) == 0xfedcba98,
+	       "RDTSCP follows a new TSC_AUX 0xfedcba98: 0x%x", aux);
+	report(wrmsr_safe(MSR_TSC_AUX, 1ull << 32) && faulted_with(GP_VECTOR),
+	       "TSC_AUX bit 32 -> #GP");
+	rdtscp(&aux);
+	bool ok = !rdmsr_safe(MSR_TSC_AUX, &v);
+	report(ok && v == 0xfedcba98 && aux == 0xfedcba98,
+	       "TSC_AUX unchanged by the faulting write: 0x%lx", v);
+	wrmsr(MSR_TSC_AUX, 0);
+}
+
+/* first thing in main: nothing has written the TSC yet */
+static void test_tsc_adjust_reset(void)
+{
+	uint64_t v = 0;
+
+	if (!has_tsc_adjust()) {
+		report(rdmsr_safe(MSR_IA32_TSC_ADJUST, &v) &&
+			       faulted_with(GP_VECTOR),
+		       "no CPUID TSC_ADJUST: RDMSR 0x3b -> #GP");
+		report(wrmsr_safe(MSR_IA32_TSC_ADJUST, 0) &&
+			       faulted_with(GP_VECTOR),
+		       "no CPUID TSC_ADJUST: WRMSR 0x3b -> #GP");
+		return;
+	}
+	report(!rdmsr_safe(MSR_IA32_TSC_ADJUST, &v) && v == 0,
+	       "TSC_ADJUST reads 0 before any TSC write: 0x%lx", v);
+}
+
+static void test_tsc_adjust(void)
+{
+	const uint64_t d = 1ull << 36;
+	uint64_t a0, a1, t0, t1, x;
+
+	if (!has_tsc_adjust()) {
+		report_skip("TSC_ADJUST not advertised");
+		return;
+	}
+	/* a TSC write moving the TSC by X adds X to TSC_ADJUST */
+	a0 = rdmsr(MSR_IA32_TSC_ADJUST);
+	t0 = rdtsc();
+	x = t0 + (1ull << 44);
+	wrmsr(MSR_IA32_TSC, x);
+	a1 = rdmsr(MSR_IA32_TSC_ADJUST);
+	/* the TSC at the write lies in (t0, t0 + 1000) */
+	report(a1 - a0 <= (1ull << 44) && a1 - a0 > (1ull << 44) - 1000,
+	       "TSC write forward by ~2^44 adds it to TSC_ADJUST (%ld)",
+	       (int64_t)(a1 - a0));
+	t0 = rdtsc();
+	wrmsr(MSR_IA32_TSC, t0 - (1ull << 40));
+	x = rdmsr(MSR_IA32_TSC_ADJUST);
+	report(a1 - x >= (1ull << 40) && a1 - x < (1ull << 40) + 1000,
+	       "TSC write back by ~2^40 subtracts it (%ld)",
+	       (int64_t)(x - a1));
+	/* a TSC_ADJUST write changing it by X moves the TSC by X */
+	a1 = x;
+	t0 = rdtsc();
+	wrmsr(MSR_IA32_TSC_ADJUST, a1 + d);
+	t1 = rdtsc();
+	report(t1 - t0 >= d && t1 - t0 < d + 1000 &&
+		       rdmsr(MSR_IA32_TSC_ADJUST) == a1 + d,
+	       "TSC_ADJUST += 2^36 moves the TSC by it (%lu)", t1 - t0);
+	t0 = rdtsc();
+	wrmsr(MSR_IA32_TSC_ADJUST, a1 - d);
+	t1 = rdtsc();
+	report(t0 - t1 <= 2 * d && t0 - t1 > 2 * d - 1000 &&
+		       rdmsr(MSR_IA32_TSC_ADJUST) == a1 - d,
+	       "TSC_ADJUST -= 2^37 moves the TSC back by it (%ld)",
+	       (int64_t)(t1 - t0));
+	/* TSC_ADJUST = 0 undoes every adjustment: TSC back near its first reading */
+	t0 = rdtsc();
+	wrmsr(MSR_IA32_TSC_ADJUST, 0);
+	t1 = rdtsc();
+	report(t0 - t1 > (a1 - d) - 1000 && t0 - t1 <= a1 - d,
+	       "TSC_ADJUST = 0 takes every adjustment back (TSC 0x%lx)", t1);
+}
+
 int main(struct multiboot_info *mbi)
 {
 	uint64_t v;
 
 	printf("msr test\n");
+	test_tsc_adjust_reset();
 	test_vendor();
 
 	test_unknown(0x12345678);
@@ -114,6 +218,9 @@ int main(struct multiboot_info *mbi)
 	t1 = rdtsc();
 	report(t1 >= (1ull << 40) && t1 < (1ull << 40) + (1ull << 32),
 	       "TSC write 2^40, read 0x%lx", t1);
+
+	test_tsc_aux();
+	test_tsc_adjust();
 
 	/* APIC base */
 	uint64_t apic = rdmsr(MSR_IA32_APICBASE);

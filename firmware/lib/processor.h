@@ -8,6 +8,8 @@
 
 /* MSRs */
 #define MSR_IA32_TSC 0x00000010
+#define MSR_IA32_TSC_ADJUST 0x0000003b
+#define MSR_TSC_AUX 0xc0000103
 #define MSR_IA32_PRED_CMD 0x00000049
 #define MSR_IA32_APICBASE 0x0000001b
 #define MSR_IA32_SYSENTER_CS 0x00000174
@@ -125,6 +127,15 @@ static inline uint64_t rdtsc(void)
 	uint32_t lo, hi;
 	asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
 	return lo | ((uint64_t)hi << 32);
+}
+
+/* RDTSCP: the TSC, and IA32_TSC_AUX in *aux */
+static inline uint64_t rdtscp(uint32_t *aux)
+{
+	uint32_t lo, hi, c;
+	asm volatile("rdtscp" : "=a"(lo), "=d"(hi), "=c"(c));
+	*aux = c;
+	return ((uint64_t)hi << 32) | lo;
 }
 
 static inline unsigned long read_cr0(void)

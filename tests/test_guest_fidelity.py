@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""x86 corners test kernels check (issue 11): TSC, unmapped physical memory, SYSCALL/SYSENTER, CR/EFER checks."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import firmware
+from tests.guest import assert_all_pass, boot
+from vmm.machine import Machine, MachineConfig
+
+# -- TSC: RDTSCP/TSC_AUX, IA32_TSC writes and IA32_TSC_ADJUST ----------------------------------------
+TSC_CHECKS = ["RDTSCP returns TSC_AUX", "RDTSCP follows a new TSC_AUX", "TSC_AUX bit 32 -> #GP",
+              "TSC_AUX unchanged by the faulting write"]
+ADJUST_CHECKS = ["TSC_ADJUST reads 0 before any TSC write", "TSC write forward by ~2^44 adds it to TSC_ADJUST",
+                 "TSC write back by ~2^40 subtracts it", "TSC_ADJUST += 2^36 moves the TSC by it",
+                 "TSC_ADJUST -= 2^37 moves the TSC back by it", "TSC_ADJUST = 0 takes every adjustment back"]
+NO_ADJUST_CHECKS = ["no CPUID TSC_ADJUST: RDMSR 0x3b -> #GP", "no CPUID TSC_ADJUST: WRMSR 0x3b -> #GP"]
+
+
+def _passed(serial: str, checks: list[str]) -> None:
+    for check in checks:
+        assert f"PASS: {check}" in serial, (check, serial)
+
+
+def test_tsc_adjust_and_tsc_aux_on_intel():
+    result, serial = boot("msr")
+    assert_all_pass(result, serial)
+    _passed(serial, TSC_CHECKS + ADJUST_CHECKS)
+
+
+@pytest.mark.parametrize("config", [{"cpu": "amd"}, {"cpuid_features": {"tsc_adjust": False}}])
+def test_tsc_adjust_is_a_gp_without_its_cpuid_bit(config):
+    result, serial = boot("msr", **config)
+    assert_all_pass(result, serial)
+    _passed(serial, TSC_CHECKS + NO_ADJUST_CHECKS)
+
+
+def test_each_vcpu_has_its_own_tsc_offset_and_adjust():
+    machine = Machine(MachineConfig(serial=io.BytesIO(), timeout=60, smp=2))
+    machine.load(str(firmware.image("msr")))
+    result = machine.run()
+    assert_all_pass(result, result.serial.decode())
+    bsp, ap = (cpu.vcpu for cpu in machine.cpus)
+    # Every TSC offset comes from a write to the TSC or to TSC_ADJUST, each moving both by the same
+    # amount; msr.c ends with TSC_ADJUST = 0.  The AP (never started) saw none of the BSP's writes.
+    assert bsp.tsc_adjust == bsp.tsc_offset == 0
+    assert ap.tsc_adjust == ap.tsc_offset == 0
+    bsp.tsc_adjust = 5
+    assert ap.tsc_adjust == 0
+    assert machine.cpus[0].cpuid.has("tsc_adjust") and machine.cpus[1].cpuid.has("tsc_adjust")
+
+
+def test_tsc_aux_is_the_engines_msr():
+    machine = Machine(MachineConfig(serial=io.BytesIO()))
+    vcpu = machine.vcpu
+    vcpu.tsc_aux = 0x1_2345_6789
+    assert vcpu.tsc_aux == 0x2345_6789
+    assert machine.engine.msr_read(0xC0000103) == 0x2345_6789
+    machine.engine.msr_write(0xC0000103, 7)
+    assert vcpu.tsc_aux == 7
+
+
+# -- unmapped physical memory: reads all-ones, writes dropped (or --strict-memory) -------------------
+@pytest.mark.parametrize("config", [{}, {"smp": 2}, {"cpu": "amd", "smp": 3}])
+def test_unmapped_memory_reads_all_ones_and_drops_writes(config):
+    machine = Machine(MachineConfig(serial=io.BytesIO(), timeout=60, **config))
+    machine.load(str(firmware.image("unmapped")))
+    result = machine.run()
+    serial = result.serial.decode()
+    assert_all_pass(result, serial)
+    assert ("SKIP: AP: one CPU" in serial) == (config.get("smp", 1) == 1)
+    for cpu in machine.cpus[:2]:
+        vcpu = cpu.vcpu
+        assert vcpu.unmapped_reads > 0 and vcpu.unmapped_writes > 0
+        # sweeps over thousands of pages below and above 4 GiB: a few chunk-sized regions
+        regions = vcpu.void_regions()
+        assert 0 < len(regions) < 128, regions      # 64 GiB above 4 GiB: 64 of them
+        assert all(end - begin <= 1 << 30 for begin, end in regions)
+        for a, b in zip(regions, regions[1:], strict=False):
+            assert a[1] <= b[0]
+        if cpu.index == 0:
+            assert (0x8000000, 0x40000000) in regions
+
+
+def test_strict_memory_ends_the_run_at_the_first_unmapped_access():
+    result, serial = boot("unmapped", strict_memory=True)
+    assert (result.reason, result.status) == ("error", 70), result
+    assert "guest accessed unmapped physical memory at 0xc0000000 (size 8)" in result.detail
+    assert "PASS: RAM below 3 GiB" in serial and "8-byte read" not in serial
+
+
+@pytest.mark.parametrize("cmdline,detail", [
+    ("fetch", "guest fetched an instruction from unmapped physical memory at 0xc0000000"),
+    ("fetch-read", "guest fetched an instruction from MMIO at 0xc0000000")])
+def test_fetching_from_unmapped_memory_ends_the_run(cmdline, detail):
+    result, serial = boot("unmapped", cmdline=cmdline)
+    assert (result.reason, result.status) == ("error", 70), result
+    assert detail in result.detail
+    assert "calling into unmapped memory" in serial and "FAIL" not in serial
+
+
+def test_strict_memory_on_the_command_line():
+    from tests.guest import run_cli
+
+    assert run_cli("run", "unmapped").returncode == 0
+    proc = run_cli("run", "--strict-memory", "unmapped")
+    assert proc.returncode == 70 and b"unmapped physical memory at 0xc0000000" in proc.stderr, proc.stderr
+
+
+# -- SYSCALL outside 64-bit code -----------------------------------------------------------------------
+@pytest.mark.parametrize("cpu,checks", [
+    ("intel", ["compatibility-mode SYSCALL -> #UD (vector 6)"]),
+    ("amd", ["compatibility-mode SYSCALL enters at CSTAR", "RCX = the next instruction", "R11 = RFLAGS",
+             "CS/SS from STAR[47:32]"])])
+def test_syscall_from_compatibility_mode(cpu, checks):
+    result, serial = boot("syscall_modes", cpu=cpu)
+    assert_all_pass(result, serial)
+    _passed(serial, checks + ["64-bit SYSCALL at CPL3 enters at LSTAR", "SYSCALL with EFER.SCE clear -> #UD"])
