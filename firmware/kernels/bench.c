@@ -18,6 +18,9 @@
  *   wrmsr_evtsel    WRMSR 0x186 (IA32_PERFEVTSEL0) = EN|OS|USR|0xc0
  *   rdmsr_apicbase  RDMSR 0x1b (IA32_APIC_BASE, a Python device)
  *   rdpmc           RDPMC 0
+ *   cpuid           CPUID leaf 1 (EAX=1, ECX=0 set again each iteration)
+ *   loopdelay       "1: loop 1b" with RCX = n: one self-looping LOOP
+ *   decloop         "1: dec %rcx; jnz 1b" with RCX = n
  *   store           movl to a RAM page with no code in it
  *   eoi_mmio, tpr_mmio, timer_mmio          xAPIC MMIO write of EOI, TPR,
  *                                           timer initial count
@@ -203,6 +206,14 @@ static int run_loop(const char *op, uint64_t n, uint64_t *tsc_sum)
 		LOOP(n, MOV_ECX(MSR_IA32_APICBASE), "rdmsr");
 	else if (!strcmp(op, "rdpmc"))
 		LOOP(n, "xor %%ecx, %%ecx\n\t", "rdpmc");
+	else if (!strcmp(op, "cpuid"))
+		asm volatile("1:\n\tmov $1, %%eax\n\txor %%ecx, %%ecx\n\tcpuid"
+			     "\n\tdec %%rsi\n\tjnz 1b"
+			     : "+S"(n) : : "rax", "rbx", "rcx", "rdx", "memory", "cc");
+	else if (!strcmp(op, "loopdelay"))
+		asm volatile("1: loop 1b" : "+c"(n) : : "memory");
+	else if (!strcmp(op, "decloop"))
+		asm volatile("1: dec %%rcx\n\tjnz 1b" : "+c"(n) : : "memory", "cc");
 	else if (!strcmp(op, "store"))
 		LOOP(n, "lea bench_store_buf(%%rip), %%rdi\n\t",
 		     "movl %%eax, (%%rdi)");
