@@ -83,6 +83,7 @@ cimport cython
 cdef extern from *:
     int __builtin_popcountll(unsigned long long x) nogil
 
+from vmm import cpuid as _cpuid
 from vmm import decode
 from vmm.decode import decode_block, memory_operand
 from vmm.exits import Exit, ExitKind
@@ -281,6 +282,19 @@ cdef inline bint msr_needs_canonical(uint32_t index) noexcept nogil:
 cdef inline bint canonical(uint64_t v) noexcept nogil:
     cdef int64_t s = <int64_t>(v << 16) >> 16
     return <uint64_t>s == v
+
+
+# CPUID bits that follow the vCPU's state (vmm/cpuid.py's, which the C path copies).
+cdef uint32_t CPUID_XSAVE = _cpuid.XSAVE_BIT
+cdef uint32_t CPUID_OSXSAVE = _cpuid.OSXSAVE_BIT
+cdef uint64_t CR4_OSXSAVE = _cpuid.CR4_OSXSAVE
+
+
+cdef struct CpuidEntry:
+    uint32_t leaf
+    uint32_t subleaf
+    uint32_t takes_subleaf
+    uint32_t regs[4]
 
 
 # ExitKind members by value: building an enum from an int on every exit costs more than the exit.
@@ -634,6 +648,14 @@ cdef class UcVcpu:
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
     cdef uint64_t cycle_budget        # see stop_at_overflow(); 0 = unknown
     cdef public bint bulk_loops       # retire self-loop iterations in bulk (bulk_retire); off: one by one
+    # CPUID's C path: a copy of the handler's CpuidModel (load_cpuid), valid for one generation of it
+    cdef object cpuid_model
+    cdef object cpuid_generation
+    cdef CpuidEntry *cpuid_table
+    cdef int cpuid_len
+    cdef uint32_t cpuid_max_basic
+    cdef uint32_t cpuid_max_ext
+    cdef int cpuid_osxsave            # 1: OSXSAVE follows this vCPU's CR4, 0: never set, -1: no C path
     cdef public uint64_t bulk_iterations  # iterations retired in bulk so far (tests, statistics)
     cdef int lapic_status             # status of the last x2APIC access through the LAPIC's C path
 
@@ -646,6 +668,9 @@ cdef class UcVcpu:
         self.deadline = <uint64_t> -1
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
+
+    def __dealloc__(self):
+        free(self.cpuid_table)
 
     def __init__(self, engine, handler=None, vcpu_id=0):
         self.engine = engine
@@ -1528,13 +1553,97 @@ cdef class UcVcpu:
             uc_emu_stop(self.uc)
 
     cdef int on_cpuid(self) noexcept:
+        """CPUID from a C copy of the handler's CpuidModel (``handler.cpuid``), rebuilt whenever
+        its generation moves; through the handler (a CPUID exit) while exits are traced
+        (``handler.trace``), or when the handler has no model or its model reads another vCPU."""
         cdef uint64_t *r = self.regs()
+        try:
+            h = self.handler
+            if getattr(h, "trace", None) is None:
+                model = getattr(h, "cpuid", None)
+                if model is not None:
+                    if model is not self.cpuid_model or model.generation != self.cpuid_generation:
+                        self.load_cpuid(model)
+                    if self.cpuid_osxsave >= 0:
+                        self.cpuid_answer(r)
+                        return 1
+        except BaseException as e:
+            self._fail(f"CPUID: {e!r}")
+            return 0
         res = self._py_exit(ExitKind.CPUID, r[R_RAX] & 0xFFFFFFFF, 0, r[R_RCX] & 0xFFFFFFFF)
         if res is None:
             return 0
         for i in range(4):
             r[(R_RAX, R_RBX, R_RCX, R_RDX)[i]] = <uint32_t> res[i]
         return 1
+
+    cdef void load_cpuid(self, model) except *:
+        """Copy ``model`` (vmm.cpuid.CpuidModel.entries()) into the C table."""
+        cdef CpuidEntry *table
+        cdef int i
+        generation = model.generation
+        owner = model.vcpu
+        max_basic, max_ext, rows = model.entries()
+        table = <CpuidEntry*> malloc(sizeof(CpuidEntry) * (len(rows) + 1))
+        if table == NULL:
+            raise MemoryError()
+        for i, (leaf, subleaf, takes_subleaf, eax, ebx, ecx, edx) in enumerate(rows):
+            table[i].leaf = leaf
+            table[i].subleaf = subleaf
+            table[i].takes_subleaf = 1 if takes_subleaf else 0
+            table[i].regs[0] = eax
+            table[i].regs[1] = ebx
+            table[i].regs[2] = ecx
+            table[i].regs[3] = edx
+        free(self.cpuid_table)
+        self.cpuid_table = table
+        self.cpuid_len = len(rows)
+        self.cpuid_max_basic = max_basic
+        self.cpuid_max_ext = max_ext
+        self.cpuid_osxsave = 1 if owner is self else (0 if owner is None else -1)
+        self.cpuid_model = model
+        self.cpuid_generation = generation
+
+    cdef void cpuid_answer(self, uint64_t *r) noexcept:
+        """What CpuidModel.query() answers for EAX/ECX, from the C table, into RAX..RDX."""
+        cdef uint32_t leaf = <uint32_t> r[R_RAX], subleaf = <uint32_t> r[R_RCX], eff = leaf
+        cdef uint32_t out[4]
+        cdef CpuidEntry *e
+        cdef int i
+        if (self.cpuid_max_basic < eff < 0x80000000) or eff > self.cpuid_max_ext:
+            eff = self.cpuid_max_basic      # Intel: out-of-range leaves answer as the highest basic leaf
+        memset(out, 0, sizeof(out))
+        for i in range(self.cpuid_len):
+            e = &self.cpuid_table[i]
+            if e.leaf == eff and (e.subleaf == subleaf or not e.takes_subleaf):
+                memcpy(out, e.regs, sizeof(out))
+                break
+        if leaf == 1 and (out[2] & CPUID_XSAVE) and self.cpuid_osxsave == 1 and (self.c_cr(4) & CR4_OSXSAVE):
+            out[2] |= CPUID_OSXSAVE
+        r[R_RAX] = out[0]
+        r[R_RBX] = out[1]
+        r[R_RCX] = out[2]
+        r[R_RDX] = out[3]
+
+    def cpuid(self, uint32_t leaf, uint32_t subleaf=0):
+        """The C path's answer for (leaf, subleaf) as a tuple, or None if there is no C path (tests).
+        Leaves the guest's registers as they were."""
+        cdef uint64_t saved[4]
+        cdef uint64_t *r = self.regs()
+        model = getattr(self.handler, "cpuid", None)
+        if model is None:
+            return None
+        if model is not self.cpuid_model or model.generation != self.cpuid_generation:
+            self.load_cpuid(model)
+        if self.cpuid_osxsave < 0:
+            return None
+        saved[0], saved[1], saved[2], saved[3] = r[R_RAX], r[R_RBX], r[R_RCX], r[R_RDX]
+        r[R_RAX] = leaf
+        r[R_RCX] = subleaf
+        self.cpuid_answer(r)
+        res = (<uint32_t> r[R_RAX], <uint32_t> r[R_RBX], <uint32_t> r[R_RCX], <uint32_t> r[R_RDX])
+        r[R_RAX], r[R_RBX], r[R_RCX], r[R_RDX] = saved[0], saved[1], saved[2], saved[3]
+        return res
 
     cdef int on_rdtsc(self, bint rdtscp) noexcept:
         cdef uint64_t *r = self.regs()
