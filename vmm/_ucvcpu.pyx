@@ -31,6 +31,20 @@ What it does (all hot paths are C; Python is reached only on cold paths):
 * Zero-skid counter overflow: when an instruction/cycle counter would overflow before the
   block's last instruction, the block is re-translated to end right after the overflowing
   instruction (an engine "exit"), so status and PMI land before the next instruction.
+* Bulk retirement of self-loops: a block that is exactly ``loop .`` (either address size),
+  ``1: dec reg; jnz 1b`` (any GPR, 16/32/64-bit, jnz rel8/rel32) or ``jmp .`` is recognised when
+  first decoded.  At its block hook, once every check found nothing to do, as many iterations as
+  run one by one would retire before any hook had something to do are retired at once
+  (bulk_retire: up to the iteration before the loop falls through, the deadline, the instruction
+  limit or the first counter overflow), the counter register and DEC's flags are set as the engine
+  would leave them, and the block restarts, so its hook sees exactly what the one-by-one run saw
+  there.  Refused in an interrupt shadow, with TF or DR7 breakpoints, and while a branch-miss or a
+  CMASK/INV/EDGE counter runs.  ``bulk_loops = False`` turns it off (tests/test_bulk_loops.py runs
+  every form both ways).
+* CPUID is answered from a C copy of the handler's CpuidModel (``handler.cpuid``, through
+  CpuidModel.entries()), rebuilt whenever the model's generation moves; CPUID.1:ECX.OSXSAVE is
+  taken from this vCPU's CR4.  While exits are traced (``handler.trace`` set) CPUID is an exit to
+  the handler as before, so traces keep listing it.
 * Event models, paid for only while a counter uses them: the LLC model (vmm._uarch) behind a
   memory-access hook that exists only while an LLC event is counted, with CLFLUSH/WBINVD/INVD
   reported to it; the branch predictor model consulted at the next block boundary for the
@@ -942,14 +956,14 @@ cdef class UcVcpu:
                 # shadowed instruction, not at the end of this block.
                 self.truncate_after(b, 1)
                 return
-        if self.check_limit():
+        if self.retired >= self.max_insns and self.check_limit():
             return      # stopped before this block runs, as above
         if b.loop_kind and self.bulk_loops and self.bulk_retire(b):
             return
         self.cur = b
         self.cur_cpl = self.c_cpl()
-        if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS):
-            self.stop_at_overflow(b)
+        if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS) and self.cycle_budget <= b.n:
+            self.stop_at_overflow(b)    # (it returns at once while the budget exceeds the block)
 
     cdef bint bulk_retire(self, Block *b) noexcept:
         """At the entry of a self-loop block whose checks above found nothing to do: retire at once
