@@ -35,7 +35,7 @@ def figures(quick: bool = False, n: int | None = None) -> list[Figure]:
             extra.add((loop.info["pmc0"] - per_iter * n, loop.info["pmc1"] - n))
         target = "< 1" if op == "loopdelay" else ""
         wall = Stat(walls)
-        out.append(Figure(f"1e9-iteration `{what}`, instructions+branches counted, s (N={n:.0e})", wall.fmt(),
+        out.append(Figure(f"1e9-iteration `{what}`, instructions+branches counted, s (N={n:.0e})", wall.fmt(digits=4),
                           target, verdict(wall.median < 1) if target else "info"))
         out.append(Figure(f"  counted instructions - {per_iter}N, branches - N (every rep)",
                           ", ".join(f"{a}/{b}" for a, b in sorted(extra)), "one constant", verdict(len(extra) == 1)))
