@@ -283,3 +283,48 @@ def test_guest_delay_loop_counts_match(counters):
     bulk, k = run_bench_kernel("loopdelay", True, f"n=200000 counters={counters}")
     assert one == bulk
     assert k > 190_000 if counters == "insn_branch" else k == 0
+
+
+# 32-bit protected-mode code (a multiboot ELF32 entered as a PC boot loader enters it): the one-byte
+# DEC, LOOP with 32- and (0x67) 16-bit address size, and a 16-bit DEC, which keep or clear the
+# upper bits of RCX as the engine does.
+CODE32 = bytes.fromhex(
+    "b9 05 80 00 00"      # mov $0x8005, %ecx
+    "e2 fe"               # 1: loop 1b            (ECX)
+    "b9 05 80 01 00"      # mov $0x18005, %ecx
+    "49 75 fd"            # 1: dec %ecx; jnz 1b
+    "b9 05 00 cd ab"      # mov $0xabcd0005, %ecx
+    "67 e2 fd"            # 1: addr16 loop 1b     (CX)
+    "66 b9 03 80"         # mov $0x8003, %cx
+    "66 49 75 fc"         # 1: dec %cx; jnz 1b
+    "b0 00 e6 f4"         # mov $0, %al; out %al, $0xf4 (debug-exit)
+)
+
+
+def run_code32(bulk: bool, limit: int, tmp_path) -> tuple:
+    import io
+
+    from tests.elfgen import Seg, build_elf, multiboot_header
+    from vmm.machine import Machine, MachineConfig
+
+    header = multiboot_header()
+    image = tmp_path / "loops32.elf"
+    image.write_bytes(build_elf([Seg(0x100000, header + CODE32)], entry=0x100000 + len(header), bits=32))
+    machine = Machine(MachineConfig(serial=io.BytesIO(), max_insns=limit, timeout=60))
+    machine.vcpu.bulk_loops = bulk
+    machine.load(str(image))
+    result = machine.run()
+    engine = machine.cpus[0].engine
+    regs = tuple(engine.reg_read(getattr(uxc, f"UC_X86_REG_{r}")) for r in ("RCX", "EFLAGS", "EIP"))
+    return (result.reason, result.instructions, *regs), machine.vcpu.bulk_iterations
+
+
+def test_loops_in_32_bit_code_match(tmp_path):
+    _, k_full = run_code32(True, 0, tmp_path)
+    assert k_full > 0x8000 + 0x18000
+    done = run_code32(False, 0, tmp_path)[0][1]
+    for limit in (done - 0x18005 * 2 - 0x8005 - 40, done - 0x18005 * 2 + 7, done - 0x8003 * 2 - 8, done - 2 * 0x7FFF,
+                  done - 2 * 0x7FFC + 1, done - 9, done + 5):
+        one, _ = run_code32(False, limit, tmp_path)
+        bulk, k = run_code32(True, limit, tmp_path)
+        assert one == bulk, hex(limit)
