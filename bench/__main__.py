@@ -6,7 +6,8 @@ the target it is held to (if any) and the verdict (ok / MISS against the target;
 there is no target; skip when the measurement could not be made here).  The modules, in order:
 
 * bench_mips     guest MIPS of an ALU loop, VMM vs bare Unicorn (no counter / 2 / all counters)
-* bench_exits    OUT, PMU MSRs, a Python-bus MSR and RDPMC, per-op cost vs a register insn
+* bench_exits    OUT, PMU MSRs, a Python-bus MSR, RDPMC and CPUID, per-op cost vs a register insn
+* bench_loops    `loop .` and `dec; jnz` delay loops with counters: wall time per 1e9 iterations, exactness
 * bench_lapic    EOI / TPR / timer writes via xAPIC MMIO and x2APIC MSRs vs a store; self-IPIs
 * bench_boot     hello64 / hello32 boot-to-exit: CLI process, in-process, QEMU TCG
 * bench_refloop  the reference-loop kernel: wall time, instruction count, determinism
@@ -31,8 +32,8 @@ import time
 
 from bench.common import Figure, print_table
 
-MODULES = ("bench_mips", "bench_exits", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core", "bench_linux",
-           "bench_linux_perf", "bench_smp")
+MODULES = ("bench_mips", "bench_exits", "bench_loops", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core",
+           "bench_linux", "bench_linux_perf", "bench_smp")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,7 +73,7 @@ def debug(kernel: str, smp: int = 1, start_stopped: bool = True, **config):
     machine = Machine(MachineConfig(serial=io.BytesIO(), smp=smp, timeout=60, **config))
     machine.load(str(firmware.image(kernel)))
     machine.attach_debugger(server)
-    out = {}
+    out = {"machine": machine}
     thread = threading.Thread(target=lambda: out.setdefault("result", machine.run()), daemon=True)
     thread.start()
     return Client(server.port), thread, out
@@ -179,6 +179,26 @@ def test_ctrl_c_stops_a_running_guest_and_gdb_may_attach_late():
     client.kill()
     thread.join(60)
     assert out["result"].reason == "killed"
+
+
+def test_a_step_in_a_self_loop_retires_one_instruction():
+    """`jmp .` is retired in bulk when running free; a step still retires exactly one."""
+    client, thread, out = debug("spin", start_stopped=False)
+    client.ask("?")
+    client.sock.sendall(frame(b"c"))
+    client.interrupt()
+    machine = out["machine"]
+    before = machine.retired
+    for _ in range(5):
+        assert client.ask("s") == "T05thread:1;"
+    assert machine.retired == before + 5
+    rip = client.register(RIP)
+    for _ in range(3):      # as gdb continues from a breakpoint: step over it, insert it, continue
+        assert client.ask(f"z0,{rip:x},1") == "OK" and client.ask("s") == "T05thread:1;"
+        assert client.ask(f"Z0,{rip:x},1") == "OK" and client.ask("c") == "T05thread:1;"
+    assert machine.retired == before + 5 + 3       # the breakpoint stopped the loop at every iteration
+    client.kill()
+    thread.join(60)
 
 
 def test_cli_announces_the_port_and_runs_to_the_guests_status():

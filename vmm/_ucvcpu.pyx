@@ -33,6 +33,20 @@ What it does (all hot paths are C; Python is reached only on cold paths):
 * Zero-skid counter overflow: when an instruction/cycle counter would overflow before the
   block's last instruction, the block is re-translated to end right after the overflowing
   instruction (an engine "exit"), so status and PMI land before the next instruction.
+* Bulk retirement of self-loops: a block that is exactly ``loop .`` (either address size),
+  ``1: dec reg; jnz 1b`` (any GPR, 16/32/64-bit, jnz rel8/rel32) or ``jmp .`` is recognised when
+  first decoded.  At its block hook, once every check found nothing to do, as many iterations as
+  run one by one would retire before any hook had something to do are retired at once
+  (bulk_retire: up to the iteration before the loop falls through, the deadline, the instruction
+  limit or the first counter overflow), the counter register and DEC's flags are set as the engine
+  would leave them, and the block restarts, so its hook sees exactly what the one-by-one run saw
+  there.  Refused in an interrupt shadow, with TF or DR7 breakpoints, and while a branch-miss or a
+  CMASK/INV/EDGE counter runs.  ``bulk_loops = False`` turns it off (tests/test_bulk_loops.py runs
+  every form both ways).
+* CPUID is answered from a C copy of the handler's CpuidModel (``handler.cpuid``, through
+  CpuidModel.entries()), rebuilt whenever the model's generation moves; CPUID.1:ECX.OSXSAVE is
+  taken from this vCPU's CR4.  While exits are traced (``handler.trace`` set) CPUID is an exit to
+  the handler as before, so traces keep listing it.
 * Event models, paid for only while a counter uses them: the LLC model (vmm._uarch) behind a
   memory-access hook that exists only while an LLC event is counted, with CLFLUSH/WBINVD/INVD
   reported to it; the branch predictor model consulted at the next block boundary for the
@@ -68,7 +82,7 @@ the guest's GDT descriptors at STAR (real CPUs use fixed flat values).  SYSCALL 
 is #UD on Intel and goes to CSTAR (compatibility mode) or STAR[31:0] (legacy mode) on AMD.
 """
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
+from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
@@ -87,6 +101,10 @@ from vmm._uarch cimport BranchPredictor, CacheModel
 from devices.bus import Fault
 cimport cython
 
+cdef extern from *:
+    int __builtin_popcountll(unsigned long long x) nogil
+
+from vmm import cpuid as _cpuid
 from vmm import decode
 from vmm.decode import decode_block, memory_operand
 from vmm.exits import Exit, ExitKind
@@ -170,6 +188,7 @@ cdef int INS_RDTSC = uxc.UC_X86_INS_RDTSC
 cdef int INS_RDTSCP = uxc.UC_X86_INS_RDTSCP
 cdef int REG_RIP = uxc.UC_X86_REG_RIP
 cdef int REG_RFLAGS = uxc.UC_X86_REG_RFLAGS
+cdef int REG_DR7 = uxc.UC_X86_REG_DR7
 cdef int REG_MSR = uxc.UC_X86_REG_MSR
 cdef int CTL_IO_WRITE = 1
 cdef int CTL_TB_REMOVE_CACHE = ucc.UC_CTL_TB_REMOVE_CACHE
@@ -207,6 +226,8 @@ DEF HF_CS64 = 1 << 15
 DEF CR0_PE = 1
 DEF HF2_NMI_MASK = 1 << 2
 DEF EFLAGS_IF = 1 << 9
+DEF EFLAGS_TF = 1 << 8
+DEF EFLAGS_DEC = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 11)   # PF AF ZF SF OF: what DEC sets
 DEF EFLAGS_IOPL_SHIFT = 12
 DEF EFLAGS_VM = 1 << 17
 DEF EFER_ALLOWED = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11)   # SCE, LME, LMA, NXE
@@ -247,9 +268,12 @@ DEF EV_INSTRUCTIONS = 1
 DEF EV_REF_CYCLES = 2
 DEF EV_LLC_REFS = 3
 DEF EV_LLC_MISSES = 4
+DEF EV_BRANCHES = 5
 DEF EV_BRANCH_MISSES = 6
+DEF EV_COND_BRANCHES = 8
 DEF CYCLE_EVENTS = (1 << EV_CORE_CYCLES) | (1 << EV_INSTRUCTIONS) | (1 << EV_REF_CYCLES)
 DEF CACHE_EVENTS = (1 << EV_LLC_REFS) | (1 << EV_LLC_MISSES)
+DEF NUM_PMU_EVENTS = 9
 
 # Why run() returned.
 DEF STOP_NONE = 0
@@ -284,6 +308,19 @@ cdef inline bint canonical(uint64_t v) noexcept nogil:
     return <uint64_t>s == v
 
 
+# CPUID bits that follow the vCPU's state (vmm/cpuid.py's, which the C path copies).
+cdef uint32_t CPUID_XSAVE = _cpuid.XSAVE_BIT
+cdef uint32_t CPUID_OSXSAVE = _cpuid.OSXSAVE_BIT
+cdef uint64_t CR4_OSXSAVE = _cpuid.CR4_OSXSAVE
+
+
+cdef struct CpuidEntry:
+    uint32_t leaf
+    uint32_t subleaf
+    uint32_t takes_subleaf
+    uint32_t regs[4]
+
+
 # ExitKind members by value: building an enum from an int on every exit costs more than the exit.
 cdef tuple EXIT_KINDS = tuple(sorted(ExitKind, key=int))
 
@@ -297,6 +334,72 @@ cdef struct Block:
     uint8_t flags         # vmm.decode flags
     uint8_t used
     uint16_t *offs        # n instruction offsets
+    uint8_t loop_kind     # a self-loop bulk_retire() can run many iterations of at once (LOOP_*)
+    uint8_t loop_reg      # its counter register (RCX for LOOP, the DEC's register)
+    uint8_t loop_bits     # the counter's width: LOOP's address size, DEC's operand size
+
+
+# Self-loops: blocks that jump to their own first instruction with effects on one register (and
+# the flags) only, whose iterations can be retired in bulk (UcVcpu.bulk_retire).
+DEF LOOP_NONE = 0
+DEF LOOP_LOOP = 1         # loop .            (E2 FE, or 67 E2 FD: the other address size)
+DEF LOOP_DEC_JNZ = 2      # 1: dec reg; jnz 1b (any GPR, 16/32/64-bit; jnz rel8 or rel32)
+DEF LOOP_JMP = 3          # jmp .             (EB FE, E9 rel32/rel16 to itself)
+DEF BULK_MAX = 1 << 32    # iterations per bulk step: keeps retired far from wrapping in an endless jmp .
+
+
+cdef void classify_loop(Block *b, const uint8_t *c, int bits) noexcept:
+    """Mark ``b`` (decoded from the bytes ``c`` in ``bits``-bit code) if it is one of the exact
+    self-loop forms above; anything else (other prefixes, other registers, other targets) is not."""
+    cdef uint32_t size = b.size, o
+    cdef int i = 0, rel
+    cdef uint8_t rex = 0
+    cdef bint opsize = False
+    b.loop_kind = LOOP_NONE
+    if b.n == 1:
+        if size == 2 and c[0] == 0xE2 and c[1] == 0xFE:
+            b.loop_kind = LOOP_LOOP
+            b.loop_reg = R_RCX
+            b.loop_bits = bits
+        elif size == 3 and c[0] == 0x67 and c[1] == 0xE2 and c[2] == 0xFD:
+            b.loop_kind = LOOP_LOOP
+            b.loop_reg = R_RCX
+            b.loop_bits = 16 if bits == 32 else 32
+        elif (size == 2 and c[0] == 0xEB and c[1] == 0xFE) or \
+                (bits != 16 and size == 5 and c[0] == 0xE9 and c[1] == 0xFB and c[2] == 0xFF and c[3] == 0xFF
+                 and c[4] == 0xFF) or (bits == 16 and size == 3 and c[0] == 0xE9 and c[1] == 0xFD and c[2] == 0xFF):
+            b.loop_kind = LOOP_JMP
+        return
+    if b.n != 2:
+        return
+    o = b.offs[1]       # jnz back to the dec
+    if size - o == 2 and c[o] == 0x75:
+        rel = <int8_t> c[o + 1]
+    elif bits != 16 and size - o == 6 and c[o] == 0x0F and c[o + 1] == 0x85:
+        rel = <int32_t> (c[o + 2] | (c[o + 3] << 8) | (c[o + 4] << 16) | (<uint32_t> c[o + 5] << 24))
+    else:
+        return
+    if rel != -<int> size:
+        return
+    if c[i] == 0x66:
+        opsize = True
+        i += 1
+    if bits == 64 and (c[i] & 0xF0) == 0x40:
+        rex = c[i]
+        i += 1
+    if bits != 64 and (c[i] & 0xF8) == 0x48 and <uint32_t> (i + 1) == o:
+        b.loop_reg = c[i] & 7                               # dec r16/r32 (one byte, not in 64-bit code)
+    elif c[i] == 0xFF and (c[i + 1] & 0xF8) == 0xC8 and <uint32_t> (i + 2) == o:
+        b.loop_reg = (c[i + 1] & 7) | ((rex & 1) << 3)      # dec r/m16/32/64, register form
+    else:
+        return
+    if rex & 8:
+        b.loop_bits = 64
+    elif bits == 16:
+        b.loop_bits = 32 if opsize else 16
+    else:
+        b.loop_bits = 16 if opsize else 32
+    b.loop_kind = LOOP_DEC_JNZ
 
 
 @cython.final
@@ -589,6 +692,16 @@ cdef class UcVcpu:
     cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
     cdef uint64_t cycle_budget        # see stop_at_overflow(); 0 = unknown
+    cdef public bint bulk_loops       # retire self-loop iterations in bulk (bulk_retire); off: one by one
+    # CPUID's C path: a copy of the handler's CpuidModel (load_cpuid), valid for one generation of it
+    cdef object cpuid_model
+    cdef object cpuid_generation
+    cdef CpuidEntry *cpuid_table
+    cdef int cpuid_len
+    cdef uint32_t cpuid_max_basic
+    cdef uint32_t cpuid_max_ext
+    cdef int cpuid_osxsave            # 1: OSXSAVE follows this vCPU's CR4, 0: never set, -1: no C path
+    cdef public uint64_t bulk_iterations  # iterations retired in bulk so far (tests, statistics)
     cdef int lapic_status             # status of the last x2APIC access through the LAPIC's C path
 
     def __cinit__(self):
@@ -600,6 +713,10 @@ cdef class UcVcpu:
         self.voids = []
         self.deadline = <uint64_t> -1
         self.max_insns = <uint64_t> -1
+        self.bulk_loops = True
+
+    def __dealloc__(self):
+        free(self.cpuid_table)
 
     def __init__(self, engine, handler=None, vcpu_id=0):
         self.engine = engine
@@ -871,12 +988,108 @@ cdef class UcVcpu:
                 # shadowed instruction, not at the end of this block.
                 self.truncate_after(b, 1)
                 return
-        if self.check_limit():
+        if self.retired >= self.max_insns and self.check_limit():
             return      # stopped before this block runs, as above
+        if b.loop_kind and self.bulk_loops and self.bulk_retire(b):
+            return
         self.cur = b
         self.cur_cpl = self.c_cpl()
-        if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS):
-            self.stop_at_overflow(b)
+        if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS) and self.cycle_budget <= b.n:
+            self.stop_at_overflow(b)    # (it returns at once while the budget exceeds the block)
+
+    cdef bint bulk_retire(self, Block *b) noexcept:
+        """At the entry of a self-loop block whose checks above found nothing to do: retire at once
+        the iterations that run one by one would retire before any block hook had something to do,
+        and restart the block (its hook then runs those checks as after the last of them).
+
+        Iteration j ends at the hook of j+1, which sees the clock j*n later (n = b.n) and the counters
+        j*n instructions/cycles and j branches further.  So K iterations are taken at once where the
+        hooks of iterations 2..K would all be idle: the loop branch is taken in each (its counter does
+        not reach 0), no counter overflows (an overflow, its PMI and zero-skid stop happen in an
+        iteration run normally), the vCPU's deadline (timers, end of an SMP slice) and instruction
+        limit are not reached before hook K+1.  Nothing else that hooks look at changes in a
+        register-only loop: no interrupt becomes deliverable (RFLAGS.IF and the NMI mask do not
+        change; a pending one was taken or is blocked), and no Python code runs.  Refused (0
+        iterations) in an interrupt shadow, with RFLAGS.TF or a DR7 breakpoint enabled, while a
+        branch-miss counter (predictor state) or a CMASK/INV/EDGE counter (not linear in a block's
+        counts) runs, while a PMI request is outstanding, or with a truncation exit armed.  Returns
+        True if it retired iterations (the engine restarts at the block)."""
+        cdef uint64_t *r = self.regs()
+        cdef uint64_t n = b.n, k, c = 0, mask = 0, res = 0, d, now, rflags = 0, dr7 = 0
+        cdef uint64_t branch = 1 if (b.flags & ENDS_IN_BRANCH) else 0
+        cdef uint64_t conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
+        cdef int cpl = self.c_cpl(), ring = 1 if cpl else 0, ev
+        if self.trunc_exit or self.attention or self.stop_reason != STOP_NONE or self.br_flags \
+                or (self.hflags() & HF_INHIBIT_IRQ) or ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & EFLAGS_TF):
+            return False
+        if b.loop_kind == LOOP_JMP:
+            k = BULK_MAX
+        else:
+            mask = <uint64_t> -1 if b.loop_bits == 64 else ((<uint64_t> 1 << b.loop_bits) - 1)
+            c = r[b.loop_reg] & mask
+            k = (c - 1) & mask      # iterations whose branch is taken (the counter is not yet 0)
+            if k > BULK_MAX:
+                k = BULK_MAX
+        now = self.retired + self.clock_offset
+        if self.deadline != <uint64_t> -1:
+            if self.deadline <= now:
+                return False
+            d = (self.deadline - now - 1) // n + 1
+            k = d if d < k else k
+        if self.max_insns != <uint64_t> -1:
+            if self.max_insns <= self.retired:
+                return False
+            d = (self.max_insns - self.retired - 1) // n + 1
+            k = d if d < k else k
+        if self.pmu is not None and self.pmu.active_events:
+            if (self.pmu.active_events & (1 << EV_BRANCH_MISSES)) or self.pmu.pmi_requested:
+                return False
+            for ev in range(NUM_PMU_EVENTS):
+                if self.pmu.special[ev][ring]:
+                    return False
+            d = self.cycle_events_to_overflow(cpl)
+            d = (d - 1) // n        # whole iterations that stay below the first overflow
+            k = d if d < k else k
+            if branch:
+                d = self.pmu.events_to_overflow(EV_BRANCHES, cpl) - 1
+                k = d if d < k else k
+            if conditional:
+                d = self.pmu.events_to_overflow(EV_COND_BRANCHES, cpl) - 1
+                k = d if d < k else k
+        if k == 0:
+            return False
+        uc_reg_read(self.uc, REG_DR7, &dr7)
+        if dr7 & 0xFF:
+            return False
+        if b.loop_kind != LOOP_JMP:
+            res = (c - k) & mask
+            if b.loop_bits == 16:
+                r[b.loop_reg] = (r[b.loop_reg] & ~<uint64_t> 0xFFFF) | res
+            else:
+                r[b.loop_reg] = res     # 32-bit results zero-extend, as the engine writes them
+        if b.loop_kind == LOOP_DEC_JNZ:
+            # The flags of the last DEC (res != 0: ZF clear); CF is DEC's to keep.
+            uc_reg_read(self.uc, REG_RFLAGS, &rflags)
+            rflags &= ~<uint64_t> EFLAGS_DEC
+            if (res >> (b.loop_bits - 1)) & 1:
+                rflags |= 1 << 7
+            if res == mask >> 1:
+                rflags |= 1 << 11       # from the most negative value to the most positive
+            if (res & 0xF) == 0xF:
+                rflags |= 1 << 4        # borrow out of bit 3
+            if not (__builtin_popcountll(res & 0xFF) & 1):
+                rflags |= 1 << 2
+            uc_reg_write(self.uc, REG_RFLAGS, &rflags)
+        self.retired += k * n
+        if self.pmu is not None and self.pmu.active_events:
+            self.pmu.count_block(k * n, k * branch, cpl, k * conditional)
+            if self.pmu.pmi_requested:
+                self.attention = True
+        self.rep_addr = <uint64_t> -1
+        self.cycle_budget = 0
+        self.bulk_iterations += k
+        self.restart(b.addr)
+        return True
 
     cdef inline bint check_limit(self) noexcept:
         """Stop at the instruction limit; True if this stopped the engine."""
@@ -1008,7 +1221,8 @@ cdef class UcVcpu:
                 return False
             code = buf[:size]
             d = decode_block(code, address, self.code_bits())
-            self.blocks.insert(address, size, d.offsets, d.flags)
+            classify_loop(self.blocks.insert(address, size, d.offsets, d.flags), <const uint8_t*> buf,
+                          self.code_bits())
             for off in d.hooked_offsets:
                 a = address + off
                 if a not in self.hooked_insns:
@@ -1427,13 +1641,97 @@ cdef class UcVcpu:
             uc_emu_stop(self.uc)
 
     cdef int on_cpuid(self) noexcept:
+        """CPUID from a C copy of the handler's CpuidModel (``handler.cpuid``), rebuilt whenever
+        its generation moves; through the handler (a CPUID exit) while exits are traced
+        (``handler.trace``), or when the handler has no model or its model reads another vCPU."""
         cdef uint64_t *r = self.regs()
+        try:
+            h = self.handler
+            if getattr(h, "trace", None) is None:
+                model = getattr(h, "cpuid", None)
+                if model is not None:
+                    if model is not self.cpuid_model or model.generation != self.cpuid_generation:
+                        self.load_cpuid(model)
+                    if self.cpuid_osxsave >= 0:
+                        self.cpuid_answer(r)
+                        return 1
+        except BaseException as e:
+            self._fail(f"CPUID: {e!r}")
+            return 0
         res = self._py_exit(ExitKind.CPUID, r[R_RAX] & 0xFFFFFFFF, 0, r[R_RCX] & 0xFFFFFFFF)
         if res is None:
             return 0
         for i in range(4):
             r[(R_RAX, R_RBX, R_RCX, R_RDX)[i]] = <uint32_t> res[i]
         return 1
+
+    cdef void load_cpuid(self, model) except *:
+        """Copy ``model`` (vmm.cpuid.CpuidModel.entries()) into the C table."""
+        cdef CpuidEntry *table
+        cdef int i
+        generation = model.generation
+        owner = model.vcpu
+        max_basic, max_ext, rows = model.entries()
+        table = <CpuidEntry*> malloc(sizeof(CpuidEntry) * (len(rows) + 1))
+        if table == NULL:
+            raise MemoryError()
+        for i, (leaf, subleaf, takes_subleaf, eax, ebx, ecx, edx) in enumerate(rows):
+            table[i].leaf = leaf
+            table[i].subleaf = subleaf
+            table[i].takes_subleaf = 1 if takes_subleaf else 0
+            table[i].regs[0] = eax
+            table[i].regs[1] = ebx
+            table[i].regs[2] = ecx
+            table[i].regs[3] = edx
+        free(self.cpuid_table)
+        self.cpuid_table = table
+        self.cpuid_len = len(rows)
+        self.cpuid_max_basic = max_basic
+        self.cpuid_max_ext = max_ext
+        self.cpuid_osxsave = 1 if owner is self else (0 if owner is None else -1)
+        self.cpuid_model = model
+        self.cpuid_generation = generation
+
+    cdef void cpuid_answer(self, uint64_t *r) noexcept:
+        """What CpuidModel.query() answers for EAX/ECX, from the C table, into RAX..RDX."""
+        cdef uint32_t leaf = <uint32_t> r[R_RAX], subleaf = <uint32_t> r[R_RCX], eff = leaf
+        cdef uint32_t out[4]
+        cdef CpuidEntry *e
+        cdef int i
+        if (self.cpuid_max_basic < eff < 0x80000000) or eff > self.cpuid_max_ext:
+            eff = self.cpuid_max_basic      # Intel: out-of-range leaves answer as the highest basic leaf
+        memset(out, 0, sizeof(out))
+        for i in range(self.cpuid_len):
+            e = &self.cpuid_table[i]
+            if e.leaf == eff and (e.subleaf == subleaf or not e.takes_subleaf):
+                memcpy(out, e.regs, sizeof(out))
+                break
+        if leaf == 1 and (out[2] & CPUID_XSAVE) and self.cpuid_osxsave == 1 and (self.c_cr(4) & CR4_OSXSAVE):
+            out[2] |= CPUID_OSXSAVE
+        r[R_RAX] = out[0]
+        r[R_RBX] = out[1]
+        r[R_RCX] = out[2]
+        r[R_RDX] = out[3]
+
+    def cpuid(self, uint32_t leaf, uint32_t subleaf=0):
+        """The C path's answer for (leaf, subleaf) as a tuple, or None if there is no C path (tests).
+        Leaves the guest's registers as they were."""
+        cdef uint64_t saved[4]
+        cdef uint64_t *r = self.regs()
+        model = getattr(self.handler, "cpuid", None)
+        if model is None:
+            return None
+        if model is not self.cpuid_model or model.generation != self.cpuid_generation:
+            self.load_cpuid(model)
+        if self.cpuid_osxsave < 0:
+            return None
+        saved[0], saved[1], saved[2], saved[3] = r[R_RAX], r[R_RBX], r[R_RCX], r[R_RDX]
+        r[R_RAX] = leaf
+        r[R_RCX] = subleaf
+        self.cpuid_answer(r)
+        res = (<uint32_t> r[R_RAX], <uint32_t> r[R_RBX], <uint32_t> r[R_RCX], <uint32_t> r[R_RDX])
+        r[R_RAX], r[R_RBX], r[R_RCX], r[R_RDX] = saved[0], saved[1], saved[2], saved[3]
+        return res
 
     cdef int on_rdtsc(self, bint rdtscp) noexcept:
         cdef uint64_t *r = self.regs()
@@ -1754,7 +2052,21 @@ cdef class UcVcpu:
         requested while the guest was not running (from the machine's HLT wait, a signal handler)
         ends the call before the guest runs.  ``steps`` > 0: execute at most that many
         instructions (the engine's own count) and return STOPPED "step" unless something else
-        ended the run first; the instructions retire exactly as they would have in a free run."""
+        ended the run first; the instructions retire exactly as they would have in a free run
+        (one by one: no self-loop is retired in bulk while stepping)."""
+        cdef bint bulk = self.bulk_loops
+        if steps:
+            self.bulk_loops = False
+            # The engine counts instructions with a code hook compiled into each translation:
+            # translations made during a free run have none and would run on uncounted (a `jmp .`
+            # chained to itself forever).  Returning to a free run drops them again by itself.
+            uc_ctl(self.uc, ctl_write(CTL_TB_FLUSH, 0))
+        try:
+            return self._run(timeout, steps)
+        finally:
+            self.bulk_loops = bulk
+
+    cdef object _run(self, double timeout, uint64_t steps):
         cdef uint64_t rip = 0
         cdef int err
         cdef size_t timeout_us

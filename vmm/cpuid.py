@@ -226,6 +226,20 @@ class CpuidModel:
             return (0, 0, 0, 0)
         return regs[0], regs[1], regs[2], regs[3]
 
+    def entries(self) -> tuple[int, int, list[tuple[int, int, bool, int, int, int, int]]]:
+        """The table as :meth:`query` reads it, for a compiled copy (the vCPU hook layer's C path):
+        the highest basic and extended leaves, and ``(leaf, subleaf, takes_subleaf, eax, ebx, ecx,
+        edx)`` per table entry that a lookup can reach (subleaf 0 only, for leaves that ignore ECX),
+        with :meth:`_table`'s answer.  The copy must send out-of-range leaves to the highest basic
+        one, answer zero for what is not listed and add CPUID.1:ECX.OSXSAVE from CR4 itself.  Valid
+        while :attr:`generation` is unchanged."""
+        rows = []
+        for leaf, subleaf in self._leaves:
+            takes_subleaf = leaf in SUBLEAF_LEAVES
+            if subleaf == 0 or takes_subleaf:
+                rows.append((leaf, subleaf, takes_subleaf, *self._table(leaf, subleaf)))
+        return self._leaves[(0, 0)][0], self._leaves[(0x80000000, 0)][0], rows
+
     def set_leaf(self, leaf: int, subleaf: int, eax: int, ebx: int, ecx: int, edx: int) -> None:
         self._leaves[(leaf, subleaf)] = [eax & 0xFFFFFFFF, ebx & 0xFFFFFFFF, ecx & 0xFFFFFFFF, edx & 0xFFFFFFFF]
         self.generation += 1

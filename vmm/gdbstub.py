@@ -350,12 +350,16 @@ class GdbServer:
                 "breakpoint"), begin=address, end=address)
             cpu.engine.ctl_remove_cache(address, address + 1)
             hooks.append((cpu.engine, handle))
+            vcpu.bulk_loops = False     # a breakpoint in a self-loop stops at every iteration
         self.breakpoints[address] = hooks
 
     def _remove_breakpoint(self, address: int) -> None:
         for engine, handle in self.breakpoints.pop(address, ()):
             engine.hook_del(handle)
             engine.ctl_remove_cache(address, address + 1)
+        if not self.breakpoints:
+            for cpu in self.machine.cpus:
+                cpu.vcpu.bulk_loops = True
 
     def _remove_all_breakpoints(self) -> None:
         for address in list(self.breakpoints):

@@ -18,6 +18,9 @@
  *   wrmsr_evtsel    WRMSR 0x186 (IA32_PERFEVTSEL0) = EN|OS|USR|0xc0
  *   rdmsr_apicbase  RDMSR 0x1b (IA32_APIC_BASE, a Python device)
  *   rdpmc           RDPMC 0
+ *   cpuid           CPUID leaf 1 (EAX=1, ECX=0 set again each iteration)
+ *   loopdelay       "1: loop 1b" with RCX = n: one self-looping LOOP
+ *   decloop         "1: dec %rcx; jnz 1b" with RCX = n
  *   store           movl to a RAM page with no code in it
  *   eoi_mmio, tpr_mmio, timer_mmio          xAPIC MMIO write of EOI, TPR,
  *                                           timer initial count
@@ -35,6 +38,14 @@
  * iteration (body, dec %rsi, jnz), no calls.  counters= programs the PMU
  * (Intel arch events) before the first marker and reads it after the
  * second; the counts are printed as INFO lines.
+ *
+ * counters=sample period=P samples the loop like perf record: GP0 counts
+ * instructions and GP1 branches, each with a PMI (periods P and P/2 + 3);
+ * the loop runs with IF=1 and the PMI handler re-arms the counters that
+ * overflowed and folds the interrupted RIP and RCX, the TSC (1 tick = 1
+ * retired instruction) and GLOBAL_STATUS into a checksum (INFO pmis=,
+ * pmi_sum=, last_rcx=, last_tsc=).  The host compares these runs with
+ * the hook layer's bulk retirement of self-loops on and off.
  */
 #include "apic.h"
 #include "desc.h"
@@ -52,6 +63,9 @@
 #define XSTR(x) STR(x)
 
 volatile uint32_t bench_irq_tsc, bench_irq_seen;
+#define PMI_VECTOR 0x41
+static volatile uint64_t pmis, pmi_sum, pmi_last_rcx, pmi_last_tsc;
+static uint64_t sample_period[2];
 uint32_t bench_store_buf[1024] __attribute__((aligned(4096)));
 
 void bench_alu_loop(void);     /* lib/alu_loop.S: RCX iterations of 10 instructions */
@@ -184,6 +198,14 @@ static int run_loop(const char *op, uint64_t n, uint64_t *tsc_sum)
 		LOOP(n, MOV_ECX(MSR_IA32_APICBASE), "rdmsr");
 	else if (!strcmp(op, "rdpmc"))
 		LOOP(n, "xor %%ecx, %%ecx\n\t", "rdpmc");
+	else if (!strcmp(op, "cpuid"))
+		asm volatile("1:\n\tmov $1, %%eax\n\txor %%ecx, %%ecx\n\tcpuid"
+			     "\n\tdec %%rsi\n\tjnz 1b"
+			     : "+S"(n) : : "rax", "rbx", "rcx", "rdx", "memory", "cc");
+	else if (!strcmp(op, "loopdelay"))
+		asm volatile("1: loop 1b" : "+c"(n) : : "memory");
+	else if (!strcmp(op, "decloop"))
+		asm volatile("1: dec %%rcx\n\tjnz 1b" : "+c"(n) : : "memory", "cc");
 	else if (!strcmp(op, "store"))
 		LOOP(n, "lea bench_store_buf(%%rip), %%rdi\n\t",
 		     "movl %%eax, (%%rdi)");
@@ -238,12 +260,54 @@ static const uint16_t all_events[] = {
 	0x003c, 0x00c0, 0x013c, 0x4f2e, 0x412e, 0x00c4, 0x00c5, 0x00c0,
 };
 
-static int program_counters(const char *which)
+static void write_period(int n, uint64_t period)
+{
+	uint64_t v = 0 - period;
+
+	wrmsr(pmu_ctr_msr(n), pmu.full_width ? v & pmu_gp_mask() : (uint32_t)v);
+}
+
+static void sample_pmi(struct ex_regs *regs)
+{
+	uint64_t st = rdmsr(pmu.global_status), tsc = rdtsc();
+
+	pmis++;
+	pmi_sum = pmi_sum * 31 + regs->rip * 7 + regs->rcx * 3 + tsc + st;
+	pmi_last_rcx = regs->rcx;
+	pmi_last_tsc = tsc;
+	for (int i = 0; i < 2; i++)
+		if (st & (1ull << i))
+			write_period(i, sample_period[i]);
+	wrmsr(pmu.global_clear, st);
+	apic_write(APIC_LVTPC, PMI_VECTOR); /* the PMI masked it */
+	apic_eoi();
+}
+
+static int program_sampling(uint64_t period)
+{
+	if (pmu.amd || pmu.version < 2 || pmu.nr_gp < 2)
+		return -1;
+	pmu_reset_all();
+	handle_exception(PMI_VECTOR, sample_pmi);
+	apic_write(APIC_LVTPC, PMI_VECTOR);
+	sample_period[0] = period;
+	sample_period[1] = period / 2 + 3;
+	write_period(0, sample_period[0]);
+	write_period(1, sample_period[1]);
+	wrmsr(pmu_sel_msr(0), EN_OS_USR | EVNTSEL_INT | 0xc0);
+	wrmsr(pmu_sel_msr(1), EN_OS_USR | EVNTSEL_INT | 0xc4);
+	wrmsr(pmu.global_ctrl, 3);
+	return 2;
+}
+
+static int program_counters(const char *which, uint64_t period)
 {
 	int gp = 0;
 
 	if (!strcmp(which, "none") || !which[0])
 		return 0;
+	if (!strcmp(which, "sample"))
+		return program_sampling(period);
 	if (pmu.amd || pmu.version < 2)
 		return -1;
 	pmu_reset_all();
@@ -293,6 +357,7 @@ static void setup_apic(const char *op)
 int main(struct multiboot_info *mbi)
 {
 	const char *cmd = mbi_cmdline(mbi);
+
 	char op[32], which[32];
 	uint64_t n = cmdline_u64(cmd, "n", 1000000), tsc_sum = 0;
 	uint32_t calib;
@@ -308,14 +373,19 @@ int main(struct multiboot_info *mbi)
 	/* calibration: TSC delta over "rdtsc; mov" (2 if 1 tick = 1 insn) */
 	asm volatile("rdtsc\n\tmov %%eax, %%ecx\n\trdtsc\n\tsub %%ecx, %%eax"
 		     : "=a"(calib) : : "rcx", "rdx");
-	int gp = program_counters(which);
+	int gp = program_counters(which, cmdline_u64(cmd, "period", 1000));
 	if (gp < 0) {
 		report(false, "counters=%s not supported on this PMU", which);
 		return report_summary();
 	}
 
+	bool sampling = !strcmp(which, "sample");
 	outb(1, MARK_PORT);
+	if (sampling)
+		sti();
 	int err = run_loop(op, n, &tsc_sum);
+	if (sampling)
+		cli();
 	outb(2, MARK_PORT);
 
 	print_counters(gp, which);
@@ -323,6 +393,9 @@ int main(struct multiboot_info *mbi)
 	if (!strncmp(op, "selfipi", 7))
 		report_info("tsc_sum=%lu fixed_insns=%d tsc_calib=%u", tsc_sum,
 			    strcmp(op, "selfipi") ? 7 : 5, calib);
+	if (sampling)
+		report_info("pmis=%lu pmi_sum=%lu last_rcx=%lu last_tsc=%lu", pmis,
+			    pmi_sum, pmi_last_rcx, pmi_last_tsc);
 	report(!err, "ran loop %s", op);
 	return report_summary();
 }
