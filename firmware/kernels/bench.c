@@ -234,27 +234,6 @@ static int run_loop(const char *op, uint64_t n, uint64_t *tsc_sum)
 	return 0;
 }
 
-/* "key=word" from the command line into buf ("" when absent) */
-static void cmdline_word(const char *cmd, const char *key, char *buf,
-			 size_t len)
-{
-	size_t klen = strlen(key), i = 0;
-
-	buf[0] = 0;
-	for (const char *p = cmd; p && *p;) {
-		while (*p == ' ')
-			p++;
-		if (!strncmp(p, key, klen) && p[klen] == '=') {
-			for (p += klen + 1; *p && *p != ' ' && i + 1 < len; p++)
-				buf[i++] = *p;
-			buf[i] = 0;
-			return;
-		}
-		while (*p && *p != ' ')
-			p++;
-	}
-}
-
 /* Intel events for counters=all, one per GP counter */
 static const uint16_t all_events[] = {
 	0x003c, 0x00c0, 0x013c, 0x4f2e, 0x412e, 0x00c4, 0x00c5, 0x00c0,

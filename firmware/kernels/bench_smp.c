@@ -228,26 +228,6 @@ static void run_ipi(uint64_t n, bool x2apic, bool wait_hlt)
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
-/* "key=word" from the command line into buf ("" when absent) */
-static void cmdline_word(const char *cmd, const char *key, char *buf, size_t len)
-{
-	size_t klen = strlen(key), i = 0;
-
-	buf[0] = 0;
-	for (const char *p = cmd; p && *p;) {
-		while (*p == ' ')
-			p++;
-		if (!strncmp(p, key, klen) && p[klen] == '=') {
-			for (p += klen + 1; *p && *p != ' ' && i + 1 < len; p++)
-				buf[i++] = *p;
-			buf[i] = 0;
-			return;
-		}
-		while (*p && *p != ' ')
-			p++;
-	}
-}
-
 int main(struct multiboot_info *mbi)
 {
 	const char *cmd = mbi_cmdline(mbi);

@@ -11,24 +11,14 @@
 #include "multiboot.h"
 #include "processor.h"
 
-static bool has_word(const char *text, const char *word)
-{
-	size_t n = strlen(word);
-
-	for (; *text; text++)
-		if ((text[n] == ' ' || text[n] == 0) && strncmp(text, word, n) == 0)
-			return true;
-	return false;
-}
-
 int main(struct multiboot_info *mbi)
 {
 	static const struct { uint16_t limit; uint64_t base; } __attribute__((packed)) empty = { 0, 0 };
 
-	if (has_word(mbi_cmdline(mbi), "halt")) {
+	if (cmdline_has_word(mbi_cmdline(mbi), "halt")) {
 		printf("halting with interrupts off\n");
 		asm volatile("cli; hlt");
-	} else if (has_word(mbi_cmdline(mbi), "wild")) {
+	} else if (cmdline_has_word(mbi_cmdline(mbi), "wild")) {
 		/* identity-mapped, but far beyond the machine's RAM: no memory behind it */
 		printf("reading beyond RAM\n");
 		uint32_t v = *(volatile uint32_t *)0xC0000000ull;

@@ -26,16 +26,6 @@
 
 static uint8_t window[4096] __attribute__((aligned(4096)));
 
-static bool has_word(const char *text, const char *word)
-{
-	size_t n = strlen(word);
-
-	for (; *text; text++)
-		if ((text[n] == ' ' || text[n] == 0) && strncmp(text, word, n) == 0)
-			return true;
-	return false;
-}
-
 static uint64_t rd(uint64_t pa, int size)
 {
 	volatile void *p = (volatile void *)(uintptr_t)pa;
@@ -140,8 +130,8 @@ int main(struct multiboot_info *mbi)
 	int bad;
 
 	printf("unmapped physical memory test\n");
-	if (has_word(cmdline, "fetch") || has_word(cmdline, "fetch-read")) {
-		if (has_word(cmdline, "fetch-read"))
+	if (cmdline_has_word(cmdline, "fetch") || cmdline_has_word(cmdline, "fetch-read")) {
+		if (cmdline_has_word(cmdline, "fetch-read"))
 			report(rd(HOLE, 8) == ONES64, "read before the fetch");
 		printf("calling into unmapped memory\n");
 		((void (*)(void))(uintptr_t)HOLE)();

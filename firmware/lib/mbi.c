@@ -79,3 +79,32 @@ int mbi_env_get(const struct multiboot_info *mbi, const char *key, char *buf,
 	}
 	return -1;
 }
+
+void cmdline_word(const char *cmdline, const char *key, char *buf, size_t len)
+{
+	size_t klen = strlen(key), i = 0;
+
+	buf[0] = 0;
+	for (const char *p = cmdline; p && *p;) {
+		while (*p == ' ')
+			p++;
+		if (!strncmp(p, key, klen) && p[klen] == '=') {
+			for (p += klen + 1; *p && *p != ' ' && i + 1 < len; p++)
+				buf[i++] = *p;
+			buf[i] = 0;
+			return;
+		}
+		while (*p && *p != ' ')
+			p++;
+	}
+}
+
+bool cmdline_has_word(const char *cmdline, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = cmdline; *p; p++)
+		if ((p == cmdline || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0) && strncmp(p, word, n) == 0)
+			return true;
+	return false;
+}

@@ -7,6 +7,8 @@
 #define MULTIBOOT_BOOT_MAGIC 0x2BADB002
 
 #ifndef __ASSEMBLER__
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define MBI_FLAG_MEM (1u << 0)
@@ -39,6 +41,10 @@ const char *mbi_cmdline(const struct multiboot_info *mbi);
 uint64_t mbi_ram_size(const struct multiboot_info *mbi);
 void mbi_print(const struct multiboot_info *mbi);
 void mbi_print_modules(const struct multiboot_info *mbi);
+/* "key=word" on a command line into buf ("" when absent) */
+void cmdline_word(const char *cmdline, const char *key, char *buf, size_t len);
+/* the word appears on the command line on its own (space separated) */
+bool cmdline_has_word(const char *cmdline, const char *word);
 /* KEY=VALUE lookup in the first module; copies VALUE, returns its length or -1 */
 int mbi_env_get(const struct multiboot_info *mbi, const char *key, char *buf,
 		int size);
