@@ -1153,12 +1153,18 @@ cdef class Lapic:
             # The counts left keep counting, at the new rate.
             self.timer_deadline = now + remaining * self.timer_divide()
 
+    def _tsc_offset(self) -> int:
+        """The vCPU's TSC minus the clock (IA32_TSC / TSC_ADJUST writes move it), modulo 2**64."""
+        return getattr(self.vcpu, "tsc_offset", 0) & 0xFFFFFFFFFFFFFFFF
+
     def _read_tsc_deadline(self):
         if not self.cpuid.has("tsc_deadline"):
             return GP
         if self.timer_mode() != TM_TSC_DEADLINE or not self.timer_armed:
             return 0
-        return self.timer_deadline
+        # An armed deadline is always in the future (a past one fired at its write), so this
+        # gives back exactly the TSC value written.
+        return (self.timer_deadline + self._tsc_offset()) & 0xFFFFFFFFFFFFFFFF
 
     def _write_tsc_deadline(self, value: int):
         if not self.cpuid.has("tsc_deadline"):
@@ -1166,7 +1172,10 @@ cdef class Lapic:
         if self.timer_mode() != TM_TSC_DEADLINE:
             return None
         if value:
-            self.timer_deadline = value
+            # The deadline is a TSC value: the clock reaches it when the vCPU's TSC does.
+            now = self.clock.now()
+            now_tsc = (now + self._tsc_offset()) & 0xFFFFFFFFFFFFFFFF
+            self.timer_deadline = now + (value - now_tsc) if value > now_tsc else now
             self.timer_armed = True
         else:
             self.timer_armed = False

@@ -167,6 +167,24 @@ def test_tsc_deadline_fires_at_the_tsc_value():
     assert h.lapic.next_deadline() is None
 
 
+def test_tsc_deadline_follows_the_vcpus_tsc_offset():
+    """After the guest moved its TSC (IA32_TSC, TSC_ADJUST), a deadline is a TSC value, not clock time."""
+    h = timer(DEADLINE)
+    h.vcpu.tsc_offset = 1_000_000           # the TSC reads the clock + 1e6
+    h.clock.set(500)
+    assert h.wrmsr(MSR_TSC_DEADLINE, 1_000_500 + 300) is None
+    assert h.rdmsr(MSR_TSC_DEADLINE) == 1_000_800
+    assert h.lapic.next_deadline() == 800
+    run_to(h, 799)
+    assert not fired(h)
+    run_to(h, 800)
+    assert fired(h)
+    h.vcpu.tsc_offset = (-400) & (2**64 - 1)    # a TSC behind the clock: 600 is already past at clock 1000
+    h.clock.set(1000)
+    h.wrmsr(MSR_TSC_DEADLINE, 600)
+    assert h.lapic.next_deadline() is None and fired(h)
+
+
 def test_tsc_deadline_zero_disarms():
     h = timer(DEADLINE)
     h.wrmsr(MSR_TSC_DEADLINE, 4321)
