@@ -325,13 +325,7 @@ class Machine:
                     self.sync_timers()
 
     def _others_can_run(self, cpu: Cpu) -> bool:
-        for other in self.cpus:
-            if other is cpu:
-                continue
-            if other.state is CpuState.RUNNABLE or other.lapic.init_pending or other.lapic.sipi_vector >= 0 or \
-                    (other.state is CpuState.HALTED and other.can_wake()):
-                return True
-        return False
+        return any(self._could_run(other) for other in self.cpus if other is not cpu)
 
     def _next_deadline(self):
         deadlines = [d for d in (*(c.lapic.next_deadline() for c in self.cpus),
@@ -421,8 +415,8 @@ class Machine:
             cpu.dispatcher.counts[ex.kind] += 1
             if ex.kind is ExitKind.HLT:
                 cpu.state = CpuState.HALTED
-            if stepping and ex.kind in (ExitKind.STOPPED, ExitKind.HLT, ExitKind.YIELD) and \
-                    ex.reason in ("step", "", "time slice ended"):
+            # (No slice ends during a step: _run_slice() does not time-slice it.)
+            if stepping and (ex.kind is ExitKind.HLT or (ex.kind is ExitKind.STOPPED and ex.reason == "step")):
                 self._debugger_stopped(cpu)
                 continue
             if ex.kind is ExitKind.STOPPED and ex.reason in (DEBUG_BREAKPOINT, DEBUG_INTERRUPT) and \
@@ -447,10 +441,7 @@ class Machine:
         While gdb steps a vCPU, only that one runs (and one that cannot run ends the step)."""
         if self._step_cpu is not None:
             cpu = self._step_cpu
-            self._take_startup(cpu)
-            if cpu.state is CpuState.HALTED and cpu.can_wake():
-                cpu.state = CpuState.RUNNABLE
-            if cpu.state is CpuState.RUNNABLE:
+            if self._make_ready(cpu):
                 return cpu
             self._debugger_stopped(cpu)     # a halted or waiting vCPU does not move
             if self._step_cpu is not None:
@@ -458,12 +449,22 @@ class Machine:
         n = len(self.cpus)
         for k in range(1, n + 1):
             cpu = self.cpus[(self._last_index + k) % n]
-            self._take_startup(cpu)
-            if cpu.state is CpuState.HALTED and cpu.can_wake():
-                cpu.state = CpuState.RUNNABLE
-            if cpu.state is CpuState.RUNNABLE:
+            if self._make_ready(cpu):
                 return cpu
         return None
+
+    def _make_ready(self, cpu: Cpu) -> bool:
+        """Take ``cpu``'s INIT/SIPI, wake it if halted with something it can take; True if it can run."""
+        self._take_startup(cpu)
+        if cpu.state is CpuState.HALTED and cpu.can_wake():
+            cpu.state = CpuState.RUNNABLE
+        return cpu.state is CpuState.RUNNABLE
+
+    @staticmethod
+    def _could_run(cpu: Cpu) -> bool:
+        """What _make_ready() would say, without taking anything."""
+        return cpu.state is CpuState.RUNNABLE or cpu.lapic.init_pending or cpu.lapic.sipi_vector >= 0 or \
+            (cpu.state is CpuState.HALTED and cpu.can_wake())
 
     @staticmethod
     def _take_startup(cpu: Cpu) -> None:
@@ -542,11 +543,7 @@ class Machine:
             self.clock.skip_to(deadline)
 
     def _pick_possible(self) -> bool:
-        for cpu in self.cpus:
-            self._take_startup(cpu)
-            if cpu.state is CpuState.RUNNABLE or (cpu.state is CpuState.HALTED and cpu.can_wake()):
-                return True
-        return False
+        return any([self._make_ready(cpu) for cpu in self.cpus])     # every vCPU takes its INIT/SIPI
 
     def _why_halted_forever(self) -> str:
         whys = []

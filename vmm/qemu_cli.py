@@ -109,7 +109,7 @@ def cpu_help() -> str:
 
 def machine_help() -> str:
     return ("Supported machines are:\n"
-            "pc                   pmu-vmm PC: one vCPU, LAPIC, IOAPIC, 8259, PIT, RTC, ACPI, no PCI devices (default)\n"
+            "pc                   pmu-vmm PC: LAPIC per vCPU, IOAPIC, 8259, PIT, RTC, ACPI, no PCI devices (default)\n"
             "q35                  the same board (pmu-vmm has one; pc-i440fx-* and pc-q35-* too)")
 
 
