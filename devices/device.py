@@ -23,10 +23,14 @@ already parsed and typed), ``bus_ranges()``, and the bus protocol of devices/bus
 * ``next_deadline() -> int | None`` and ``tick(now)`` -- timers, in virtual ns (vmm/clock.py);
 * ``eoi(vector)`` -- a LAPIC accepted an EOI for a level-triggered vector (IOAPIC remote IRR);
 * ``set_irq(line, level)`` -- the device is an interrupt controller (IOAPIC, PIC): every
-  :meth:`DeviceContext.irq` line change reaches every device that has it.
+  :meth:`DeviceContext.irq` line change reaches every device that has it;
+* ``advertise(cpuid)`` -- the device puts leaves or feature bits into each vCPU's CPUID model
+  (vmm.cpuid.CpuidModel), called once per vCPU when the device is added;
+* ``hypercall(nr, args, vcpu_id, long_mode) -> int`` -- for ranges on the ``hypercall`` bus
+  (hypercall numbers, KVM's ABI: devices/kvm_pv.py): the value the guest gets in RAX.
 
-Not supported: hot-plug and unplug, device buses other than port I/O, MMIO and MSRs (no PCI
-devices), properties of other types than int, bool and str.
+Not supported: hot-plug and unplug, device buses other than port I/O, MMIO, MSRs and hypercall
+numbers (no PCI devices), properties of other types than int, bool and str.
 """
 
 from __future__ import annotations
@@ -100,9 +104,10 @@ class DeviceContext(Protocol):
         """The interrupt line ``line`` (an ISA IRQ number, which is also the IOAPIC pin here)."""
         ...
 
-    def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> None:
+    def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> bool:
         """An APIC-bus message to the local APICs (what an IOAPIC or an MSI sends): ``mode`` is the
-        delivery mode (0 fixed, 1 lowest priority, 2 SMI, 4 NMI, 5 INIT, 7 ExtINT)."""
+        delivery mode (0 fixed, 1 lowest priority, 2 SMI, 4 NMI, 5 INIT, 7 ExtINT).  True if some
+        local APIC accepted it."""
         ...
 
     def deliver_local(self, cpu: int, lvt: str) -> bool:

@@ -38,6 +38,7 @@ BUILTIN_DEVICES = (
     "devices.vmware:VmwareBackdoor",
     "devices.test_hooks:TestHooks",
     "devices.pc_testdev:PcTestdev",
+    "devices.kvm_pv:KvmPv",
 )
 
 

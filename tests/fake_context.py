@@ -37,6 +37,7 @@ class FakeContext:
         self.pulses: list[int] = []
         self.messages: list[tuple[int, bool, int, int, bool]] = []   # (dest, logical, mode, vector, level)
         self.stops: list[tuple[str, int]] = []
+        self.refusing: set[int] = set()     # destinations whose APIC does not accept messages
         self.timer_changes = 0
         self.controllers: list = []
 
@@ -51,8 +52,9 @@ class FakeContext:
     def add_controller(self, device) -> None:
         self.controllers.append(device)
 
-    def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> None:
+    def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> bool:
         self.messages.append((destination, logical, mode, vector, level))
+        return destination not in self.refusing
 
     def stop(self, reason: str, status: int) -> None:
         self.stops.append((reason, status))

@@ -22,7 +22,8 @@ What it does (all hot paths are C; Python is reached only on cold paths):
 * Exceptions and interrupts are delivered through the guest IDT by the engine's own
   delivery code (IDT gates, TSS.RSP0 stack switch, error codes, CR2, #DF, triple fault),
   called from inside hooks.  RDPMC (which the engine turns into #UD, or a wrong #GP at CPL3),
-  SYSCALL, CPUID, RDTSC/RDTSCP, port I/O and MMIO are emulated here.
+  SYSCALL, CPUID, RDTSC/RDTSCP, port I/O and MMIO are emulated here; so are VMCALL and VMMCALL
+  (#UD in the engine) when the platform offers hypercalls (KVM's ABI, devices/kvm_pv.py).
 * Port I/O (IN/OUT) and MOV to/from CR8 are emulated in per-instruction hooks too, so an
   interrupt or NMI they raise is taken right after them; port I/O at CPL > IOPL is checked
   against the TSS I/O bitmap here (the engine does not), VMware backdoor ports exempt.
@@ -237,6 +238,7 @@ DEF R_RCX = 1
 DEF R_RDX = 2
 DEF R_RBX = 3
 DEF R_RSP = 4
+DEF R_RSI = 6
 DEF SEG_CS = 1
 DEF SEG_SS = 2
 DEF SEG_FS = 4
@@ -341,6 +343,7 @@ cdef struct Block:
 
 # Self-loops: blocks that jump to their own first instruction with effects on one register (and
 # the flags) only, whose iterations can be retired in bulk (UcVcpu.bulk_retire).
+DEF HYPERVISOR_BASE = 0x40000000   # the first hypervisor CPUID leaf (vmm.cpuid)
 DEF LOOP_NONE = 0
 DEF LOOP_LOOP = 1         # loop .            (E2 FE, or 67 E2 FD: the other address size)
 DEF LOOP_DEC_JNZ = 2      # 1: dec reg; jnz 1b (any GPR, 16/32/64-bit; jnz rel8 or rel32)
@@ -699,6 +702,7 @@ cdef class UcVcpu:
     cdef CpuidEntry *cpuid_table
     cdef int cpuid_len
     cdef uint32_t cpuid_max_basic
+    cdef uint32_t cpuid_max_hypervisor   # 0: no hypervisor leaves
     cdef uint32_t cpuid_max_ext
     cdef int cpuid_osxsave            # 1: OSXSAVE follows this vCPU's CR4, 0: never set, -1: no C path
     cdef public uint64_t bulk_iterations  # iterations retired in bulk so far (tests, statistics)
@@ -1348,9 +1352,11 @@ cdef class UcVcpu:
             return 1        # as in on_intr: the run is ending, deliver nothing
         self.commit_before(rip)
         self.leave_block()
-        if self.fetch(rip, op, 2) and op[0] == 0x0F:
+        if self.fetch(rip, op, 3) and op[0] == 0x0F:
             if op[1] == 0x33:
                 self.emulate_rdpmc(rip)
+                return 1
+            if op[1] == 0x01 and (op[2] == 0xC1 or op[2] == 0xD9) and self.emulate_hypercall(rip):
                 return 1
             if op[1] == 0x0B and self.forced_emulation and self.fetch(rip, op, 5) \
                     and op[2] == 0x6B and op[3] == 0x76 and op[4] == 0x6D:
@@ -1358,6 +1364,28 @@ cdef class UcVcpu:
                 return 1
         x86_hardirq(self.env, EXC_UD, 0)
         return 1
+
+    cdef bint emulate_hypercall(self, uint64_t rip) noexcept:
+        """VMCALL or VMMCALL (the engine's #UD) with KVM's hypercall ABI: the platform answers
+        (vmm.machine.Machine.hypercall, devices/kvm_pv.py) and the result goes to RAX.  False when
+        the platform offers no hypercalls: the caller raises the #UD."""
+        cdef uint64_t *r = self.regs()
+        self.cycle_budget = 0       # a hypercall may reach other devices (IPIs)
+        try:
+            if self.platform is None or not hasattr(self.platform, "hypercall"):
+                return False
+            regs = {"rax": r[R_RAX], "rbx": r[R_RBX], "rcx": r[R_RCX], "rdx": r[R_RDX], "rsi": r[R_RSI]}
+            result = self.platform.hypercall(regs, self.c_cpl(), self.code_bits() == 64)
+            if result is None:
+                return False
+            r[R_RAX] = <uint64_t> result
+        except BaseException as e:
+            self._fail(f"hypercall: {e!r}")
+            return True
+        self.retire_one()
+        (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
+        self.set_pc(rip + 3)
+        return True
 
     cdef void emulate_rdpmc(self, uint64_t rip) noexcept:
         """RDPMC outside any translation block: answer it, retire it, step over it."""
@@ -1671,7 +1699,7 @@ cdef class UcVcpu:
         cdef int i
         generation = model.generation
         owner = model.vcpu
-        max_basic, max_ext, rows = model.entries()
+        max_basic, max_hypervisor, max_ext, rows = model.entries()
         table = <CpuidEntry*> malloc(sizeof(CpuidEntry) * (len(rows) + 1))
         if table == NULL:
             raise MemoryError()
@@ -1687,6 +1715,7 @@ cdef class UcVcpu:
         self.cpuid_table = table
         self.cpuid_len = len(rows)
         self.cpuid_max_basic = max_basic
+        self.cpuid_max_hypervisor = max_hypervisor
         self.cpuid_max_ext = max_ext
         self.cpuid_osxsave = 1 if owner is self else (0 if owner is None else -1)
         self.cpuid_model = model
@@ -1698,7 +1727,8 @@ cdef class UcVcpu:
         cdef uint32_t out[4]
         cdef CpuidEntry *e
         cdef int i
-        if (self.cpuid_max_basic < eff < 0x80000000) or eff > self.cpuid_max_ext:
+        if (self.cpuid_max_basic < eff < 0x80000000 and not (HYPERVISOR_BASE <= eff <= self.cpuid_max_hypervisor)) \
+                or eff > self.cpuid_max_ext:
             eff = self.cpuid_max_basic      # Intel: out-of-range leaves answer as the highest basic leaf
         memset(out, 0, sizeof(out))
         for i in range(self.cpuid_len):

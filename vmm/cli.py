@@ -152,6 +152,9 @@ def build_parser(prog: str = "pmu-vmm") -> argparse.ArgumentParser:
                      help="add or configure a device (`--device help` lists them, `--device NAME,help` its properties)")
     run.add_argument("--test-hooks", action="store_true",
                      help="the VMM's test hook port (the same as --device pmu-vmm-test-hooks)")
+    run.add_argument("--kvm-pv", action="store_true",
+                     help="KVM's paravirtual interface: CPUID 0x40000000 leaves and VMCALL/VMMCALL hypercalls "
+                          "(the same as --device kvm-pv)")
     run.add_argument("--timeout", type=_typed(parse_seconds), default=0.0, metavar="SECONDS",
                      help="wall-clock limit for the run, status 124 (default 0: none)")
     run.add_argument("--max-insns", type=_typed(parse_count), default=0, metavar="N",

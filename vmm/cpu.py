@@ -158,6 +158,9 @@ class Cpu:
     def backdoor(self, port: int, regs: dict) -> None:
         self.machine.backdoor(port, regs)
 
+    def hypercall(self, regs: dict, cpl: int, long_mode: bool) -> int | None:
+        return self.machine.hypercall(self, regs, cpl, long_mode)
+
     def read_cr8(self) -> int:
         return self.lapic.get_cr8()
 

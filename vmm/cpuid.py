@@ -10,7 +10,9 @@ and PDCM; the LAPIC keeps CPUID.1:EDX.APIC equal to IA32_APIC_BASE.EN) write the
 dependants (the PMU's ``refresh()``) can tell they are stale.
 
 Leaves that are not in the table read as zero, except that a leaf above the maximum basic
-or extended leaf returns the highest basic leaf, as Intel CPUs do.  Leaves that take a subleaf
+or extended leaf returns the highest basic leaf, as Intel CPUs do.  Hypervisor leaves
+(0x40000000 up to 0x40000000.EAX) exist only when a device puts them there (devices/kvm_pv.py);
+otherwise they are out of range like any other.  Leaves that take a subleaf
 in ECX (:data:`SUBLEAF_LEAVES`) read as zero for subleaves not in the table; the others ignore ECX.
 
 Bits that follow the vCPU's state (answered from ``vcpu.cr4()`` when a vCPU is attached):
@@ -30,9 +32,9 @@ thread each, APIC ids 0..N-1; leaf 1 and leaf 0xB carry the vCPU's own id, 0xB t
 levels, AMD's 0x80000008:ECX the core count.
 
 Not modelled: cache/TLB descriptor leaves (2, 4), AMD's 0x8000001E, leaf 0x1F, XSAVE state
-components other than x87/SSE, SGX, and hypervisor leaves.  Feature bits are only advertised, never
-enforced: a guest that uses an instruction or CR4 bit CPUID does not offer gets whatever the engine
-does with it.
+components other than x87/SSE, SGX, and hypervisor leaves other than those a device adds.
+Feature bits are only advertised, never enforced: a guest that uses an instruction or CR4 bit
+CPUID does not offer gets whatever the engine does with it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from vmm.cpu_models import DEFAULT_FEATURES, DEFAULT_SIGNATURE, CpuidError, cpu_
 
 __all__ = ["DEFAULT_FEATURES", "DEFAULT_SIGNATURE", "FEATURES", "SUBLEAF_LEAVES", "VENDORS", "CpuidError",
            "CpuidModel"]
+
+HYPERVISOR_BASE = 0x40000000     # the first hypervisor leaf: its EAX is the highest one
 
 VENDORS = {
     "intel": b"GenuineIntel",
@@ -219,26 +223,32 @@ class CpuidModel:
     def _table(self, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         """The table's answer, without the bits that follow the vCPU's state."""
         max_basic = self._leaves[(0, 0)][0]
-        if (max_basic < leaf < 0x80000000) or leaf > self._leaves[(0x80000000, 0)][0]:
+        if (max_basic < leaf < 0x80000000 and not HYPERVISOR_BASE <= leaf <= self._max_hypervisor()) \
+                or leaf > self._leaves[(0x80000000, 0)][0]:
             leaf = max_basic        # Intel: out-of-range leaves answer with the highest basic leaf
         regs = self._leaves.get((leaf, subleaf if leaf in SUBLEAF_LEAVES else 0))
         if regs is None or (leaf == 0xD and not self._leaves[(1, 0)][2] & XSAVE_BIT):
             return (0, 0, 0, 0)
         return regs[0], regs[1], regs[2], regs[3]
 
-    def entries(self) -> tuple[int, int, list[tuple[int, int, bool, int, int, int, int]]]:
+    def _max_hypervisor(self) -> int:
+        """The highest hypervisor leaf (0x40000000.EAX when a hypervisor device set that leaf), else 0."""
+        leaf = self._leaves.get((HYPERVISOR_BASE, 0))
+        return 0 if leaf is None else leaf[0]
+
+    def entries(self) -> tuple[int, int, int, list[tuple[int, int, bool, int, int, int, int]]]:
         """The table as :meth:`query` reads it, for a compiled copy (the vCPU hook layer's C path):
-        the highest basic and extended leaves, and ``(leaf, subleaf, takes_subleaf, eax, ebx, ecx,
-        edx)`` per table entry that a lookup can reach (subleaf 0 only, for leaves that ignore ECX),
-        with :meth:`_table`'s answer.  The copy must send out-of-range leaves to the highest basic
-        one, answer zero for what is not listed and add CPUID.1:ECX.OSXSAVE from CR4 itself.  Valid
-        while :attr:`generation` is unchanged."""
+        the highest basic, hypervisor (0: none) and extended leaves, and ``(leaf, subleaf,
+        takes_subleaf, eax, ebx, ecx, edx)`` per table entry that a lookup can reach (subleaf 0
+        only, for leaves that ignore ECX), with :meth:`_table`'s answer.  The copy must send
+        out-of-range leaves to the highest basic one, answer zero for what is not listed and add
+        CPUID.1:ECX.OSXSAVE from CR4 itself.  Valid while :attr:`generation` is unchanged."""
         rows = []
         for leaf, subleaf in self._leaves:
             takes_subleaf = leaf in SUBLEAF_LEAVES
             if subleaf == 0 or takes_subleaf:
                 rows.append((leaf, subleaf, takes_subleaf, *self._table(leaf, subleaf)))
-        return self._leaves[(0, 0)][0], self._leaves[(0x80000000, 0)][0], rows
+        return self._leaves[(0, 0)][0], self._max_hypervisor(), self._leaves[(0x80000000, 0)][0], rows
 
     def set_leaf(self, leaf: int, subleaf: int, eax: int, ebx: int, ecx: int, edx: int) -> None:
         self._leaves[(leaf, subleaf)] = [eax & 0xFFFFFFFF, ebx & 0xFFFFFFFF, ecx & 0xFFFFFFFF, edx & 0xFFFFFFFF]

@@ -7,8 +7,9 @@ one dispatcher (vmm.dispatch) turns an exit into device accesses.  Exits that as
 for something (I/O, MMIO, MSR, RDPMC, CPUID) are answered and the guest goes on; the others
 (HLT, shutdown, internal error, stop, the end of a time slice) end ``vcpu.run()``.
 
-Deliberately absent: exits for features we do not model (EPT violations, hypercalls,
-debug exceptions to the host, dirty-ring), and a "generic unknown" kind.
+Deliberately absent: exits for features we do not model (EPT violations, debug exceptions to
+the host, dirty-ring), and a "generic unknown" kind.  Hypercalls are not exits either: the vCPU
+asks its platform (vmm.machine.Machine.hypercall, devices/kvm_pv.py), as for the VMware backdoor.
 """
 
 from __future__ import annotations

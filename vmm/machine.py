@@ -68,6 +68,7 @@ from devices.acpi_pm import AcpiPm
 from devices.bus import Bus, BusError
 from devices.device import PropertyError
 from devices.ioapic import DELIVERY_MODE, DELIVERY_MODE_SHIFT, MASKED, Ioapic
+from devices.kvm_pv import KVM_ENOSYS, KVM_EPERM
 from devices.lapic import LVT_MASKED, ApicBus, DeliveryMode, Lvt
 from devices.pic import I8259
 from devices.pit import Pit
@@ -169,6 +170,7 @@ class Machine:
         self.clock = VirtualClock()
         self.pio = Bus("pio", 0x10000, (1, 2, 4))
         self.mmio = Bus("mmio", 1 << 52)
+        self.hypercalls = Bus("hypercall", 1 << 64, (8,), indexed=True)    # hypercall numbers (KVM's ABI)
         self.apic_bus = ApicBus()
         self.platform = Platform(self.clock, config.memory, config.serial, self._stop_requested, self.sync_timers,
                                  self.apic_bus)
@@ -237,12 +239,17 @@ class Machine:
                 elif r.bus == "msr":
                     for cpu in self.cpus:
                         cpu.msr.register(r.base, r.size, device)
+                elif r.bus == "hypercall":
+                    self.hypercalls.register(r.base, r.size, device)
                 else:
                     raise PropertyError(f"device {spec.name}: unknown bus {r.bus!r}")
         except BusError as e:       # overlap, bad range
             raise PropertyError(f"device {spec.name}: {e}") from None
         if hasattr(device, "set_irq"):
             self.platform.controllers.append(device)
+        if hasattr(device, "advertise"):
+            for cpu in self.cpus:
+                device.advertise(cpu.cpuid)
         self.devices.append(device)
         return device
 
@@ -293,6 +300,21 @@ class Machine:
             owner[1].handle_in(regs)
         else:
             regs["rax"] = 0xFFFFFFFF
+
+    def hypercall(self, cpu: Cpu, regs: dict, cpl: int, long_mode: bool) -> int | None:
+        """A VMCALL/VMMCALL with KVM's ABI (devices/kvm_pv.py): the value for RAX, or None when the
+        machine offers no hypercalls (the instruction is then #UD, as on a CPU without a hypervisor)."""
+        if not self.hypercalls.ranges():
+            return None
+        mask = (1 << 64) - 1 if long_mode else 0xFFFFFFFF
+        if cpl > 0:
+            return -KVM_EPERM & mask
+        nr = regs["rax"] & mask
+        owner = self.hypercalls.lookup(nr)
+        if owner is None:
+            return -KVM_ENOSYS & mask
+        args = tuple(regs[name] & mask for name in ("rbx", "rcx", "rdx", "rsi"))
+        return owner[1].hypercall(nr, args, cpu.index, long_mode) & mask
 
     def service(self, cpu: Cpu) -> None:
         """Work before ``cpu``'s next guest instruction: its PMIs, every timer due, level EOIs, a

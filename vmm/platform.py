@@ -63,8 +63,8 @@ class Platform:
     def irq(self, line: int) -> IrqLine:
         return IrqLine(self, line)
 
-    def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> None:
-        self.apic_bus.deliver(destination, logical, mode, vector, level)
+    def send_interrupt(self, destination: int, logical: bool, mode: int, vector: int, level: bool) -> bool:
+        return self.apic_bus.deliver(destination, logical, mode, vector, level)
 
     def deliver_local(self, cpu: int, lvt: str) -> bool:
         return self.apic_bus.lapics[cpu].deliver_local(Lvt[lvt.upper()])

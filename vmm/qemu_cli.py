@@ -82,11 +82,12 @@ Other QEMU options are refused; docs/cli.md says what each one means here.
                      N vCPUs (1-64): one package of N single-threaded cores
 -cpu MODEL[,...]     max, host, base, qemu64, kvm64; vendor=GenuineIntel|AuthenticAMD,
                      +FEATURE, -FEATURE, FEATURE=on|off, pmu=on|off, family=, model=, stepping=,
-                     migratable=on|off (-cpu help lists the features)
+                     migratable=on|off, kvm=on|off (-cpu help lists the features)
 -device NAME[,...]   a device of -device help (NAME,help lists its properties)
 -serial DEV          stdio, mon:stdio (no monitor), file:PATH, null, none (one serial port)
 -machine [type=]pc|q35[,accel=kvm|tcg][,kernel_irqchip=...]   pmu-vmm has one board
--accel kvm|tcg, -enable-kvm   accepted: the vCPU is always pmu-vmm's own (no KVM backend)
+-accel kvm|tcg, -enable-kvm   the vCPU is always pmu-vmm's own; kvm adds KVM's paravirtual CPUID
+                     leaves and hypercalls (-device kvm-pv) unless -cpu ...,kvm=off
 -no-reboot           what pmu-vmm always does: a guest reset ends the run (status 123)
 -no-shutdown         accepted: a guest poweroff ends the run (status 0), there is no monitor
 -nodefaults, -no-user-config, -nographic, -name NAME   accepted, nothing to change here
@@ -128,6 +129,8 @@ class _Command:
         self.cpu = "intel"                  # a vmm/cpu_models.py model
         self.cpuid = CpuidSpec()
         self.pmu: dict = {}
+        self.kvm_accel = False              # -accel kvm, -enable-kvm, -machine accel=kvm
+        self.kvm_signature = True           # -cpu ...,kvm=off hides KVM's CPUID leaves
 
     def option(self, name: str, value: str | None) -> str | None:
         """Apply one option; returns text to print (a help listing) and stop, or None."""
@@ -151,6 +154,8 @@ class _Command:
             return machine_help() if value in HELP_WORDS else self._machine(value)
         elif name == "accel":
             self._accel(value)
+        elif name == "enable-kvm":
+            self.kvm_accel = True
         elif name in ("s", "gdb"):
             self._gdb(DEFAULT_GDB if name == "s" else value)
         elif name == "S":
@@ -235,6 +240,9 @@ class _Command:
                 if not parse_bool(name, text):
                     self.pmu.update(version=0, pdcm=False)
                 return
+            if name == "kvm":               # KVM's paravirtual leaves, with -accel kvm
+                self.kvm_signature = parse_bool(name, text)
+                return
             if name == "migratable":        # only migration cares, and there is none
                 parse_bool(name, text)
                 return
@@ -277,6 +285,8 @@ class _Command:
                 raise QemuError(f"unsupported machine type \"{text}\" (use -machine help to list supported machines)")
             if key == "accel" and not set(text.split(":")) <= set(ACCELERATORS):
                 raise QemuError(f"-machine {value}: accelerator '{text}' not supported by pmu-vmm (kvm, tcg)")
+            if key == "accel":
+                self.kvm_accel = text.split(":")[0] == "kvm"     # QEMU uses the first that works
             if key not in ("type", "accel", "kernel_irqchip", "kernel-irqchip"):
                 raise QemuError(f"-machine {value}: property '{key}' not supported by pmu-vmm")
 
@@ -286,6 +296,7 @@ class _Command:
             raise QemuError(f"-accel {value}: accelerator '{name}' not supported by pmu-vmm (kvm, tcg)")
         if any(not item.startswith("thread=") for item in items):
             raise QemuError(f"-accel {value}: only the thread= property is accepted")
+        self.kvm_accel = name == "kvm"
 
 
 def parse(argv: list[str], prog: str) -> tuple[_Command | None, str | None]:
@@ -344,6 +355,9 @@ def run_qemu(argv: list[str], prog: str) -> int:
             return 0
         request = command.request
         request.kernel, request.cpu = command.kernel, command.cpu
+        if command.kvm_accel and command.kvm_signature and \
+                not any(text.split(",")[0] == "kvm-pv" for text in request.devices):
+            request.devices.append("kvm-pv")    # what a guest of QEMU/KVM sees (devices/kvm_pv.py)
         try:
             request.cpu_setup = cpu_setup(command.cpu, command.cpuid, command.pmu or None)
         except ValueError as e:

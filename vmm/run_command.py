@@ -83,7 +83,7 @@ def _run(args, prog: str, files: ExitStack) -> int:
         setup = cpu_setup(args.cpu, args.cpuid, args.pmu)
     except ValueError as e:
         raise VmmError(f"--cpuid/--pmu: {e}") from None
-    devices = args.device + (["pmu-vmm-test-hooks"] if args.test_hooks else [])
+    devices = args.device + (["pmu-vmm-test-hooks"] if args.test_hooks else []) + (["kvm-pv"] if args.kvm_pv else [])
     request = RunRequest(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
                          smp=args.smp, quantum=args.quantum, cpu_setup=setup, timeout=args.timeout,
                          max_insns=args.max_insns, gdb=args.gdb, gdb_wait=args.gdb is not None,
