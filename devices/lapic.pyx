@@ -24,7 +24,7 @@ Access paths (one device object on two buses, see :meth:`Lapic.attach`):
   power-up state whatever CR8 wrote to the TPR meanwhile.  CPUID.1:EDX.APIC follows EN, as the SDM
   says (the LAPIC sets it in its cpuid model);
 * MSRs 0x800-0x8FF in x2APIC mode (#GP otherwise): RsvdZ checking (a write with a reserved bit set
-  is #GP), 64-bit ICR at 0x830, SELF IPI at 0x83F, read-only ID/LDR (LDR derived from the ID),
+  is #GP; an LVT's read-only delivery-status and remote-IRR bits are not reserved: ignored), 64-bit ICR at 0x830, SELF IPI at 0x83F, read-only ID/LDR (LDR derived from the ID),
   #GP for unknown registers, writes to read-only and reads of write-only registers, a non-zero
   EOI or ESR write;
 * MSR 0x6E0 (IA32_TSC_DEADLINE) when CPUID advertises TSC-deadline (#GP otherwise); it reads 0 and
@@ -342,6 +342,11 @@ LVT_WRITABLE_C[:] = [
     C_VECTOR_MODE_MASK | C_LVT_LEVEL | (1 << 13),
     C_LVT_MASKED | C_LVT_VECTOR,
 ]
+# Read-only bits of each LVT entry: delivery status (bit 12), and remote IRR (bit 14) of LINT0/1.
+# They are not reserved: an x2APIC write with them set is no #GP (Linux's disconnect_bsp_APIC sets
+# both in its LINT0 write at every shutdown); like every read-only bit, the write leaves them alone.
+cdef uint32_t LVT_READ_ONLY_C[LAPIC_LVT_COUNT]
+LVT_READ_ONLY_C[:] = [1 << 12, 1 << 12, 1 << 12, (1 << 12) | (1 << 14), (1 << 12) | (1 << 14), 1 << 12]
 
 
 cdef inline int highest_vector(const uint64_t *bits) noexcept nogil:
@@ -768,9 +773,11 @@ cdef class Lapic:
 
     cdef bint write_register(self, uint32_t offset, uint64_t value, bint x2apic, uint64_t now) noexcept:
         """Apply a register write; False means x2APIC mode must raise #GP (MMIO ignores it)."""
-        cdef uint64_t writable = 0
+        cdef uint64_t writable = 0, read_only = 0
         cdef int i
-        if not self.writable_mask(offset, x2apic, &writable) or (x2apic and value & ~writable):
+        if O_LVT_TIMER <= offset < O_LVT_END and not offset & 0xF:
+            read_only = LVT_READ_ONLY_C[(offset - O_LVT_TIMER) >> 4]
+        if not self.writable_mask(offset, x2apic, &writable) or (x2apic and value & ~(writable | read_only)):
             return False
         value &= writable
         if offset == O_LVT_TIMER and ((value >> 17) & 3) == 3:

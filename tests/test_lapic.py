@@ -291,8 +291,6 @@ def test_x2apic_reserved_registers_gp(msr):
     (0x832, 0x80000),               # timer LVT bit 19
     (0x832, 0x60000),               # timer mode 0b11
     (0x832, 0x100),                 # timer LVT has no delivery mode
-    (0x834, 0x1000),                # LVTPC delivery status is read-only
-    (0x835, 0x4000),                # LINT0 remote IRR is read-only
     (0x837, 0x400),                 # error LVT has no delivery mode
     (0x830, 0x1000),                # ICR delivery status does not exist in x2APIC
     (0x830, 0x2000),                # ICR bit 13
@@ -304,6 +302,18 @@ def test_x2apic_reserved_registers_gp(msr):
 def test_x2apic_reserved_bits_gp(msr, value):
     h = x2apic_harness()
     assert h.wrmsr(msr, value) == GP
+
+
+@pytest.mark.parametrize("msr, value", [
+    (0x834, 0x1000 | 0x10050),      # LVTPC delivery status
+    (0x835, 0x5700),                # LINT0 ExtINT with delivery status and remote IRR (Linux at shutdown)
+    (0x836, 0x4400),                # LINT1 NMI with remote IRR
+    (0x832, 0x1000 | 0x10040),      # timer delivery status
+])
+def test_x2apic_read_only_lvt_bits_are_ignored_not_reserved(msr, value):
+    h = x2apic_harness()
+    assert h.wrmsr(msr, value) is None
+    assert h.rdmsr(msr) == value & ~0x5000
 
 
 def test_x2apic_tsc_deadline_mode_is_reserved_without_cpuid():
