@@ -14,6 +14,7 @@ import io
 
 import pytest
 
+from devices.registry import DeviceSpec
 from firmware.linux import programs
 from firmware.linux.initramfs import INIT_STARTED, exit_status, run_parameter
 from vmm.machine import STATUS_POWEROFF, Machine, MachineConfig
@@ -27,10 +28,10 @@ COMMAND = ("cat /sys/devices/system/cpu/online; nproc; "
            "for c in $(seq 0 $(($(nproc) - 1))); do taskset -c $c /bin/hello && echo ran on $c; done")
 
 
-def boot(assets, cpu: str, smp: int, command: str, initrd: bytes | None = None):
+def boot(assets, cpu: str, smp: int, command: str, initrd: bytes | None = None, devices=()):
     machine = Machine(MachineConfig(memory=256 << 20, cpu=cpu, smp=smp, serial=io.BytesIO(), timeout=TIMEOUT,
                                     cmdline=f"console=ttyS0 {run_parameter(command)}",
-                                    initrd=initrd or assets.initramfs.read_bytes()))
+                                    initrd=initrd or assets.initramfs.read_bytes(), devices=list(devices)))
     machine.load(str(assets.kernel))
     result = machine.run()
     return result, result.serial.decode(errors="replace")
@@ -65,6 +66,14 @@ def test_an_smp_boot_is_byte_identical_every_time(linux_assets, intel_two):
 
 def test_amd_guest_brings_up_four_vcpus(linux_assets):
     assert_brought_up(*boot(linux_assets, "amd", 4, COMMAND), 4)
+
+
+def test_linux_as_a_kvm_guest_sends_ipis_by_hypercall(linux_assets):
+    """With --kvm-pv Linux detects KVM and sends its IPIs (reschedule, call-function, TLB
+    shootdowns) through KVM_HC_SEND_IPI: the work still runs on every vCPU."""
+    result, serial = boot(linux_assets, "intel", 2, COMMAND, devices=[DeviceSpec("kvm-pv")])
+    assert_brought_up(result, serial, 2)
+    assert "Hypervisor detected: KVM" in serial and "kvm-guest: setup PV IPIs" in serial, serial[:5000]
 
 
 def test_perf_counts_a_task_exactly_on_an_smp_guest(linux_assets):
