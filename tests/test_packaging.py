@@ -61,7 +61,7 @@ def test_sdist_holds_every_source_a_build_needs(sdist):
     firmware = _tree("firmware/Makefile", "firmware/README.md", "firmware/*.py", "firmware/*.S",
                      "firmware/kernels/*.c", "firmware/lib/*.[chS]", "firmware/lib/*.ld", "firmware/linux/*")
     cython = _tree(*(f"{package}/{pattern}" for package in PACKAGES
-                     for pattern in ("*.pyx", "*.pxd", "*.pyi", "py.typed")))
+                     for pattern in ("*.pyx", "*.pxd", "*.pxi", "*.pyi", "py.typed")))
     assert {"firmware/kernels/hello64.c", "firmware/lib/kernel.ld", "firmware/lib/entry_mb64.S",
             "firmware/trampoline.S"} <= firmware
     assert {"vmm/_ucvcpu.pyx", "devices/lapic.pxd", "pmu/_core.pyi", "vmm/py.typed"} <= cython
