@@ -24,7 +24,10 @@ class BuildWithFirmware(build_py):
 
 
 extensions = [
-    Extension("vmm._ucvcpu", ["vmm/_ucvcpu.pyx"], extra_compile_args=["-O2"]),
+    # The hook layer's concerns are module-level C functions (vmm/_ucvcpu_*.pxi): without the flag gcc
+    # inlines each cold one with a single caller into it (decoding a new block, bulk retirement into the
+    # block hook), and the larger frame costs every block.
+    Extension("vmm._ucvcpu", ["vmm/_ucvcpu.pyx"], extra_compile_args=["-O2", "-fno-inline-functions-called-once"]),
     Extension("pmu._core", ["pmu/_core.pyx"], extra_compile_args=["-O2"]),
     Extension("vmm._uarch", ["vmm/_uarch.pyx"], extra_compile_args=["-O2"]),
     Extension("devices.lapic", ["devices/lapic.pyx"], extra_compile_args=["-O2"]),

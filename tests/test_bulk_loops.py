@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Bulk retirement of self-loops (vmm/_ucvcpu.pyx, UcVcpu.bulk_retire) against one-by-one runs.
+"""Bulk retirement of self-loops (vmm/_ucvcpu_counting.pxi, bulk_retire) against one-by-one runs.
 
 Each case runs the same loop on a bare 64-bit engine twice, with ``bulk_loops`` on and off, and
 compares everything observable: the counter register, RFLAGS, RIP and the retired count where the

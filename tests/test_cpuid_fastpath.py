@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""CPUID's C path in the hook layer (UcVcpu.on_cpuid) answers exactly what CpuidModel.query() does.
+"""CPUID's C path in the hook layer (on_cpuid, vmm/_ucvcpu_cpuid.pxi) answers exactly what CpuidModel.query() does.
 
 The C table is a copy of the handler's CpuidModel, rebuilt when its generation moves; with exit
 tracing on (``handler.trace``) CPUID goes through the handler as before.

@@ -61,10 +61,10 @@ def test_sdist_holds_every_source_a_build_needs(sdist):
     firmware = _tree("firmware/Makefile", "firmware/README.md", "firmware/*.py", "firmware/*.S",
                      "firmware/kernels/*.c", "firmware/lib/*.[chS]", "firmware/lib/*.ld", "firmware/linux/*")
     cython = _tree(*(f"{package}/{pattern}" for package in PACKAGES
-                     for pattern in ("*.pyx", "*.pxd", "*.pyi", "py.typed")))
+                     for pattern in ("*.pyx", "*.pxd", "*.pxi", "*.pyi", "py.typed")))
     assert {"firmware/kernels/hello64.c", "firmware/lib/kernel.ld", "firmware/lib/entry_mb64.S",
             "firmware/trampoline.S"} <= firmware
-    assert {"vmm/_ucvcpu.pyx", "devices/lapic.pxd", "pmu/_core.pyi", "vmm/py.typed"} <= cython
+    assert {"vmm/_ucvcpu.pyx", "vmm/_ucvcpu_engine.pxi", "devices/lapic.pxd", "pmu/_core.pyi", "vmm/py.typed"} <= cython
     assert firmware - members == set()
     assert cython - members == set()
     assert {"LICENSE", "CHANGELOG.md", "README.md", "setup.py", "pyproject.toml", "MANIFEST.in",
@@ -112,6 +112,6 @@ def test_sdist_installs_with_pip_and_boots_outside_the_tree(sdist, tmp_path):
     assert Path(installed["vmm"]).is_relative_to(venv)
     assert installed["version"] == installed["metadata"] == vmm.__version__
     files = set(installed["files"])
-    assert {"vmm/py.typed", "devices/py.typed", "pmu/py.typed", "vmm/_ucvcpu.pyi", "vmm/_uarch.pyi",
-            "devices/lapic.pyi", "pmu/_core.pyi", "firmware/bin/hello64.elf", "firmware/bin/plugin_port.elf",
-            f"pmu_vmm-{vmm.__version__}.dist-info/licenses/LICENSE"} <= files
+    assert {"vmm/py.typed", "devices/py.typed", "pmu/py.typed", "vmm/_ucvcpu.pyi", "vmm/_ucvcpu_engine.pxi",
+            "vmm/_uarch.pyi", "devices/lapic.pyi", "pmu/_core.pyi", "firmware/bin/hello64.elf",
+            "firmware/bin/plugin_port.elf", f"pmu_vmm-{vmm.__version__}.dist-info/licenses/LICENSE"} <= files

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Type stub of vmm._ucvcpu (Cython): the Python API of the Unicorn vCPU backend.
 
-What Python sees of vmm/_ucvcpu.pyx: :class:`UcVcpu`'s constructor, the view devices use (it
-provides :class:`devices.vcpu.Vcpu`), the machine's controls (run, stop, MMIO windows, the
-LAPIC and PMU fast paths, the objects it answers exits with) and its public fields.  The hooks
-and C internals are not callable from Python and are not described here; ``BlockTable`` is
-the layer's decoded-block cache, with nothing to call.
+What Python sees of vmm/_ucvcpu.pyx (and the vmm/_ucvcpu_*.pxi it includes): :class:`UcVcpu`'s
+constructor, the view devices use (it provides :class:`devices.vcpu.Vcpu`), the machine's controls
+(run, stop, MMIO windows, the LAPIC and PMU fast paths, the objects it answers exits with) and its
+public fields.  The hooks and C internals are not callable from Python and are not described here;
+``BlockTable`` is the layer's decoded-block cache (vmm/_ucvcpu_blocks.pxi), with nothing to call.
 """
 
 from collections.abc import Callable

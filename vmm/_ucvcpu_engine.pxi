@@ -1,0 +1,284 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The engine under the hook layer (included by vmm/_ucvcpu.pyx): libunicorn's entry points, its
+# constants, the private layout of its CPU state, and hook registration.
+#
+# * libunicorn's C entry points are resolved at run time from the library the unicorn Python binding
+#   has loaded (same engine instance, no link-time path to get wrong); hook kinds, instruction and
+#   register ids come from the binding too, so a renumbering cannot slip by.
+# * The hook layer relies on private engine internals: the CPU state pointer and the field offsets
+#   of QEMU 5.0.1's CPUX86State inside unicorn 2.1.4, and CPUState.halted (set by HLT, cleared by
+#   each emu_start), found by _locate().  check_layout() (UcVcpu.self_test) checks every one of them
+#   at start-up and fails with a clear message on a mismatch.
+# * add_hooks() registers the hooks every vCPU has; each hook's trampoline lives with its concern.
+#
+# Not here: what any hook does, and UcVcpu's accessors of that state (regs(), pc(), c_cpl(), ...),
+# which stay on the class as the vocabulary every unit shares.
+
+# ---------------------------------------------------------------------------------------
+# libunicorn entry points, resolved at run time from the library the Python binding loaded
+# (same engine instance, no link-time path to get wrong).
+
+ctypedef int (*fn_hook_add)(void*, size_t*, int, void*, void*, uint64_t, uint64_t, ...) noexcept nogil
+ctypedef int (*fn_hook_del)(void*, size_t) noexcept nogil
+ctypedef int (*fn_reg)(void*, int, void*) noexcept nogil
+ctypedef int (*fn_emu_start)(void*, uint64_t, uint64_t, uint64_t, size_t) noexcept nogil
+ctypedef int (*fn_emu_stop)(void*) noexcept nogil
+ctypedef int (*fn_ctl)(void*, int, ...) noexcept nogil
+ctypedef int (*fn_vmem_read)(void*, uint64_t, int, void*, size_t) noexcept nogil
+ctypedef int (*fn_vmem_write)(void*, uint64_t, int, void*, size_t) noexcept nogil
+ctypedef int (*fn_mmio_map)(void*, uint64_t, size_t, void*, void*, void*, void*) noexcept nogil
+ctypedef int (*fn_mem_unmap)(void*, uint64_t, size_t) noexcept nogil
+ctypedef void (*fn_do_interrupt)(void*) noexcept nogil
+ctypedef void (*fn_hardirq)(void*, int, int) noexcept nogil
+ctypedef void (*fn_load_seg)(void*, int, int) noexcept nogil
+
+cdef fn_hook_add uc_hook_add
+cdef fn_hook_del uc_hook_del
+cdef fn_reg uc_reg_read
+cdef fn_reg uc_reg_write
+cdef fn_emu_start uc_emu_start
+cdef fn_emu_stop uc_emu_stop
+cdef fn_ctl uc_ctl
+cdef fn_vmem_read uc_vmem_read
+cdef fn_vmem_write uc_vmem_write
+cdef fn_mmio_map uc_mmio_map
+cdef fn_mem_unmap uc_mem_unmap
+cdef fn_do_interrupt x86_do_interrupt
+cdef fn_hardirq x86_hardirq
+cdef fn_load_seg x86_load_seg
+
+
+cdef uintptr_t _sym(lib, str name) except 0:
+    return <uintptr_t> ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+
+
+cdef void _resolve() except *:
+    global uc_hook_add, uc_hook_del, uc_reg_read, uc_reg_write, uc_emu_start, uc_emu_stop, uc_ctl
+    global uc_vmem_read, uc_vmem_write, uc_mmio_map, uc_mem_unmap, x86_do_interrupt, x86_hardirq, x86_load_seg
+    lib = _ucmod.uclib
+    uc_hook_add = <fn_hook_add> _sym(lib, "uc_hook_add")
+    uc_hook_del = <fn_hook_del> _sym(lib, "uc_hook_del")
+    uc_reg_read = <fn_reg> _sym(lib, "uc_reg_read")
+    uc_reg_write = <fn_reg> _sym(lib, "uc_reg_write")
+    uc_emu_start = <fn_emu_start> _sym(lib, "uc_emu_start")
+    uc_emu_stop = <fn_emu_stop> _sym(lib, "uc_emu_stop")
+    uc_ctl = <fn_ctl> _sym(lib, "uc_ctl")
+    uc_vmem_read = <fn_vmem_read> _sym(lib, "uc_vmem_read")
+    uc_vmem_write = <fn_vmem_write> _sym(lib, "uc_vmem_write")
+    uc_mmio_map = <fn_mmio_map> _sym(lib, "uc_mmio_map")
+    uc_mem_unmap = <fn_mem_unmap> _sym(lib, "uc_mem_unmap")
+    x86_do_interrupt = <fn_do_interrupt> _sym(lib, "x86_cpu_do_interrupt_x86_64")
+    x86_hardirq = <fn_hardirq> _sym(lib, "do_interrupt_x86_hardirq_x86_64")
+    x86_load_seg = <fn_load_seg> _sym(lib, "cpu_x86_load_seg_x86_64")
+
+
+_resolve()
+
+
+# ---------------------------------------------------------------------------------------
+# Engine constants (from the binding, so a renumbering cannot slip by) and private layout.
+
+cdef int HOOK_INTR = ucc.UC_HOOK_INTR
+cdef int HOOK_INSN = ucc.UC_HOOK_INSN
+cdef int HOOK_CODE = ucc.UC_HOOK_CODE
+cdef int HOOK_BLOCK = ucc.UC_HOOK_BLOCK
+cdef int HOOK_MEM_UNMAPPED = ucc.UC_HOOK_MEM_UNMAPPED
+cdef int HOOK_MEM_ACCESS = ucc.UC_HOOK_MEM_READ | ucc.UC_HOOK_MEM_WRITE
+cdef int CTL_TB_FLUSH = ucc.UC_CTL_TB_FLUSH
+cdef int HOOK_INSN_INVALID = ucc.UC_HOOK_INSN_INVALID
+cdef int INS_IN = uxc.UC_X86_INS_IN
+cdef int INS_OUT = uxc.UC_X86_INS_OUT
+cdef int INS_SYSCALL = uxc.UC_X86_INS_SYSCALL
+cdef int INS_CPUID = uxc.UC_X86_INS_CPUID
+cdef int INS_RDTSC = uxc.UC_X86_INS_RDTSC
+cdef int INS_RDTSCP = uxc.UC_X86_INS_RDTSCP
+cdef int REG_RIP = uxc.UC_X86_REG_RIP
+cdef int REG_RFLAGS = uxc.UC_X86_REG_RFLAGS
+cdef int REG_DR7 = uxc.UC_X86_REG_DR7
+cdef int REG_MSR = uxc.UC_X86_REG_MSR
+cdef int CTL_IO_WRITE = 1
+cdef int CTL_TB_REMOVE_CACHE = ucc.UC_CTL_TB_REMOVE_CACHE
+cdef int CTL_UC_EXITS = ucc.UC_CTL_UC_EXITS
+cdef int CTL_UC_USE_EXITS = ucc.UC_CTL_UC_USE_EXITS
+cdef int ERR_FETCH_PROT = ucc.UC_ERR_FETCH_PROT
+
+cdef inline int ctl_write(int ctl, int nargs) noexcept nogil:
+    return ctl | (nargs << 26) | (CTL_IO_WRITE << 30)
+
+# Offsets inside CPUX86State (QEMU 5.0.1 in unicorn 2.1.4), verified by self_test().
+DEF OFF_REGS = 0
+DEF OFF_EIP = 128
+DEF OFF_EFLAGS = 136
+DEF OFF_HFLAGS = 176
+DEF OFF_HFLAGS2 = 180
+DEF OFF_SEGS = 184                  # segment caches ES, CS, SS, DS, FS, GS: 24 bytes each, base at +8
+DEF SEG_CACHE_SIZE = 24
+DEF SEG_BASE = 8
+DEF OFF_TR_BASE = 360               # segment cache of TR: base, limit, flags
+DEF OFF_TR_LIMIT = 368
+DEF OFF_CR = 424
+DEF OFF_OLD_EXCEPTION = 5496        # the exception being delivered (-1: none), what turns a second fault into #DF
+DEF UC_CPU_SLOT_FROM_REG_READ = 38   # CPUState* is this many pointer slots after reg_read_x86_64
+DEF CPU_ENV_SLOT = 37                # CPUState field holding the CPUX86State* (env_ptr)
+DEF CPU_HALTED_BEFORE_UC = 16        # CPUState.halted lies this many bytes before CPUState.uc
+DEF TR_RESET_LIMIT = 0xFFFF
+DEF TR_RESET_FLAGS = 0x8900          # present, available 32-bit TSS
+
+DEF HF_CPL_MASK = 3
+DEF HF_INHIBIT_IRQ = 1 << 3
+DEF HF_CS32 = 1 << 4
+DEF HF_LMA = 1 << 14
+DEF HF_CS64 = 1 << 15
+DEF CR0_PE = 1
+DEF HF2_NMI_MASK = 1 << 2
+DEF EFLAGS_IF = 1 << 9
+DEF EFLAGS_TF = 1 << 8
+DEF EFLAGS_DEC = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 11)   # PF AF ZF SF OF: what DEC sets
+DEF EFLAGS_IOPL_SHIFT = 12
+DEF EFLAGS_VM = 1 << 17
+
+
+DEF R_RAX = 0
+DEF R_RCX = 1
+DEF R_RDX = 2
+DEF R_RBX = 3
+DEF R_RSP = 4
+DEF R_RSI = 6
+DEF SEG_CS = 1
+DEF SEG_SS = 2
+DEF SEG_FS = 4
+DEF PAGE_SIZE = 0x1000
+DEF PROT_READ = 1                   # uc_prot for uc_vmem_read: data read, instruction fetch
+DEF PROT_WRITE = 2
+DEF PROT_EXEC = 4
+
+DEF EXC_UD = 6
+DEF EXC_GP = 13
+DEF VEC_NMI = 2
+
+
+cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted) except -1:
+    """Find the engine's private CPU state from its handle: the CPUState, its CPUX86State (env) and
+    CPUState.halted, which sits just before CPUState's back pointer to the engine."""
+    cdef uint64_t rax = 0
+    uc_reg_read(uc, uxc.UC_X86_REG_RAX, &rax)   # the engine initialises lazily
+    lib = _ucmod.uclib
+    cdef uintptr_t rr = _sym(lib, "reg_read_x86_64")
+    cdef uintptr_t rw = _sym(lib, "reg_write_x86_64")
+    cdef uintptr_t *words = <uintptr_t*> uc
+    cdef int i, slot = -1
+    for i in range(512):
+        if words[i] == rr and words[i + 1] == rw:
+            slot = i
+            break
+    if slot < 0:
+        raise RuntimeError("unicorn self-test: reg_read_x86_64 not found in the engine struct "
+                           "(not unicorn 2.1.4 x86_64?)")
+    cpu[0] = <void*> words[slot + UC_CPU_SLOT_FROM_REG_READ]
+    env[0] = <char*> (<uintptr_t*> cpu[0])[CPU_ENV_SLOT]
+    if env[0] == NULL or <uintptr_t> env[0] < <uintptr_t> cpu[0] \
+            or <uintptr_t> env[0] > <uintptr_t> cpu[0] + 0x20000:
+        raise RuntimeError("unicorn self-test: CPUX86State pointer not where unicorn 2.1.4 keeps it")
+    # CPUState ends before env (both live in one X86CPU object): its `uc` field is the first
+    # pointer back to the engine after env_ptr.
+    words = <uintptr_t*> cpu[0]
+    for i in range(CPU_ENV_SLOT + 1, (<uintptr_t> env[0] - <uintptr_t> cpu[0]) // sizeof(uintptr_t)):
+        if words[i] == <uintptr_t> uc:
+            halted[0] = <uint32_t*> (<char*> &words[i] - CPU_HALTED_BEFORE_UC)
+            return 0
+    raise RuntimeError("unicorn self-test: CPUState.uc not found (not unicorn 2.1.4 x86_64?)")
+
+
+cdef object _hlt_check = None
+
+
+cdef bint _halted_flag_tracks_hlt() except -1:
+    """On a scratch engine: the halted flag _locate() finds stays clear when a run stops for another
+    reason and is set by HLT.  Checked once per process (a scratch engine costs about a millisecond)."""
+    global _hlt_check
+    cdef void *cpu
+    cdef char *env
+    cdef uint32_t *halted
+    if _hlt_check is None:
+        scratch = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        scratch.mem_map(0x1000, PAGE_SIZE)
+        scratch.mem_write(0x1000, b"\x90\xf4")     # nop; hlt
+        _locate(<void*> <uintptr_t> scratch._uch.value, &cpu, &env, &halted)
+        scratch.emu_start(0x1000, 0x2000, count=1)
+        stopped_by_count = halted[0] == 0
+        scratch.emu_start(0x1001, 0x2000)
+        _hlt_check = stopped_by_count and halted[0] == 1 and scratch.reg_read(uxc.UC_X86_REG_RIP) == 0x1002
+    return _hlt_check
+
+
+cdef list check_layout(UcVcpu vcpu):
+    """UcVcpu.self_test: check every engine internal this layer relies on; raise RuntimeError on a
+    mismatch, else return the names of the checks."""
+    eng = vcpu.engine
+    checks = []
+    eng.reg_write(uxc.UC_X86_REG_RAX, 0x1122334455667788)
+    eng.reg_write(uxc.UC_X86_REG_RCX, 0x99AABBCCDDEEFF00)
+    checks.append(("general registers at env+0", vcpu.regs()[0] == 0x1122334455667788
+                   and vcpu.regs()[1] == 0x99AABBCCDDEEFF00))
+    old_rip = eng.reg_read(uxc.UC_X86_REG_RIP)
+    eng.reg_write(uxc.UC_X86_REG_RIP, 0x123456)
+    checks.append(("EIP at env+128", vcpu.eip() == 0x123456))
+    eng.reg_write(uxc.UC_X86_REG_RIP, old_rip)
+    old_flags = eng.reg_read(uxc.UC_X86_REG_RFLAGS)
+    eng.reg_write(uxc.UC_X86_REG_RFLAGS, 0x202)
+    checks.append(("EFLAGS.IF at env+136", ((<uint64_t*> (vcpu.env + OFF_EFLAGS))[0] & EFLAGS_IF) != 0))
+    eng.reg_write(uxc.UC_X86_REG_RFLAGS, old_flags)
+    checks.append(("CR0 at env+424", vcpu.c_cr(0) == eng.reg_read(uxc.UC_X86_REG_CR0)))
+    checks.append(("CR4 at env+456", vcpu.c_cr(4) == eng.reg_read(uxc.UC_X86_REG_CR4)))
+    checks.append(("hflags LMA bit at env+176", (vcpu.hflags() & HF_LMA) != 0))
+    checks.append(("no exception in flight at env+5496", (<int*> (vcpu.env + OFF_OLD_EXCEPTION))[0] == -1))
+    old_tr = eng.reg_read(uxc.UC_X86_REG_TR)
+    eng.reg_write(uxc.UC_X86_REG_TR, (0x28, 0x12345000, 0x2067, 0x8900))
+    checks.append(("TR base/limit at env+360/368", (<uint64_t*> (vcpu.env + OFF_TR_BASE))[0] == 0x12345000
+                   and (<uint32_t*> (vcpu.env + OFF_TR_LIMIT))[0] == 0x2067))
+    eng.reg_write(uxc.UC_X86_REG_TR, old_tr)
+    eng.reg_write(uxc.UC_X86_REG_RAX, 0)
+    eng.reg_write(uxc.UC_X86_REG_RCX, 0)
+    checks.append(("CPUState.halted set by HLT, not by other stops", _halted_flag_tracks_hlt()))
+    bad = [name for name, ok in checks if not ok]
+    if bad:
+        raise RuntimeError("unicorn self-test failed (engine is not the unicorn 2.1.4 layout this VMM "
+                           "was built for): " + ", ".join(bad))
+    return [name for name, _ in checks]
+
+
+# ---------------------------------------------------------------------------------------
+# Hooks.  Each one's trampoline (user_data is the UcVcpu) lives with its concern; the block hook's
+# is here, as UcVcpu.on_block is the class's own.
+
+cdef void _on_block(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
+    (<UcVcpu> ud).on_block(address, size)
+
+
+cdef void add_hook(UcVcpu vcpu, int kind, void *cb, uint64_t begin, uint64_t end, int insn=-1) except *:
+    cdef size_t h = 0
+    cdef int err
+    if insn >= 0:
+        err = uc_hook_add(vcpu.uc, &h, kind, cb, <void*> vcpu, begin, end, insn)
+    else:
+        err = uc_hook_add(vcpu.uc, &h, kind, cb, <void*> vcpu, begin, end)
+    if err:
+        raise RuntimeError(f"uc_hook_add({kind}) failed: {err}")
+
+
+cdef void add_hooks(UcVcpu vcpu) except *:
+    add_hook(vcpu, HOOK_BLOCK, <void*> _on_block, 1, 0)
+    add_hook(vcpu, HOOK_INTR, <void*> _on_intr, 1, 0)
+    add_hook(vcpu, HOOK_INSN_INVALID, <void*> _on_invalid, 1, 0)
+    add_hook(vcpu, HOOK_MEM_UNMAPPED, <void*> _on_unmapped, 1, 0)
+    add_hook(vcpu, HOOK_INSN, <void*> _on_in, 1, 0, INS_IN)
+    add_hook(vcpu, HOOK_INSN, <void*> _on_out, 1, 0, INS_OUT)
+    add_hook(vcpu, HOOK_INSN, <void*> _on_syscall, 1, 0, INS_SYSCALL)
+    add_hook(vcpu, HOOK_INSN, <void*> _on_cpuid, 1, 0, INS_CPUID)
+    add_hook(vcpu, HOOK_INSN, <void*> _on_rdtsc, 1, 0, INS_RDTSC)
+    add_hook(vcpu, HOOK_INSN, <void*> _on_rdtscp, 1, 0, INS_RDTSCP)
+    # Exits mode with an empty list: emu_start's `until` would otherwise walk the page
+    # tables after every run and clobber CR2.
+    uc_ctl(vcpu.uc, ctl_write(CTL_UC_USE_EXITS, 1), <int> 1)
+    cdef uint64_t none = 0
+    uc_ctl(vcpu.uc, ctl_write(CTL_UC_EXITS, 2), &none, <size_t> 0)
