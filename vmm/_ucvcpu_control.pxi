@@ -23,8 +23,6 @@ DEF CR4_LA57 = 1 << 12
 DEF CR4_PCIDE = 1 << 17
 DEF CR3_NOFLUSH = 1 << 63            # with CR4.PCIDE: keep the PCID's translations; never stored in CR3
 DEF EFER_LME = 1 << 8
-DEF HF_SS32 = 1 << 5
-DEF HF_ADDSEG = 1 << 6
 DEF EFLAGS_RF = 1 << 16
 # Segment cache flags (the descriptor's second dword): what SYSENTER/SYSEXIT load.
 DEF DESC_TYPE_CODE = 0xB << 8       # execute/read, accessed

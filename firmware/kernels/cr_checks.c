@@ -37,23 +37,17 @@ static bool cpuid_has(uint32_t leaf, int reg, int bit)
 	return (regs[reg] >> bit) & 1;
 }
 
+#define MOV_TO_CR(n, v) asm volatile(ASM_TRY_BEGIN "mov %0, %%cr" #n ASM_TRY_END : : "r"(v) : "memory")
+
 /* Write control register cr (0, 3, 4 or 8); the vector it raised, or -1. */
 static int write_cr(int cr, uint64_t v)
 {
 	exception_reset();
 	switch (cr) {
-	case 0:
-		asm volatile(ASM_TRY_BEGIN "mov %0, %%cr0" ASM_TRY_END : : "r"(v) : "memory");
-		break;
-	case 3:
-		asm volatile(ASM_TRY_BEGIN "mov %0, %%cr3" ASM_TRY_END : : "r"(v) : "memory");
-		break;
-	case 4:
-		asm volatile(ASM_TRY_BEGIN "mov %0, %%cr4" ASM_TRY_END : : "r"(v) : "memory");
-		break;
-	case 8:
-		asm volatile(ASM_TRY_BEGIN "mov %0, %%cr8" ASM_TRY_END : : "r"(v) : "memory");
-		break;
+	case 0: MOV_TO_CR(0, v); break;
+	case 3: MOV_TO_CR(3, v); break;
+	case 4: MOV_TO_CR(4, v); break;
+	case 8: MOV_TO_CR(8, v); break;
 	}
 	return exception_vector();
 }
