@@ -119,3 +119,83 @@ def test_syscall_from_compatibility_mode(cpu, checks):
     result, serial = boot("syscall_modes", cpu=cpu)
     assert_all_pass(result, serial)
     _passed(serial, checks + ["64-bit SYSCALL at CPL3 enters at LSTAR", "SYSCALL with EFER.SCE clear -> #UD"])
+
+
+# -- MOV to CR0/CR3/CR4 and WRMSR to EFER: what the SDM refuses is a #GP(0); SYSENTER/SYSEXIT in
+# legacy protected mode (cr_checks' trip out of long mode) ------------------------------------------
+CR_CHECKS = [
+    "CR0 bit 32 (CR0[63:32] reserved) -> #GP(0)", "CR0.PG without CR0.PE -> #GP(0)", "CR0.NW without CR0.CD -> #GP(0)",
+    "clearing CR0.PG in 64-bit mode -> #GP(0)", "clearing CR0.PG and CR0.PE in 64-bit mode -> #GP(0)",
+    "CR0.CD with CR0.NW is accepted", "CR3 bit 63 with CR4.PCIDE clear -> #GP(0)", "CR3 bit MAXPHYADDR -> #GP(0)",
+    "CR3 with PWT and PCD is accepted", "CR4 bit 15 (reserved) -> #GP(0)", "CR4 bit 40 (reserved) -> #GP(0)",
+    "clearing CR4.PAE in long mode -> #GP(0)", "toggling CR4.PCE is accepted", "CR4.VMXE without CPUID VMXE -> #GP(0)",
+    "CR4.SMAP without CPUID SMAP -> #GP(0)", "CR4.PKE without CPUID PKE -> #GP(0)",
+    "CR4.CET without CPUID CET -> #GP(0)",
+    "EFER bit 1 (reserved) -> #GP(0)", "EFER.LMSLE -> #GP(0)", "EFER.SVME without its CPUID bit -> #GP(0)",
+    "EFER.FFXSR without its CPUID bit -> #GP(0)", "clearing EFER.LME while CR0.PG = 1 -> #GP(0)",
+    "EFER.LMA = 0 (ignored) is accepted", "back in long mode",
+    "legacy mode: CR0.PG without CR0.PE -> #GP(0)", "legacy mode: CR0.NW without CR0.CD -> #GP(0)",
+    "clearing CR4.PAE outside long mode is accepted", "CR0.PG with EFER.LME and CR4.PAE clear -> #GP(0)",
+    "32-bit paging on is accepted", "setting EFER.LME while CR0.PG = 1 -> #GP(0)",
+    "legacy mode: SYSEXIT to CPL3 and SYSENTER back is accepted",
+    "legacy mode SYSEXIT: CS/SS = SYSENTER_CS + 16/24, RPL 3, ESP = ECX",
+    "legacy mode SYSENTER: CS/SS = SYSENTER_CS/+8, ESP = SYSENTER_ESP", "legacy mode SYSENTER clears IF",
+    *(f"{insn} at CPL3 -> #GP" for insn in ("MOV to CR0", "MOV to CR3", "MOV to CR4", "MOV to CR8", "MOV from CR0",
+                                            "MOV from CR8")),
+]
+
+
+@pytest.mark.parametrize("config,checks", [
+    ({"cpu": "intel"}, ["CR4.OSXSAVE without CPUID OSXSAVE -> #GP(0)", "CR4.SMEP without CPUID SMEP -> #GP(0)",
+                        "CR4.PCIDE without CPUID PCID -> #GP(0)", "CR4.LA57 without CPUID LA57 -> #GP(0)",
+                        "CR4.FSGSBASE without CPUID FSGSBASE -> #GP(0)", "CR4.UMIP without CPUID UMIP -> #GP(0)",
+                        "toggling EFER.NXE with its CPUID bit is accepted"]),
+    ({"cpu": "amd"}, ["CR4.OSXSAVE without CPUID OSXSAVE -> #GP(0)", "CR4.PCIDE without CPUID PCID -> #GP(0)",
+                      "toggling EFER.SCE with its CPUID bit is accepted"]),
+    ({"cpu": "skylake-server"}, ["CR4.OSXSAVE with CPUID OSXSAVE is accepted"]),
+    ({"cpuid_features": {"pcid": True, "la57": True, "umip": True, "fsgsbase": True}},
+     ["CR4.UMIP with CPUID UMIP is accepted", "CR4.FSGSBASE with CPUID FSGSBASE is accepted",
+      "setting CR4.LA57 in long mode -> #GP(0)", "CR4.PCIDE with CR3[11:0] != 0 -> #GP(0)",
+      "CR4.PCIDE with CR3[11:0] = 0 is accepted", "CR3 bit 63 with CR4.PCIDE set is accepted",
+      "CR3 bit 63 is not stored", "CR3 with PCID 5 is accepted", "clearing CR4.PCIDE is accepted",
+      "CR4.PCIDE outside long mode -> #GP(0)"]),
+    ({"cpu": "epyc-rome", "cpuid_features": {"nx": False, "syscall": False}},
+     ["EFER.SCE without its CPUID bit -> #GP(0)", "EFER.NXE without its CPUID bit -> #GP(0)"]),
+], ids=["intel", "amd", "skylake-server", "pcid-la57-umip-fsgsbase", "amd-no-nx-no-syscall"])
+def test_control_register_and_efer_loads(config, checks):
+    result, serial = boot("cr_checks", **config)
+    assert_all_pass(result, serial)
+    _passed(serial, CR_CHECKS + checks)
+
+
+def test_reserved_bits_follow_the_cpuid_model():
+    from vmm.cpuid import CpuidModel
+
+    model = CpuidModel("intel")
+    cr4, efer, maxphyaddr = model.reserved_bits()
+    assert (cr4, efer, maxphyaddr) == (~0x7FF & (1 << 64) - 1, ~0xD01 & (1 << 64) - 1, 48)
+    generation = model.generation
+    model.set_feature("smep", True)
+    model.set_feature("nx", False)
+    cr4, efer, _ = model.reserved_bits()
+    assert not cr4 & 1 << 20 and efer & 1 << 11 and model.generation > generation
+    assert not CpuidModel("skylake-server").reserved_bits()[0] & (1 << 18 | 1 << 20)   # OSXSAVE, SMEP
+
+
+# -- SYSENTER/SYSEXIT in IA-32e mode ---------------------------------------------------------------------
+@pytest.mark.parametrize("cpu,checks", [
+    ("intel", ["SYSENTER from 64-bit code enters at SYSENTER_EIP", "CS = SYSENTER_CS, SS = CS + 8",
+               "RSP = SYSENTER_ESP", "RFLAGS.IF cleared, IOPL kept", "RCX and RDX untouched",
+               "SYSEXIT with REX.W returns to 64-bit code at RDX", "CS = SYSENTER_CS + 32, SS = + 40, RPL 3",
+               "RSP = RCX", "SYSEXIT returns to compatibility mode: CS/SS 0x1b/0x23",
+               "SYSENTER from compatibility mode enters 64-bit code", "SYSEXIT at CPL3 -> #GP",
+               "SYSEXIT to a non-canonical RDX -> #GP", "SYSEXIT with a non-canonical RCX -> #GP",
+               "SYSENTER with SYSENTER_CS = 0 -> #GP", "SYSEXIT with SYSENTER_CS = 0 -> #GP",
+               "SYSENTER with SYSENTER_CS = 3 -> #GP", "SYSEXIT with SYSENTER_CS = 3 -> #GP"]),
+    ("amd", ["AMD: SYSENTER from 64-bit code -> #UD", "AMD: SYSENTER from compatibility mode -> #UD (vector 6)",
+             "AMD: SYSEXIT in long mode -> #UD", "AMD: SYSEXIT at CPL3 in long mode -> #UD",
+             "the entry point never ran"])])
+def test_sysenter_and_sysexit_in_long_mode(cpu, checks):
+    result, serial = boot("sysenter", cpu=cpu)
+    assert_all_pass(result, serial)
+    _passed(serial, ["CPUID.1:EDX.SEP", *checks])

@@ -36,21 +36,25 @@ not do):
 * ``_ucvcpu_insns.pxi``       port I/O (and the TSS I/O bitmap), CR8, LTR, IRET to itself, cache
                               maintenance
 * ``_ucvcpu_cpuid.pxi``       CPUID (C copy of the CPUID model), RDTSC/RDTSCP, SYSCALL
+* ``_ucvcpu_control.pxi``     the SDM's #GP checks of MOV to CR0/CR3/CR4 and WRMSR to EFER,
+                              SYSENTER (emulated) and SYSEXIT (checked)
 * ``_ucvcpu_memory.pxi``      MMIO windows; unmapped physical memory as void regions
 
 It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
 inside unicorn 2.1.4, CPUState.halted); :func:`self_test` checks every one of them at start-up
 and fails with a clear message on a mismatch.
 
-Not supported: more than one vCPU per engine, SYSENTER/SYSEXIT from 64-bit user code, executing
-from an MMIO window (the run ends with an internal error), self-modifying code that keeps a
-block's address and size but changes its instructions (the decoded-block cache is keyed by
+Not supported: more than one vCPU per engine, executing from an MMIO window (the run ends with
+an internal error), self-modifying code that keeps a block's address and size but changes its instructions (the decoded-block cache is keyed by
 address and size: the accounting of that block goes wrong).  An interrupt made pending by an MMIO
 access (e.g. a self-IPI through the xAPIC page) is taken at the next block boundary, a few
 instructions late; overflows of LLC and branch-miss counters raise their PMI at the next block
 boundary (the instruction/cycle/branch counters have zero skid).  SYSCALL loads CS/SS through
 the guest's GDT descriptors at STAR (real CPUs use fixed flat values).  SYSCALL outside 64-bit code
 is #UD on Intel and goes to CSTAR (compatibility mode) or STAR[31:0] (legacy mode) on AMD.
+Control-register checks not made: the PDPTEs a MOV to CR0/CR3/CR4 loads in PAE paging (reserved
+bits there are no #GP), CR4.CET against CR0.WP (CET is never advertised), activating IA-32e mode
+from code whose CS.L is set; LA57 is only refused while in long mode.
 """
 
 from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
@@ -102,6 +106,7 @@ include "_ucvcpu_interrupts.pxi"
 include "_ucvcpu_msr.pxi"
 include "_ucvcpu_insns.pxi"
 include "_ucvcpu_cpuid.pxi"
+include "_ucvcpu_control.pxi"
 include "_ucvcpu_memory.pxi"
 
 
@@ -179,6 +184,11 @@ cdef class UcVcpu:
     cdef int cpuid_osxsave            # 1: OSXSAVE follows this vCPU's CR4, 0: never set, -1: no C path
     cdef public uint64_t bulk_iterations  # iterations retired in bulk so far (tests, statistics)
     cdef int lapic_status             # status of the last x2APIC access through the LAPIC's C path
+    # What MOV to CR3/CR4 and WRMSR to EFER refuse (CpuidModel.reserved_bits), for the CPUID model
+    # load_cpuid() copied last; without a model: no feature checks, EFER as the engine knows it.
+    cdef uint64_t cr4_reserved
+    cdef uint64_t cr3_reserved
+    cdef uint64_t efer_reserved
 
     def __cinit__(self):
         self.blocks = BlockTable()
@@ -190,6 +200,8 @@ cdef class UcVcpu:
         self.deadline = <uint64_t> -1
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
+        self.efer_reserved = ~<uint64_t>EFER_ALLOWED
+        self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
 
     def __dealloc__(self):
         free(self.cpuid_table)
@@ -207,6 +219,9 @@ cdef class UcVcpu:
         # TSS: how the engine caches every TSS it loads, and the only form its 32-bit stack switch
         # accepts.  (LTR of a null selector, the other way to a not-present TR, is a #GP here.)
         engine.reg_write(uxc.UC_X86_REG_TR, (0, 0, TR_RESET_LIMIT, TR_RESET_FLAGS))
+        # The engine also starts with CR4.FSGSBASE and CR4.OSXSAVE set: bits no CPU leaves reset with,
+        # which the CPUID model may not back (every later MOV to CR4 that keeps them would be a #GP).
+        engine.reg_write(uxc.UC_X86_REG_CR4, engine.reg_read(uxc.UC_X86_REG_CR4) & ~CR4_ENGINE_START)
 
     # -- CPU state and guest memory, as every unit reads them -----------------------------
     cdef inline uint64_t *regs(self) noexcept nogil:

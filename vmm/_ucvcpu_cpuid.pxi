@@ -12,8 +12,7 @@
 #   values).  Outside 64-bit code it is #UD on Intel and goes to CSTAR (compatibility mode) or
 #   STAR[31:0] (legacy mode) on AMD.
 #
-# Not here: the CPUID table itself (vmm.cpuid).  Not supported: SYSENTER/SYSEXIT from 64-bit user
-# code.
+# Not here: the CPUID table itself (vmm.cpuid), SYSENTER/SYSEXIT (_ucvcpu_control.pxi).
 
 DEF HYPERVISOR_BASE = 0x40000000   # the first hypervisor leaf (vmm.cpuid): present only when a device adds them
 
@@ -99,6 +98,10 @@ cdef void load_cpuid(UcVcpu vcpu, model) except *:
     vcpu.cpuid_max_hypervisor = max_hypervisor
     vcpu.cpuid_max_ext = max_ext
     vcpu.cpuid_osxsave = 1 if owner is vcpu else (0 if owner is None else -1)
+    cr4_reserved, efer_reserved, maxphyaddr = model.reserved_bits()
+    vcpu.cr4_reserved = cr4_reserved
+    vcpu.efer_reserved = efer_reserved
+    vcpu.cr3_reserved = ~((<uint64_t> 1 << <int> maxphyaddr) - 1)
     vcpu.cpuid_model = model
     vcpu.cpuid_generation = generation
 

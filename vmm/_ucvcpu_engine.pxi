@@ -89,6 +89,7 @@ cdef int HOOK_INSN_INVALID = ucc.UC_HOOK_INSN_INVALID
 cdef int INS_IN = uxc.UC_X86_INS_IN
 cdef int INS_OUT = uxc.UC_X86_INS_OUT
 cdef int INS_SYSCALL = uxc.UC_X86_INS_SYSCALL
+cdef int INS_SYSENTER = uxc.UC_X86_INS_SYSENTER
 cdef int INS_CPUID = uxc.UC_X86_INS_CPUID
 cdef int INS_RDTSC = uxc.UC_X86_INS_RDTSC
 cdef int INS_RDTSCP = uxc.UC_X86_INS_RDTSCP
@@ -123,10 +124,13 @@ DEF CPU_ENV_SLOT = 37                # CPUState field holding the CPUX86State* (
 DEF CPU_HALTED_BEFORE_UC = 16        # CPUState.halted lies this many bytes before CPUState.uc
 DEF TR_RESET_LIMIT = 0xFFFF
 DEF TR_RESET_FLAGS = 0x8900          # present, available 32-bit TSS
+DEF CR4_ENGINE_START = (1 << 16) | (1 << 18)    # FSGSBASE, OSXSAVE: set in the engine's start state
 
 DEF HF_CPL_MASK = 3
 DEF HF_INHIBIT_IRQ = 1 << 3
 DEF HF_CS32 = 1 << 4
+DEF HF_SS32 = 1 << 5
+DEF HF_ADDSEG = 1 << 6
 DEF HF_LMA = 1 << 14
 DEF HF_CS64 = 1 << 15
 DEF CR0_PE = 1
@@ -146,6 +150,7 @@ DEF R_RSP = 4
 DEF R_RSI = 6
 DEF SEG_CS = 1
 DEF SEG_SS = 2
+DEF SEG_DS = 3
 DEF SEG_FS = 4
 DEF PAGE_SIZE = 0x1000
 DEF PROT_READ = 1                   # uc_prot for uc_vmem_read: data read, instruction fetch
@@ -274,6 +279,7 @@ cdef void add_hooks(UcVcpu vcpu) except *:
     add_hook(vcpu, HOOK_INSN, <void*> _on_in, 1, 0, INS_IN)
     add_hook(vcpu, HOOK_INSN, <void*> _on_out, 1, 0, INS_OUT)
     add_hook(vcpu, HOOK_INSN, <void*> _on_syscall, 1, 0, INS_SYSCALL)
+    add_hook(vcpu, HOOK_INSN, <void*> _on_sysenter, 1, 0, INS_SYSENTER)
     add_hook(vcpu, HOOK_INSN, <void*> _on_cpuid, 1, 0, INS_CPUID)
     add_hook(vcpu, HOOK_INSN, <void*> _on_rdtsc, 1, 0, INS_RDTSC)
     add_hook(vcpu, HOOK_INSN, <void*> _on_rdtscp, 1, 0, INS_RDTSCP)

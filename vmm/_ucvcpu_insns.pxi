@@ -12,8 +12,8 @@
 #   may have rewritten code (sync_translations).
 # * CLFLUSH/CLFLUSHOPT/WBINVD/INVD are reported to the cache model (they are no-ops to the engine).
 #
-# Not here: RDMSR/WRMSR (_ucvcpu_msr.pxi), which on_hooked_insn hands on; the devices behind the
-# ports (vmm.dispatch).
+# Not here: RDMSR/WRMSR (_ucvcpu_msr.pxi) and the checks of MOV to CR0/CR3/CR4 and SYSEXIT
+# (_ucvcpu_control.pxi), which on_hooked_insn hands on; the devices behind the ports (vmm.dispatch).
 
 cdef void _on_hooked_insn(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
     on_hooked_insn(<UcVcpu> ud, address)
@@ -58,8 +58,16 @@ cdef void on_hooked_insn(UcVcpu vcpu, uint64_t address) noexcept:
         if vcpu.sync_translations:
             sync_on_iret_to_self(vcpu, address + i + 1, 8 if (rex & 8) else (2 if opsize != (bits == 16) else 4))
         return
-    if op[i] == 0x0F and (op[i + 1] == 0x20 or op[i + 1] == 0x22) and (rex & 4) and (op[i + 2] & 0x38) == 0:
-        emulate_cr8(vcpu, address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
+    if op[i] == 0x0F and (op[i + 1] == 0x20 or op[i + 1] == 0x22):
+        if vcpu.c_cpl() != 0:
+            return          # the engine raises the #GP of a MOV to/from a control register at CPL > 0
+        if (rex & 4) and (op[i + 2] & 0x38) == 0:
+            emulate_cr8(vcpu, address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
+        elif op[i + 1] == 0x22 and not (rex & 4):
+            check_cr_write(vcpu, address, address + i + 3, (op[i + 2] >> 3) & 7, (op[i + 2] & 7) | ((rex & 1) << 3))
+        return
+    if op[i] == 0x0F and op[i + 1] == 0x35:
+        check_sysexit(vcpu, address, (rex & 8) != 0)
         return
     if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
             (op[i] >= 0x6C and op[i] <= 0x6F):

@@ -46,7 +46,7 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
     cdef uint64_t delta
     if msr_is_native(index):
         if write and ((msr_needs_canonical(index) and not canonical(value))
-                      or (index == MSR_EFER and (value & ~<uint64_t>EFER_ALLOWED))
+                      or (index == MSR_EFER and efer_refused(vcpu, value))
                       or (index == MSR_TSC_AUX and (value >> 32))):     # TSC_AUX[63:32] reserved
             vcpu.commit_before(address)
             raise_fault(vcpu, EXC_GP)

@@ -20,7 +20,10 @@ every model).  Left out, although the real parts have them:
 * UMIP: CR4.UMIP can be set, but SGDT and friends still run at CPL3;
 * FSGSBASE: WRFSBASE/WRGSBASE take non-canonical bases instead of raising #GP, and a CPL3 program
   may execute them once the OS enables them;
-* PCID: QEMU 5.0's TCG has no PCID (CR3 bit 63 and the PCID field are not understood);
+* PCID: QEMU 5.0's TCG has no PCID (the PCID field is not understood; the hook layer keeps CR3 bit 63
+  out of CR3);
+* LA57 (5-level paging): not checked.  ``pcid`` and ``la57`` are in vmm/cpuid.py's FEATURES for
+  ``--cpuid`` and the control-register checks (firmware/kernels/cr_checks.c), not for any model;
 * RDRAND/RDSEED: the engine answers from the host's random number generator, so runs would not
   be repeatable;
 * XSAVE state components beyond x87 and SSE, XSAVEC/XSAVES, XGETBV with ECX=1.

@@ -31,10 +31,14 @@ Topology (:meth:`CpuidModel.set_topology`, one model per vCPU): a single package
 thread each, APIC ids 0..N-1; leaf 1 and leaf 0xB carry the vCPU's own id, 0xB the SMT and core
 levels, AMD's 0x80000008:ECX the core count.
 
+Control registers and EFER (:meth:`CpuidModel.reserved_bits`): a CR4 or EFER bit of a feature the
+model does not advertise is reserved, so writing it is a #GP(0), as on a CPU without the feature; the
+hook layer takes the masks from here whenever :attr:`generation` moves.
+
 Not modelled: cache/TLB descriptor leaves (2, 4), AMD's 0x8000001E, leaf 0x1F, XSAVE state
 components other than x87/SSE, SGX, and hypervisor leaves other than those a device adds.
-Feature bits are only advertised, never enforced: a guest that uses an instruction or CR4 bit
-CPUID does not offer gets whatever the engine does with it.
+Feature bits are only advertised, never enforced for instructions: a guest that uses an instruction
+CPUID does not offer gets whatever the engine does with it (CR4 and EFER bits are checked, see above).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ FEATURES = {
     "xsave": (1, 0, 2, 26),
     "avx": (1, 0, 2, 28),
     "rdrand": (1, 0, 2, 30),
+    "pcid": (1, 0, 2, 17),  # process-context identifiers (CR4.PCIDE)
     "hypervisor": (1, 0, 2, 31),
     "fsgsbase": (7, 0, 1, 0),
     "tsc_adjust": (7, 0, 1, 1),  # IA32_TSC_ADJUST (MSR 0x3B), emulated by the hook layer
@@ -100,6 +105,7 @@ FEATURES = {
     "smap": (7, 0, 1, 20),
     "umip": (7, 0, 2, 2),
     "pku": (7, 0, 2, 3),
+    "la57": (7, 0, 2, 16),  # 5-level paging (CR4.LA57)
     "rdpid": (7, 0, 2, 22),
     "fsrm": (7, 0, 3, 4),  # fast short REP MOVSB
     "arch_capabilities": (7, 0, 3, 29),
@@ -129,6 +135,36 @@ XCR0_X87_SSE = 0b11                     # the XSAVE state components the engine 
 HTT_BIT = 1 << 28                        # CPUID.1:EDX: EBX[23:16] counts addressable logical processors
 LEVEL_SMT, LEVEL_CORE = 1, 2             # leaf 0xB level types
 XSAVE_AREA_SIZE = 512 + 64              # legacy region + XSAVE header: x87 and SSE live in the former
+
+# CR4: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR and OSXMMEXCPT (bits 0-10) exist on every CPU
+# that has long mode; each later bit is legal only where CPUID advertises its feature (SDM vol. 3 2.5).
+# (CR4 bit, CPUID leaf, subleaf, register 0..3 = eax/ebx/ecx/edx, bit)
+CR4_ALWAYS = 0x7FF
+CR4_FEATURE_BITS = (
+    (11, 7, 0, 2, 2),           # UMIP
+    (12, 7, 0, 2, 16),          # LA57
+    (13, 1, 0, 2, 5),           # VMXE: VMX
+    (14, 1, 0, 2, 6),           # SMXE: SMX
+    (16, 7, 0, 1, 0),           # FSGSBASE
+    (17, 1, 0, 2, 17),          # PCIDE: PCID
+    (18, 1, 0, 2, 26),          # OSXSAVE: XSAVE
+    (19, 7, 0, 2, 23),          # KL: Key Locker
+    (20, 7, 0, 1, 7),           # SMEP
+    (21, 7, 0, 1, 20),          # SMAP
+    (22, 7, 0, 2, 3),           # PKE: PKU
+    (23, 7, 0, 2, 7),           # CET: CET shadow stacks
+    (24, 7, 0, 2, 31),          # PKS
+)
+# EFER: LMA (bit 10) is the processor's to set (writes are ignored), the rest follow CPUID.
+EFER_LMA = 1 << 10
+EFER_FEATURE_BITS = (
+    (0, 0x80000001, 0, 3, 11),  # SCE: SYSCALL
+    (8, 0x80000001, 0, 3, 29),  # LME: long mode
+    (11, 0x80000001, 0, 3, 20), # NXE: NX
+    (12, 0x80000001, 0, 2, 2),  # SVME: SVM
+    (14, 0x80000001, 0, 3, 25), # FFXSR: AMD fast FXSAVE/FXRSTOR
+    (15, 0x80000001, 0, 2, 17), # TCE: AMD translation cache extension
+)
 
 
 def _words(text: bytes) -> tuple[int, ...]:
@@ -249,6 +285,24 @@ class CpuidModel:
             if subleaf == 0 or takes_subleaf:
                 rows.append((leaf, subleaf, takes_subleaf, *self._table(leaf, subleaf)))
         return self._leaves[(0, 0)][0], self._max_hypervisor(), self._leaves[(0x80000000, 0)][0], rows
+
+    def reserved_bits(self) -> tuple[int, int, int]:
+        """What a CPU with this model's features refuses (#GP(0)) to load: the reserved bits of CR4 and
+        of IA32_EFER, and MAXPHYADDR (CPUID 0x80000008:EAX[7:0], 36 without that leaf), above which CR3
+        bits are reserved in long mode.  EFER.LMSLE (AMD, bit 13) is always reserved: the engine does
+        no segment-limit checks in 64-bit mode."""
+        def has(leaf: int, subleaf: int, reg: int, bit: int) -> bool:
+            return bool(self._table(leaf, subleaf)[reg] >> bit & 1)
+
+        cr4 = CR4_ALWAYS
+        for cr4_bit, *where in CR4_FEATURE_BITS:
+            cr4 |= has(*where) << cr4_bit
+        efer = EFER_LMA
+        for efer_bit, *where in EFER_FEATURE_BITS:
+            efer |= has(*where) << efer_bit
+        max_ext = self._leaves[(0x80000000, 0)][0]
+        maxphyaddr = self._table(0x80000008, 0)[0] & 0xFF if max_ext >= 0x80000008 else 36
+        return ~cr4 & (1 << 64) - 1, ~efer & (1 << 64) - 1, maxphyaddr
 
     def set_leaf(self, leaf: int, subleaf: int, eax: int, ebx: int, ecx: int, edx: int) -> None:
         self._leaves[(leaf, subleaf)] = [eax & 0xFFFFFFFF, ebx & 0xFFFFFFFF, ecx & 0xFFFFFFFF, edx & 0xFFFFFFFF]

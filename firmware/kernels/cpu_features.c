@@ -357,12 +357,24 @@ static void check_xsave(void)
 	report(faulted_with(GP_VECTOR), "xsave: misaligned XSAVE area #GP");
 }
 
+/* CR4.OSXSAVE for a feature that needs it; a FAIL if the load faults (CPUID without XSAVE: #GP) */
+static bool enable_osxsave(const char *feature)
+{
+	exception_reset();
+	asm volatile(ASM_TRY_BEGIN "mov %0, %%cr4" ASM_TRY_END : : "r"(read_cr4() | CR4_OSXSAVE) : "memory");
+	if (exception_vector() < 0)
+		return true;
+	report(false, "%s: CR4.OSXSAVE (vector %d)", feature, exception_vector());
+	return false;
+}
+
 static void check_xsaveopt(void)
 {
 	const struct xmm pattern = { 0x0123456789abcdefull, 0xfedcba9876543210ull };
 	const struct xmm zero = { 0, 0 };
 
-	write_cr4(read_cr4() | CR4_OSXSAVE);
+	if (!enable_osxsave("xsaveopt"))
+		return;
 	xsetbv_faults(0, 3);
 	load_xmm0(&pattern);
 	memset(xsave_area, 0, sizeof(xsave_area));
@@ -732,7 +744,8 @@ static void check_avx(void)
 	struct xmm out = { 0, 0 };
 	uint8_t ymm[32] __attribute__((aligned(32)));
 
-	write_cr4(read_cr4() | CR4_OSXSAVE);
+	if (!enable_osxsave("avx"))
+		return;
 	xsetbv_faults(0, 7);
 	exception_reset();
 	asm volatile(ASM_TRY_BEGIN "vmovdqa %1, %%xmm1\n\tvmovdqa %2, %%xmm2\n\t"
