@@ -55,7 +55,7 @@ asm(".text\n"
     "1:	lea user64_cont(%rip), %rdx\n"
     "	.byte 0x48, 0x0f, 0x35\n"		/* sysexit with REX.W */
     "2:	mov $user32_cont, %edx\n"
-    "	sysexit\n"
+    "	sysexitl\n"
     "user64_cont:\n"
     "	mov %cs, %eax\n"
     "	mov %rax, u_cs(%rip)\n"
@@ -93,7 +93,7 @@ static uint64_t user_try(uint64_t sysexit)
 {
 	exception_reset();
 	if (sysexit)
-		asm volatile(ASM_TRY_BEGIN "sysexit" ASM_TRY_END ::: "memory");
+		asm volatile(ASM_TRY_BEGIN "sysexitl" ASM_TRY_END ::: "memory");
 	else
 		asm volatile(ASM_TRY_BEGIN "sysenter" ASM_TRY_END ::: "memory");
 	return (uint64_t)exception_vector();
@@ -120,7 +120,7 @@ static int kernel_sysexit(bool to64, uint64_t rcx, uint64_t rdx)
 	if (to64)
 		asm volatile(ASM_TRY_BEGIN ".byte 0x48, 0x0f, 0x35" ASM_TRY_END : : "c"(rcx), "d"(rdx) : "memory");
 	else
-		asm volatile(ASM_TRY_BEGIN "sysexit" ASM_TRY_END : : "c"(rcx), "d"(rdx) : "memory");
+		asm volatile(ASM_TRY_BEGIN "sysexitl" ASM_TRY_END : : "c"(rcx), "d"(rdx) : "memory");
 	return exception_vector();
 }
 
