@@ -27,22 +27,26 @@ cdef void _drain(TraceRing *ring) noexcept with gil:
 
 
 cdef class TraceBuffer:
-    def __cinit__(self, uint32_t capacity=DEFAULT_CAPACITY, consumer=None):
-        if capacity == 0:
-            raise ValueError("a trace buffer holds at least one record")
-        self.ring.records = <TraceRecord*> calloc(capacity, sizeof(TraceRecord))
-        if self.ring.records == NULL:
-            raise MemoryError()
-        self.ring.capacity = capacity
+    def __cinit__(self):
         self.ring.drain = _drain
         self.ring.owner = <void*> self
-        self.consumer = consumer
-        self.error = None
         self.test_tap.ring = &self.ring
         self.test_tap.retired = &self.test_time
         self.test_tap.clock_offset = &self.test_zero
         self.test_tap.eip = &self.test_rip
         self.test_tap.cs_base = &self.test_zero
+
+    def __init__(self, uint32_t capacity=DEFAULT_CAPACITY, consumer=None):
+        if capacity == 0:
+            raise ValueError("a trace buffer holds at least one record")
+        if self.ring.records != NULL:
+            raise RuntimeError("a trace buffer is initialised once")
+        self.ring.records = <TraceRecord*> calloc(capacity, sizeof(TraceRecord))
+        if self.ring.records == NULL:
+            raise MemoryError()
+        self.ring.capacity = capacity
+        self.consumer = consumer
+        self.error = None
 
     def __dealloc__(self):
         free(self.ring.records)

@@ -30,7 +30,6 @@ cdef enum:
     TF_ERROR_CODE = 8   # EXC: b holds an error code
     TF_CR2 = 16         # EXC: c holds CR2 (#PF)
     TF_SOFTWARE = 32    # EXC: INT n, INT3, INTO
-    TF_UNMAPPED = 64    # MMIO: to physical memory with nothing behind it
     # PMU records: the event in the low bits
     TP_START = 0
     TP_STOP = 1

@@ -42,7 +42,7 @@ CATEGORIES = {
     "rdpmc": (2, "RDPMC: ECX and value; #GP"),
     "pmi": (3, "PMIs: overflowed counters (GLOBAL_STATUS) and the LVTPC entry delivering them"),
     "io": (4, "port I/O: IN/OUT/INS/OUTS port, size, value"),
-    "mmio": (5, "MMIO: physical address, size, value (LAPIC page, devices, unmapped memory)"),
+    "mmio": (5, "MMIO: physical address, size, value (LAPIC page, devices)"),
     "irq": (6, "interrupts and NMIs injected into the guest: vector"),
     "exc": (7, "exceptions delivered through the IDT: vector, error code, CR2; INT n"),
     "exits": (None, "every exit to the Python device model and its answer (the old --trace exits)"),
@@ -57,7 +57,6 @@ TF_NMI = 4
 TF_ERROR_CODE = 8
 TF_CR2 = 16
 TF_SOFTWARE = 32
-TF_UNMAPPED = 64
 TP_START, TP_STOP, TP_OVERFLOW, TP_PMI = 0, 1, 2, 4
 FIXED_SLOT = 8              # pmu/_core.pxd: GP counters in slots 0-7, fixed counters from 8
 
@@ -133,12 +132,16 @@ EXCEPTION_NAMES = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6
 
 # -- symbols -----------------------------------------------------------------------------------
 class Symbols:
-    """Address -> ``name+0xoff`` from an ELF symbol table; lookups are cached."""
+    """Address -> ``name+0xoff`` from an ELF symbol table; lookups are cached.
 
-    def __init__(self, symbols: Iterable[tuple[int, int, str]] = ()):
+    Only addresses inside ``ranges`` (the image's allocated sections, [begin, end)) have symbols:
+    the VMM's trampoline and the guest's own page mappings elsewhere get none."""
+
+    def __init__(self, symbols: Iterable[tuple[int, int, str]] = (), ranges: Iterable[tuple[int, int]] = ()):
         entries = sorted({(addr, -size, name) for addr, size, name in symbols})
         self._addrs = [addr for addr, _, _ in entries]
         self._entries = [(addr, -neg, name) for addr, neg, name in entries]
+        self._ranges = sorted(ranges)
         self._cache: dict[int, str | None] = {}
 
     @classmethod
@@ -147,24 +150,29 @@ class Symbols:
         import io
 
         from elftools.common.exceptions import ELFError
+        from elftools.elf.constants import SH_FLAGS
         from elftools.elf.elffile import ELFFile
         from elftools.elf.sections import SymbolTableSection
 
         if not data.startswith(b"\x7fELF"):
             return cls()
+        alloc = SH_FLAGS.SHF_ALLOC
         try:
             elf = ELFFile(io.BytesIO(data))
-            found = []
+            found, ranges = [], []
             for section in elf.iter_sections():
+                if section["sh_flags"] & alloc and section["sh_size"]:
+                    ranges.append((section["sh_addr"], section["sh_addr"] + section["sh_size"]))
                 if not isinstance(section, SymbolTableSection):
                     continue
                 for sym in section.iter_symbols():
                     kind = sym["st_info"]["type"]
-                    if sym.name and sym["st_shndx"] != "SHN_UNDEF" and kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
+                    if sym.name and isinstance(sym["st_shndx"], int) and \
+                            kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
                         found.append((sym["st_value"], sym["st_size"], sym.name))
         except (ELFError, ValueError, KeyError, OSError):
             return cls()
-        return cls(found)
+        return cls(found, ranges)
 
     def lookup(self, address: int) -> str | None:
         try:
@@ -172,7 +180,8 @@ class Symbols:
         except KeyError:
             pass
         text = None
-        i = bisect.bisect_right(self._addrs, address) - 1
+        k = bisect.bisect_right(self._ranges, (address, 1 << 64)) - 1
+        i = bisect.bisect_right(self._addrs, address) - 1 if k >= 0 and address < self._ranges[k][1] else -1
         if i >= 0:
             # The nearest symbol at or below the address; of several there, the largest holding it,
             # else a label (size 0).  Past the end of a sized symbol there is none.
@@ -214,7 +223,7 @@ def _detail(kind: int, flags: int, a: int, b: int, c: int) -> str:
             return f"wrmsr {_msr(a)} = {b:#x}" + (" -> #GP" if flags & TF_FAULT else "")
         return f"rdmsr {_msr(a)} -> " + ("#GP" if flags & TF_FAULT else f"{b:#x}")
     if kind == 2:       # rdpmc
-        return f"rdpmc ecx={a:#x} -> " + ("#GP" if flags & TF_FAULT else f"{b:#x}")
+        return f"ecx={a:#x} -> " + ("#GP" if flags & TF_FAULT else f"{b:#x}")
     if kind == 3:       # pmi
         if not flags & TF_DELIVERED:
             to = "not delivered (masked or APIC disabled)"
@@ -226,10 +235,9 @@ def _detail(kind: int, flags: int, a: int, b: int, c: int) -> str:
             return f"out {a:#x} size={c} value={b:#x}"
         return f"in {a:#x} size={c} -> {b:#x}"
     if kind == 5:       # mmio
-        where = " (unmapped)" if flags & TF_UNMAPPED else ""
         if flags & TF_WRITE:
-            return f"write {a:#x} size={c} value={b:#x}{where}"
-        return f"read {a:#x} size={c} -> {b:#x}{where}"
+            return f"write {a:#x} size={c} value={b:#x}"
+        return f"read {a:#x} size={c} -> {b:#x}"
     if kind == 6:       # irq
         return "NMI" if flags & TF_NMI else f"vector {a:#x}"
     if kind == 7:       # exc
