@@ -30,9 +30,9 @@ cdef class TraceBuffer:
     def __cinit__(self):
         self.ring.drain = _drain
         self.ring.owner = <void*> self
+        self.ring.retired = &self.test_zero       # until a vCPU drives it (UcVcpu.trace_clock)
+        self.ring.clock_offset = &self.test_zero
         self.test_tap.ring = &self.ring
-        self.test_tap.retired = &self.test_time
-        self.test_tap.clock_offset = &self.test_zero
         self.test_tap.eip = &self.test_rip
         self.test_tap.cs_base = &self.test_zero
 
@@ -91,8 +91,14 @@ cdef class TraceBuffer:
 
     def emit(self, int kind, int flags, uint64_t a=0, uint64_t b=0, uint64_t c=0, *,
              uint64_t time=0, uint64_t rip=0, uint32_t vcpu=0):
-        """Append a record through the C writer (tests, and records made in Python)."""
+        """Append a record through the C writer, at ``time`` (tests)."""
+        cdef const uint64_t *retired = self.ring.retired
+        cdef const uint64_t *offset = self.ring.clock_offset
         self.test_time = time
         self.test_rip = rip
         self.test_tap.vcpu = vcpu
+        self.ring.retired = &self.test_time
+        self.ring.clock_offset = &self.test_zero
         trace_emit(&self.test_tap, kind, flags, a, b, c)
+        self.ring.retired = retired
+        self.ring.clock_offset = offset

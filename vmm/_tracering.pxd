@@ -4,7 +4,7 @@
 #
 # Writers hold a TraceTap: the categories traced on that vCPU (``mask``), the ring every vCPU of the
 # machine shares (one host thread runs them in turn, so the ring's order is the order events
-# happened in), and where that vCPU's virtual time and RIP are.  With tracing off the mask is 0 and
+# happened in), and where that vCPU's RIP is; the ring knows where the machine's virtual time is.  With tracing off the mask is 0 and
 # a writer's only cost is testing it.  Everything here is header-only (inline), so the PMU core can
 # cimport it without importing vmm at run time.
 
@@ -53,6 +53,10 @@ ctypedef struct TraceRing:
     uint32_t capacity
     uint32_t count
     uint64_t dropped    # records lost: the drain failed (a write error) and the ring was full
+    # The machine's clock: the running vCPU's retired count + clock offset (vmm/clock.py), so
+    # records of a vCPU that is not running (the HLT wait) carry the machine's time too.
+    const uint64_t *retired
+    const uint64_t *clock_offset
     # Called with the ring full; empties it (count = 0) through Python.  May not be NULL.
     void (*drain)(TraceRing *ring) noexcept nogil
     void *owner         # the vmm._trace.TraceBuffer (borrowed)
@@ -62,8 +66,6 @@ ctypedef struct TraceTap:
     uint32_t mask       # 1 << TK_... of the categories traced; 0 = off
     uint32_t vcpu
     TraceRing *ring
-    const uint64_t *retired         # virtual time = retired + clock_offset
-    const uint64_t *clock_offset
     const uint64_t *eip             # RIP = cs_base + eip
     const uint64_t *cs_base
 
@@ -79,7 +81,7 @@ cdef inline void trace_emit(TraceTap *tap, int kind, int flags, uint64_t a, uint
             return
     r = &ring.records[ring.count]
     ring.count += 1
-    r.time = tap.retired[0] + tap.clock_offset[0]
+    r.time = ring.retired[0] + ring.clock_offset[0]
     r.rip = tap.cs_base[0] + tap.eip[0]
     r.vcpu = tap.vcpu
     r.kind = <uint16_t> kind

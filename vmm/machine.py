@@ -218,6 +218,7 @@ class Machine:
                 self.tracer.attach(cpu.vcpu)
                 if self.tracer.exits:
                     cpu.dispatcher.trace = functools.partial(self.tracer.exit, cpu.vcpu)
+            self.tracer.clock_follows(bsp.vcpu)
         write_boot_structures(self.ram, firmware.trampoline())
         try:
             self.acpi = build_acpi_tables(acpi_platform(self.devices, self.platform.nb_cpus), ACPI_ADDRESS, ACPI_LIMIT)
@@ -521,6 +522,8 @@ class Machine:
         self.current = cpu
         self._last_index = cpu.index
         self.clock.switch_to(vcpu)
+        if self.tracer is not None:
+            self.tracer.clock_follows(vcpu)
         vcpu.kick()         # other vCPUs and devices may have made interrupts pending meanwhile
         if self.config.max_insns:       # the limit is on the machine's total
             vcpu.max_insns = vcpu.retired + max(self.config.max_insns - self.retired, 0)

@@ -294,6 +294,12 @@ class Tracer:
         if self.mask:
             vcpu.attach_trace(self.buffer, self.mask)
 
+    def clock_follows(self, vcpu) -> None:
+        """``vcpu`` runs the machine's clock now (after VirtualClock.switch_to): records are stamped
+        with its time, whichever vCPU makes them."""
+        if self.mask:
+            vcpu.trace_clock()
+
     def load_symbols(self, kernel) -> None:
         """Symbols of the kernel (a path or the image's bytes); none unless it is an ELF with a symtab."""
         if isinstance(kernel, (bytes, bytearray, memoryview)):
