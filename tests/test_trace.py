@@ -229,6 +229,19 @@ def test_io_and_mmio_records():
     assert records[-1][4:] == ("io", "out 0xf4 size=4 value=0x0")       # the debug-exit write
 
 
+def test_exceptions_carry_their_error_codes_and_cr2():
+    lines, result, serial = _traced("exceptions", ("exc",))
+    assert result.reason == "debug-exit" and "FAIL" not in serial, serial
+    details = [detail for *_, category, detail in _parse(lines)]
+    page_faults = [d for d in details if d.startswith("#PF")]
+    # read of a not-present page, write to it, write to a read-only page, then the retried read
+    assert [re.sub(r" cr2=0x[0-9a-f]+", "", d) for d in page_faults] == \
+        ["#PF (14) error=0x0", "#PF (14) error=0x2", "#PF (14) error=0x3", "#PF (14) error=0x0"]
+    assert len({re.search(r"cr2=(0x[0-9a-f]+)", d)[1] for d in page_faults}) == 2    # pf_page and pf_page+1
+    assert details[-2:] == ["INT 0x99", "#NP (11) error=0x4ca"]    # not-present gate: vector*8+2
+    assert "#UD (6)" in details and "#DE (0)" in details and "#GP (13) error=0x1000" in details
+
+
 def test_tracing_changes_nothing_the_guest_sees_and_a_small_ring_changes_nothing_in_the_trace(monkeypatch):
     lines, result, serial = _traced(categories=tr.parse_trace("all"))
     untraced = Machine(MachineConfig(serial=io.BytesIO(), timeout=60))
