@@ -1088,6 +1088,13 @@ cdef class Lapic:
         finally:
             self.flush_wakeups()
 
+    def lvt_entry(self, lvt) -> int:
+        """The LVT entry as its register reads (the trace shows LVTPC with each PMI)."""
+        index = int(lvt)
+        if not 0 <= index < LVT_COUNT:
+            raise IndexError(f"no LVT entry {lvt!r}")
+        return self.lvt[index]
+
     # -- IPIs -------------------------------------------------------------------------------
     cdef void send_ipi(self, bint x2apic) noexcept:
         """Send the message the ICR now holds (delivery is immediate: ICR bit 12 stays 0)."""

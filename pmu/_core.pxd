@@ -5,6 +5,8 @@
 
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from vmm._tracering cimport TraceTap
+
 cdef enum:
     MAX_GP = 8
     MAX_FIXED = 3
@@ -82,6 +84,9 @@ cdef class PmuCore:
     cdef uint8_t filter_mask[FILTER_MAX]
     cdef uint8_t filter_exclude[FILTER_MAX]
 
+    # -- trace: the vCPU's tap (vmm/_tracering.pxd), set by the vCPU; NULL while nothing is traced --
+    cdef TraceTap *trace
+
     # -- clocks for the pseudo-PMCs (cold path only) --
     cdef object tsc_clock
     cdef object real_clock
@@ -105,3 +110,4 @@ cdef class PmuCore:
     cdef void advance(self, int slot, uint64_t n) noexcept nogil
     cdef void feed_special(self, int slot, uint64_t idle, uint64_t busy) noexcept nogil
     cdef void clear_state(self) noexcept nogil
+    cdef void trace_counter(self, int slot, int event, uint64_t config) noexcept nogil

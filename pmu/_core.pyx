@@ -42,12 +42,18 @@ GLOBAL_STATUS bit and, if its INT/PMI bit is set, the C flag ``pmi_requested``. 
 happens in C: the caller polls ``pmi_requested`` (a plain C field) and the Python facade
 (pmu.pmu.Pmu.service_pmi) delivers the PMI to the LAPIC on a cold path.
 
+Trace: while the vCPU traces ``pmu`` (its tap, vmm/_tracering.pxd, in ``trace``) a counter that
+starts or stops running and every overflow is a record; ``pmi`` records come from
+:meth:`PmuCore.trace_pmi`.  With nothing traced ``trace`` is NULL, tested only on those cold paths.
+
 Not supported: counter freezing on PMI, PEBS/LBR, AnyThread counting, multiple increments per
 cycle, and the Intel IN_TX / IN_TXCP qualifiers beyond "IN_TX counts nothing" (no transactions).
 """
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
+
+from vmm._tracering cimport TF_DELIVERED, TF_NMI, TK_PMI, TK_PMU, TP_OVERFLOW, TP_PMI, TP_START, TP_STOP, trace_emit
 
 from pmu import events as _events
 
@@ -281,6 +287,17 @@ cdef class PmuCore:
         self.rebuild_tables()
         return release
 
+    def traces_pmi(self) -> bool:
+        """Whether PMIs are traced on this vCPU (then the caller reads LVTPC for :meth:`trace_pmi`)."""
+        return self.trace != NULL and (self.trace.mask & (1 << TK_PMI)) != 0
+
+    def trace_pmi(self, uint32_t lvt_entry, bint delivered) -> None:
+        """A ``pmi`` record: GLOBAL_STATUS (the counters that overflowed), the LVTPC entry as it
+        was before the delivery, and whether the LAPIC delivered it (masked, disabled: not)."""
+        cdef int flags = (TF_DELIVERED if delivered else 0) | (TF_NMI if ((lvt_entry >> 8) & 7) == 4 else 0)
+        if self.traces_pmi():
+            trace_emit(self.trace, TK_PMI, flags, self.global_status, lvt_entry, 0)
+
     def take_pmi_request(self):
         """Consume the PMI request flag; True if a PMI was pending."""
         pending = self.pmi_requested
@@ -379,6 +396,8 @@ cdef class PmuCore:
             config = (self.fixed_ctr_ctrl >> (4 * (slot - FIXED_SLOT))) & 0xF
             enabled = (config & 3) != 0
         if not (enabled and self.globally_enabled(slot) and (self.filter_allowed & bit)):
+            if self.running & bit and self.trace != NULL:
+                self.trace_counter(slot, TP_STOP, config)
             self.running &= ~bit
             return
         if not ((self.programmed & bit) and self.current_config[slot] == config):
@@ -418,7 +437,15 @@ cdef class PmuCore:
                     self.pmi_enabled |= bit
                 else:
                     self.pmi_enabled &= ~bit
+        if not (self.running & bit) and self.trace != NULL:
+            self.running |= bit
+            self.trace_counter(slot, TP_START, config)
         self.running |= bit
+
+    cdef void trace_counter(self, int slot, int event, uint64_t config) noexcept nogil:
+        """A ``pmu`` record: counter ``slot`` started, stopped or overflowed (``event``)."""
+        if self.trace.mask & (1 << TK_PMU):
+            trace_emit(self.trace, TK_PMU, event, slot, config, self.counter[slot])
 
     cdef void rebuild_tables(self) noexcept nogil:
         cdef int i, g, r
@@ -661,12 +688,15 @@ cdef class PmuCore:
     cdef void advance(self, int slot, uint64_t n) noexcept nogil:
         cdef uint64_t c = self.counter[slot]
         cdef uint64_t m = self.width_mask[slot]
+        self.counter[slot] = (c + n) & m
         if n > m - c:
             self.global_status |= status_bit(slot)
             self.overflows += 1
             if self.pmi_enabled >> slot & 1:
                 self.pmi_requested = True
-        self.counter[slot] = (c + n) & m
+            if self.trace != NULL:
+                self.trace_counter(slot, TP_OVERFLOW | (TP_PMI if self.pmi_enabled >> slot & 1 else 0),
+                                   self.current_config[slot])
 
     cdef void feed_special(self, int slot, uint64_t idle, uint64_t busy) noexcept nogil:
         """Feed ``idle`` cycles with increment 0, then ``busy`` cycles with increment 1."""

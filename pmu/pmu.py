@@ -197,7 +197,11 @@ class Pmu:
         if not self.core.take_pmi_request():
             return False
         self.pmis_delivered += 1
-        self.lapic.deliver_local(PMC_LVT)
+        if self.core.traces_pmi():
+            lvt = self.lapic.lvt_entry(PMC_LVT)
+            self.core.trace_pmi(lvt, self.lapic.deliver_local(PMC_LVT))
+        else:
+            self.lapic.deliver_local(PMC_LVT)
         return True
 
     def has_wakeup(self) -> bool:

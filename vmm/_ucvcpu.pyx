@@ -18,6 +18,10 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   HLT wait, a signal handler) ends the next run() or service().  HLT is the engine's halted state,
   not a look at the byte before RIP.  Reads of guest memory made for the hook layer itself
   (instruction bytes, the TSS I/O bitmap, operands) leave CR2 alone when they fail.
+* Trace (vmm/trace.py): where an MSR access, RDPMC, port I/O, MMIO access, injected interrupt or
+  delivered exception is handled, a record goes into the machine's trace ring when ``tap.mask``
+  (this vCPU's categories) says so; the PMU core writes through the same tap.  Nothing on the
+  block path tests it.
 
 This file holds :class:`UcVcpu`: its state, the accessors of the engine's CPU state every part
 uses, the accounting and the block hook, the Python side and the public API.  Each other concern
@@ -71,6 +75,9 @@ from unicorn.unicorn_py3 import unicorn as _ucmod
 
 from devices.lapic cimport LAPIC_DONE, LAPIC_GP, LAPIC_UNHANDLED, Lapic
 from pmu._core cimport PmuCore
+from vmm._trace cimport TraceBuffer
+from vmm._tracering cimport (TF_CR2, TF_ERROR_CODE, TF_FAULT, TF_NMI, TF_SOFTWARE, TF_WRITE, TK_EXC, TK_IO, TK_IRQ,
+                             TK_MMIO, TK_MSR, TK_RDPMC, TraceRecord, TraceRing, TraceTap, trace_emit)
 from vmm._uarch cimport BranchPredictor, CacheModel
 
 from devices.bus import Fault
@@ -189,6 +196,9 @@ cdef class UcVcpu:
     cdef uint64_t cr4_reserved
     cdef uint64_t cr3_reserved
     cdef uint64_t efer_reserved
+    # trace (vmm/trace.py): this vCPU's writer into the machine's ring; tap.mask == 0 while off
+    cdef TraceTap tap
+    cdef TraceBuffer trace_buffer
 
     def __cinit__(self):
         self.blocks = BlockTable()
@@ -212,6 +222,8 @@ cdef class UcVcpu:
         self.handler = handler
         self.vcpu_id = vcpu_id
         _locate(self.uc, &self.cpu, &self.env, &self.engine_halted)
+        self.tap.eip = <uint64_t*> (self.env + OFF_EIP)
+        self.tap.cs_base = <uint64_t*> (self.env + OFF_SEGS + SEG_CS * SEG_CACHE_SIZE + SEG_BASE)
         add_hooks(self)
         # A CPU leaves reset with TR present (selector 0, base 0, limit 0xFFFF).  The engine starts
         # with TR all zero, "not present", on which its first stack switch through the TSS (a
@@ -606,6 +618,30 @@ cdef class UcVcpu:
     def attach_pmu(self, PmuCore core):
         """Route this PMU core's MSRs, RDPMC and event counts through the C fast paths."""
         self.pmu = core
+        core.trace = &self.tap if self.tap.mask else NULL
+
+    def attach_trace(self, TraceBuffer buffer, uint32_t mask):
+        """Record the categories of ``mask`` (1 << vmm/_tracering.pxd TK_*) into ``buffer``'s ring,
+        from this hook layer and its PMU core; ``None, 0`` stops."""
+        if buffer is None:
+            mask = 0
+        self.trace_buffer = buffer
+        self.tap.ring = buffer.c_ring() if buffer is not None else NULL
+        self.tap.vcpu = self.vcpu_id
+        self.tap.mask = mask
+        if self.pmu is not None:
+            self.pmu.trace = &self.tap if mask else NULL
+
+    def trace_clock(self):
+        """This vCPU runs the machine's clock now (vmm.clock.VirtualClock.switch_to): every vCPU's
+        trace records are stamped with its time."""
+        if self.tap.ring != NULL:
+            self.tap.ring.retired = &self.retired
+            self.tap.ring.clock_offset = &self.clock_offset
+
+    def trace_point(self):
+        """(virtual ns, linear RIP) as a trace record made now would carry them."""
+        return self.retired + self.clock_offset, self.pc()
 
     # -- running --------------------------------------------------------------------------
     def run(self, double timeout=0.0, uint64_t steps=0):

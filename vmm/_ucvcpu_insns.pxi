@@ -155,6 +155,8 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
             py_in(vcpu, port, size)
         # A 32-bit IN zero-extends into RAX; 8- and 16-bit INs keep the rest of RAX.
         r[R_RAX] = (value & mask) if size == 4 else ((r[R_RAX] & ~mask) | (value & mask))
+    if vcpu.tap.mask & (1 << TK_IO):
+        trace_emit(&vcpu.tap, TK_IO, TF_WRITE if write else 0, port, r[R_RAX] & mask, size)
     if vcpu.stop_reason != STOP_NONE:
         uc_emu_stop(vcpu.uc)
     vcpu.step_over(next_rip)
@@ -183,11 +185,16 @@ cdef uint32_t backdoor_in(UcVcpu vcpu, uint32_t port, int size) noexcept:
 
 cdef uint32_t on_in(UcVcpu vcpu, uint32_t port, int size) noexcept:
     """The engine's own I/O path: only INS reaches it (IN is emulated in on_hooked_insn)."""
-    return py_in(vcpu, port, size)
+    cdef uint32_t value = py_in(vcpu, port, size)
+    if vcpu.tap.mask & (1 << TK_IO):
+        trace_emit(&vcpu.tap, TK_IO, 0, port, value & ((<uint64_t> 1 << (8 * size)) - 1), size)
+    return value
 
 
 cdef void on_out(UcVcpu vcpu, uint32_t port, int size, uint32_t value) noexcept:
     vcpu._py_exit(ExitKind.IO_OUT, port, size, value)
+    if vcpu.tap.mask & (1 << TK_IO):
+        trace_emit(&vcpu.tap, TK_IO, TF_WRITE, port, value & ((<uint64_t> 1 << (8 * size)) - 1), size)
     if vcpu.stop_reason != STOP_NONE:
         uc_emu_stop(vcpu.uc)
 

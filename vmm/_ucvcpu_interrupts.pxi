@@ -46,6 +46,8 @@ cdef bint inject_pending(UcVcpu vcpu, bint interrupts) noexcept:
 
 
 cdef void deliver_external(UcVcpu vcpu, int vector, bint nmi) noexcept:
+    if vcpu.tap.mask & (1 << TK_IRQ):
+        trace_emit(&vcpu.tap, TK_IRQ, TF_NMI if nmi else 0, vector, 0, 0)
     if nmi:
         (<uint32_t*> (vcpu.env + OFF_HFLAGS2))[0] |= HF2_NMI_MASK   # cleared by the guest's IRET
     x86_hardirq(vcpu.env, vector, 1)
@@ -55,9 +57,40 @@ cdef void deliver_external(UcVcpu vcpu, int vector, bint nmi) noexcept:
 
 cdef void raise_fault(UcVcpu vcpu, int vector) noexcept:
     """Deliver a fault whose frame points at the current instruction (error code 0)."""
+    if vcpu.tap.mask & (1 << TK_EXC):
+        trace_exception(vcpu, vector)
     vcpu.leave_block()
     x86_hardirq(vcpu.env, vector, 0)
     vcpu.restart(vcpu.pc())
+
+
+cdef inline bint has_error_code(uint32_t vector) noexcept nogil:
+    """Exceptions that push an error code (#DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP)."""
+    return vector == 8 or (10 <= vector <= 14) or vector == 17 or vector == 21
+
+
+cdef void trace_exception(UcVcpu vcpu, int vector) noexcept:
+    """An ``exc`` record for a fault the hook layer raises itself (#GP(0), #UD)."""
+    trace_emit(&vcpu.tap, TK_EXC, TF_ERROR_CODE if has_error_code(vector) else 0, vector, 0, 0)
+
+
+cdef void trace_delivered(UcVcpu vcpu, uint32_t intno, uint64_t software, uint32_t record) noexcept:
+    """Complete the ``exc`` record ``record`` (made before the delivery) with the error code the
+    delivery pushed (the top of the handler's stack) and, for #PF, CR2."""
+    cdef uint64_t ec = 0
+    cdef TraceRecord *r
+    cdef TraceRing *ring = vcpu.tap.ring
+    if software or not has_error_code(intno) or ring.count != record + 1:
+        return      # (a drain in between wrote the record already: it goes without them)
+    r = &ring.records[record]
+    if r.kind != TK_EXC or r.a != intno:
+        return
+    if vcpu.read_guest(vcpu.regs()[R_RSP], PROT_READ, &ec, 8 if (vcpu.hflags() & HF_LMA) else 4):
+        r.flags |= TF_ERROR_CODE
+        r.b = ec
+    if intno == 14:
+        r.flags |= TF_CR2
+        r.c = vcpu.c_cr(2)
 
 
 cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
@@ -87,11 +120,18 @@ cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
             (<int*> (vcpu.env + OFF_OLD_EXCEPTION))[0] = -1
             emulate_rdpmc(vcpu, rip)
             return
+    cdef uint32_t record = 0
+    cdef bint traced = (vcpu.tap.mask & (1 << TK_EXC)) != 0
+    if traced:
+        record = vcpu.tap.ring.count
+        trace_emit(&vcpu.tap, TK_EXC, TF_SOFTWARE if insn else 0, intno, 0, 0)
     vcpu.delivering_df = intno == 8
     x86_do_interrupt(vcpu.cpu)
     vcpu.delivering_df = False
     if (intno == 11 or intno == 13) and (vcpu.hflags() & HF_LMA):
         fix_idt_error_code(vcpu)
+    if traced:
+        trace_delivered(vcpu, intno, insn, record)
 
 
 cdef uint64_t software_interrupt_at(UcVcpu vcpu, uint64_t rip, uint32_t intno) noexcept:
@@ -158,6 +198,8 @@ cdef int on_invalid(UcVcpu vcpu) noexcept:
                 and op[2] == 0x6B and op[3] == 0x76 and op[4] == 0x6D:
             vcpu.set_pc(rip + 5)    # "ud2; .ascii kvm": run the next instruction as if emulated
             return 1
+    if vcpu.tap.mask & (1 << TK_EXC):
+        trace_exception(vcpu, EXC_UD)
     x86_hardirq(vcpu.env, EXC_UD, 0)
     return 1
 
@@ -197,7 +239,11 @@ cdef void emulate_rdpmc(UcVcpu vcpu, uint64_t rip) noexcept:
         fault = res is None or isinstance(res, Fault)
         if not fault:
             v = res
+    if vcpu.tap.mask & (1 << TK_RDPMC):
+        trace_emit(&vcpu.tap, TK_RDPMC, TF_FAULT if fault else 0, r[R_RCX] & 0xFFFFFFFF, v, 0)
     if fault:
+        if vcpu.tap.mask & (1 << TK_EXC):
+            trace_exception(vcpu, EXC_GP)
         x86_hardirq(vcpu.env, EXC_GP, 0)
         return
     r[R_RAX] = v & 0xFFFFFFFF

@@ -54,8 +54,10 @@ cdef uint64_t py_mmio(UcVcpu vcpu, int kind, uint64_t address, unsigned size, ui
     if vcpu.stop_reason != STOP_NONE:
         uc_emu_stop(vcpu.uc)
     if kind == ExitKind.MMIO_READ:
-        return 0 if (res is None or isinstance(res, Fault)) else <uint64_t> res
-    return 0
+        value = 0 if (res is None or isinstance(res, Fault)) else <uint64_t> res
+    if vcpu.tap.mask & (1 << TK_MMIO):
+        trace_emit(&vcpu.tap, TK_MMIO, TF_WRITE if kind == ExitKind.MMIO_WRITE else 0, address, value, size)
+    return value if kind == ExitKind.MMIO_READ else 0
 
 
 cdef bint on_unmapped(UcVcpu vcpu, int access, uint64_t address, int size) noexcept:

@@ -44,12 +44,22 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
     cdef uint32_t index = r[R_RCX] & 0xFFFFFFFF
     cdef uint64_t value = (r[R_RDX] << 32) | (r[R_RAX] & 0xFFFFFFFF)
     cdef uint64_t delta
+    cdef uint64_t native[2]           # the engine's uc_x86_msr: index, then the value at offset 8
     if msr_is_native(index):
         if write and ((msr_needs_canonical(index) and not canonical(value))
                       or (index == MSR_EFER and efer_refused(vcpu, value))
                       or (index == MSR_TSC_AUX and (value >> 32))):     # TSC_AUX[63:32] reserved
             vcpu.commit_before(address)
+            trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)
+        elif vcpu.tap.mask & (1 << TK_MSR):
+            vcpu.commit_before(address)     # (the block's count is the same either way)
+            if not write:       # what the engine's RDMSR is about to read
+                native[0] = index
+                native[1] = 0
+                uc_reg_read(vcpu.uc, REG_MSR, native)
+                value = native[1]
+            trace_msr(vcpu, index, write, value, False)
         return      # the engine executes it
     vcpu.commit_before(address)
     if index == MSR_TSC:
@@ -63,6 +73,7 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
     elif index == MSR_TSC_ADJUST:
         # ... and a write to TSC_ADJUST that changes it by X moves the TSC by X.
         if not has_feature(vcpu, "tsc_adjust"):
+            trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)
             return
         if write:
@@ -74,16 +85,19 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
     elif vcpu.pmu is not None and vcpu.pmu.owns_msr(index):
         vcpu.cycle_budget = 0
         if (vcpu.pmu.wrmsr(index, value, False) if write else vcpu.pmu.rdmsr(index, &value, False)) != 0:
+            trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)
             return
     elif vcpu.lapic is not None and (index >> 8) == 0x8 and \
             x2apic_access(vcpu, index, write, &value) != LAPIC_UNHANDLED:
         if vcpu.lapic_status == LAPIC_GP:
+            trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)
             return
     else:
         res = vcpu._py_exit(ExitKind.MSR_WRITE if write else ExitKind.MSR_READ, index, 8, value)
         if res is None and not write or isinstance(res, Fault):
+            trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)
             return
         if not write:
@@ -91,8 +105,15 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
     if not write:
         r[R_RAX] = value & 0xFFFFFFFF
         r[R_RDX] = value >> 32
+    trace_msr(vcpu, index, write, value, False)
     # The MSR instruction retires now, under the state it just set.
     vcpu.step_over(address + 2)
+
+
+cdef inline void trace_msr(UcVcpu vcpu, uint32_t index, bint write, uint64_t value, bint fault) noexcept:
+    if vcpu.tap.mask & (1 << TK_MSR):
+        trace_emit(&vcpu.tap, TK_MSR, (TF_WRITE if write else 0) | (TF_FAULT if fault else 0), index,
+                   0 if fault and not write else value, 0)
 
 
 cdef int x2apic_access(UcVcpu vcpu, uint32_t index, bint write, uint64_t *value) noexcept:

@@ -40,6 +40,7 @@ from vmm.options import (
     parse_size,
     pmu_help,
 )
+from vmm.trace import parse_trace, trace_help
 
 EXIT_BAD_INPUT = 2
 EXIT_OUTPUT = 74                                # EX_IOERR: serial output, report or results not written
@@ -160,8 +161,11 @@ def build_parser(prog: str = "pmu-vmm") -> argparse.ArgumentParser:
     run.add_argument("--max-insns", type=_typed(parse_count), default=0, metavar="N",
                      help="stop after N guest instructions, status 124 (default 0: none)")
     run.add_argument("--serial", metavar="FILE", help="write the guest's serial output to FILE instead of stdout")
-    run.add_argument("--trace", choices=("exits",), action="append", default=[],
-                     help="print every exit and its result on stderr")
+    run.add_argument("--trace", action=_SpecAction, parse=parse_trace, append=True, default=[], metavar="LIST",
+                     reference=lambda v: trace_help() if v in HELP_WORDS else None,
+                     help="trace events, one line each with virtual time, vCPU, RIP and symbol: comma-separated "
+                          "categories pmu,msr,rdpmc,pmi,io,mmio,irq,exc,exits or all (`--trace help`); repeatable")
+    run.add_argument("--trace-file", metavar="FILE", help="write the trace to FILE instead of stderr")
     run.add_argument("--gdb", metavar="[HOST:]PORT", type=_typed(_gdb_address),
                      help="serve gdb on this TCP port (target remote :PORT); the guest waits for gdb to connect")
     run.add_argument("--forced-emulation", action="store_true",

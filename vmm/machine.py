@@ -128,7 +128,9 @@ class MachineConfig:
     serial: object = None            # binary sink for COM1; None = stdout
     timeout: float = 0.0             # wall-clock seconds, 0 = none
     max_insns: int = 0               # 0 = none
-    trace_exits: bool = False
+    trace_exits: bool = False        # the same as "exits" in trace
+    trace: tuple[str, ...] = ()      # vmm/trace.py categories: pmu, msr, rdpmc, pmi, io, mmio, irq, exc, exits
+    trace_file: object = None        # text stream for trace lines; None = stderr
     forced_emulation: bool = False
     # An access to physical memory with no RAM and no device ends the run (status 70) instead of the
     # platform rule (reads all-ones, writes dropped).  Instruction fetches from there always end it.
@@ -206,9 +208,17 @@ class Machine:
             raise VmmError(str(e)) from None
         self.timers = [d for d in self.devices if hasattr(d, "next_deadline")]
         self.uart = next(d for d in self.devices if isinstance(d, Uart16550))
-        if config.trace_exits:
+        self.tracer = None
+        categories = (*config.trace, *(("exits",) if config.trace_exits else ()))
+        if categories:
+            from vmm.trace import Tracer
+
+            self.tracer = Tracer(dict.fromkeys(categories), config.trace_file or sys.stderr)
             for cpu in self.cpus:
-                cpu.dispatcher.trace = _trace_exit
+                self.tracer.attach(cpu.vcpu)
+                if self.tracer.exits:
+                    cpu.dispatcher.trace = functools.partial(self.tracer.exit, cpu.vcpu)
+            self.tracer.clock_follows(bsp.vcpu)
         write_boot_structures(self.ram, firmware.trampoline())
         try:
             self.acpi = build_acpi_tables(acpi_platform(self.devices, self.platform.nb_cpus), ACPI_ADDRESS, ACPI_LIMIT)
@@ -290,6 +300,8 @@ class Machine:
         write_entry_parameters(self.ram, entry=boot.entry, boot_info=boot.boot_info_address, mode=mode)
         self.engine.reg_write(uxc.UC_X86_REG_RIP, TRAMPOLINE_ADDRESS)
         self.boot = boot
+        if self.tracer is not None:
+            self.tracer.load_symbols(kernel)
         return boot
 
     # -- what the vCPUs ask of the machine (on the run loop's thread) -------------------------
@@ -418,6 +430,8 @@ class Machine:
             return self._run()
         finally:
             self.uart.flush()
+            if self.tracer is not None:
+                self.tracer.finish()
 
     def _run(self) -> RunResult:
         end = self._end = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
@@ -434,6 +448,8 @@ class Machine:
                 return self._ending(Exit(ExitKind.STOPPED, reason="timeout"))
             stepping = cpu is self._step_cpu
             ex = self._run_slice(cpu, end, steps=1 if stepping else 0)
+            if self.tracer is not None:
+                self.tracer.flush()
             cpu.dispatcher.counts[ex.kind] += 1
             if ex.kind is ExitKind.HLT:
                 cpu.state = CpuState.HALTED
@@ -506,6 +522,8 @@ class Machine:
         self.current = cpu
         self._last_index = cpu.index
         self.clock.switch_to(vcpu)
+        if self.tracer is not None:
+            self.tracer.clock_follows(vcpu)
         vcpu.kick()         # other vCPUs and devices may have made interrupts pending meanwhile
         if self.config.max_insns:       # the limit is on the machine's total
             vcpu.max_insns = vcpu.retired + max(self.config.max_insns - self.retired, 0)
@@ -551,6 +569,8 @@ class Machine:
                 stop = cpu.vcpu.service()      # queued work, timers due by now, PMIs
                 if stop is not None:
                     return stop
+            if self.tracer is not None:
+                self.tracer.flush()
             if self._debug_break and self.debugger is not None:
                 self._debug_break = False
                 self._debugger_stopped(self.current, interrupted=True)
@@ -629,8 +649,3 @@ class Machine:
             self.debugger.ended(status)
         return RunResult(status, reason, detail, self.retired, bytes(self.uart.output))
 
-
-def _trace_exit(exit, result) -> None:
-    print(f"exit {exit.kind.name} cpu={exit.vcpu_id} addr={exit.address:#x} size={exit.size} value={exit.value:#x} "
-          f"-> {result!r}",
-          file=sys.stderr)

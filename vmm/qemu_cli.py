@@ -35,6 +35,7 @@ from vmm.cpuid import FEATURES
 from vmm.options import CpuidSpec, cpu_setup, parse_bool, parse_cpus, parse_size
 from vmm.run_command import ending_line, exit_status
 from vmm.session import InputError, RunRequest, SerialSink, detach_stdout, execute, prepare
+from vmm.trace import CATEGORIES, parse_trace
 
 QEMU_COMPAT_VERSION = "7.2.0"       # the QEMU whose interface and wording this front end follows
 EXIT_QEMU_ERROR = 1                 # QEMU's status for every error before the guest runs
@@ -51,10 +52,12 @@ DEFAULT_GDB = "tcp::1234"           # what -s means
 #: QEMU options we know and refuse (anything else is an "invalid option", as in QEMU).
 REFUSED = ("drive", "hda", "hdb", "cdrom", "fda", "boot", "bios", "pflash", "netdev", "nic", "chardev", "mon", "qmp",
            "global", "object", "numa", "icount", "rtc", "incoming", "loadvm", "snapshot", "daemonize", "pidfile",
-           "d", "D", "trace", "L", "fw_cfg", "usb", "usbdevice", "audiodev", "smbios", "acpitable", "overcommit",
+           "trace", "L", "fw_cfg", "usb", "usbdevice", "audiodev", "smbios", "acpitable", "overcommit",
            "sandbox", "runas", "chroot", "debugcon", "k", "option-rom", "plugin", "semihosting", "virtfs", "watchdog")
 TAKES_VALUE = ("kernel", "append", "initrd", "m", "smp", "cpu", "serial", "device", "machine", "M", "accel", "name",
-               "gdb", *ONLY_NONE)
+               "gdb", "d", "D", *ONLY_NONE)
+#: -d items: QEMU's "int" as the trace categories that show interrupts and exceptions; pmu-vmm's own too.
+LOG_ALIASES = {"int": ("irq", "exc", "pmi")}
 
 
 class QemuError(Exception):
@@ -93,6 +96,8 @@ Other QEMU options are refused; docs/cli.md says what each one means here.
 -nodefaults, -no-user-config, -nographic, -name NAME   accepted, nothing to change here
 -display none, -vga none, -vnc none, -monitor none, -net none, -parallel none   accepted
 -s, -gdb tcp:[HOST]:PORT   a gdb server (-s: tcp::1234); -S: wait for gdb before the first instruction
+-d ITEM[,...]        trace: int (interrupts, exceptions, PMIs) or pmu-vmm's --trace categories (-d help)
+-D FILE              write the trace to FILE instead of stderr
 
 Exit status: (value << 1) | 1 for a debug-exit write of value; 0 guest poweroff; 1 startup error;
 70 VMM error; 74 serial output error; 123 guest reset; 125 triple fault; 126 halted forever;
@@ -106,6 +111,12 @@ def cpu_help() -> str:
     models += [f"x86 {m.qemu_name:<20} {m.brand}" for m in CPU_MODELS.values() if m.qemu_name]
     flags = [f"  {' '.join(names[i:i + 8])}" for i in range(0, len(names), 8)]
     return "\n".join(["Available CPUs:", *models, "", "Recognized CPUID flags:", *flags])
+
+
+def log_help() -> str:
+    lines = [f"{'int':<15} show interrupts, exceptions and PMIs (pmu-vmm: {','.join(LOG_ALIASES['int'])})"]
+    lines += [f"{name:<15} {text}" for name, (_, text) in CATEGORIES.items()]
+    return "\n".join(["Log items (comma separated):", *lines])
 
 
 def machine_help() -> str:
@@ -131,6 +142,7 @@ class _Command:
         self.pmu: dict = {}
         self.kvm_accel = False              # -accel kvm, -enable-kvm, -machine accel=kvm
         self.kvm_signature = True           # -cpu ...,kvm=off hides KVM's CPUID leaves
+        self.log_file: str | None = None    # -D; None: stderr
 
     def option(self, name: str, value: str | None) -> str | None:
         """Apply one option; returns text to print (a help listing) and stop, or None."""
@@ -160,9 +172,21 @@ class _Command:
             self._gdb(DEFAULT_GDB if name == "s" else value)
         elif name == "S":
             self.request.gdb_wait = True
+        elif name == "d":
+            return log_help() if value in HELP_WORDS else self._log(value)
+        elif name == "D":
+            self.log_file = value
         elif name in ONLY_NONE and value != "none":
             raise QemuError(f"-{name} {value}: not supported by pmu-vmm (only 'none')")
         return None
+
+    def _log(self, value: str) -> None:
+        words = [word for item in value.split(",") for word in LOG_ALIASES.get(item, (item,))]
+        try:
+            self.request.trace = tuple(dict.fromkeys((*self.request.trace, *parse_trace(",".join(words)))))
+        except ValueError:
+            bad = next(item for item in value.split(",") if item not in LOG_ALIASES and item not in CATEGORIES)
+            raise QemuError(f"-d {value}: log item '{bad}' not supported by pmu-vmm (-d help lists them)") from None
 
     def _gdb(self, value: str) -> None:
         from vmm.gdbstub import parse_listen_address
@@ -377,6 +401,12 @@ def run_qemu(argv: list[str], prog: str) -> int:
             _say(f"{prog}: -serial file:{command.serial}: {e.strerror}")
             return EXIT_QEMU_ERROR
         sink = SerialSink(serial)
+        if command.log_file is not None:
+            try:
+                request.trace_file = files.enter_context(open(command.log_file, "w", encoding="utf-8"))
+            except OSError as e:
+                _say(f"{prog}: -D {command.log_file}: {e.strerror}")
+                return EXIT_QEMU_ERROR
         try:
             machine = prepare(request, sink)
         except InputError as e:

@@ -79,6 +79,13 @@ def _run(args, prog: str, files: ExitStack) -> int:
     report_file = _open(files, args.report_file, "report file")
     junit_file = _open(files, args.junit, "JUnit file")
     json_file = _open(files, args.json, "JSON file")
+    trace = tuple(dict.fromkeys(name for names in args.trace for name in names))
+    trace_file = None
+    if args.trace_file is not None:
+        try:
+            trace_file = files.enter_context(open(args.trace_file, "w", encoding="utf-8"))
+        except OSError as e:
+            raise VmmError(f"cannot open trace file {args.trace_file}: {e.strerror}") from None
     try:
         setup = cpu_setup(args.cpu, args.cpuid, args.pmu)
     except ValueError as e:
@@ -87,9 +94,9 @@ def _run(args, prog: str, files: ExitStack) -> int:
     request = RunRequest(args.kernel, cmdline=args.append, initrd=args.initrd, memory=args.memory, cpu=args.cpu,
                          smp=args.smp, quantum=args.quantum, cpu_setup=setup, timeout=args.timeout,
                          max_insns=args.max_insns, gdb=args.gdb, gdb_wait=args.gdb is not None,
-                         trace_exits="exits" in args.trace, forced_emulation=args.forced_emulation,
+                         trace=trace, trace_file=trace_file, forced_emulation=args.forced_emulation,
                          strict_memory=args.strict_memory, devices=devices)
-    show_progress = sys.stderr is not None and sys.stderr.isatty() and not args.trace   # traces share stderr
+    show_progress = sys.stderr is not None and sys.stderr.isatty() and not (trace and trace_file is None)
     progress = None
     if show_progress:
         from vmm.report import ProgressLine  # imported only when used: json and the PMU event names
@@ -110,6 +117,10 @@ def _run(args, prog: str, files: ExitStack) -> int:
     line = ending_line(outcome)
     if line:
         _say(f"{prog}: {line}")
+    tracer = outcome.machine.tracer
+    if tracer is not None and tracer.error is not None:
+        _say(f"{prog}: cannot write the trace: {tracer.error.strerror or tracer.error}")
+        status = EXIT_OUTPUT
     kernel = args.kernel.rsplit("/", 1)[-1].removesuffix(".elf")
     try:
         _write_files(outcome, status, kernel, report_format, report_file, junit_file, json_file)

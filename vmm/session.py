@@ -79,6 +79,8 @@ class RunRequest:
     max_insns: int = 0
     serial: object = None             # a binary file for the guest's serial output; None = stdout
     trace_exits: bool = False
+    trace: tuple[str, ...] = ()       # vmm/trace.py categories (exits included)
+    trace_file: object = None         # a text file for the trace; None = stderr
     forced_emulation: bool = False
     strict_memory: bool = False       # unmapped physical memory ends the run (MachineConfig.strict_memory)
     devices: list[str] = field(default_factory=list)
@@ -167,7 +169,8 @@ def prepare(request: RunRequest, sink) -> object:
                            pmu=setup.pmu, cpu_signature=setup.signature, cpuid_features=setup.features,
                            initrd=initrd, serial=sink, timeout=min(request.timeout, MAX_TIMEOUT_S),
                            max_insns=request.max_insns,
-                           trace_exits=request.trace_exits, forced_emulation=request.forced_emulation,
+                           trace_exits=request.trace_exits, trace=request.trace, trace_file=request.trace_file,
+                           forced_emulation=request.forced_emulation,
                            strict_memory=request.strict_memory, devices=devices)
     try:
         machine = Machine(config)
