@@ -7,9 +7,10 @@ loop runs with ``mov %rax, %rdx`` in place of the op (``plain``).  Per-op cost =
 (wall(op loop) - wall(plain loop)) / N, in microseconds; "x plain" is wall(op loop) / wall(plain
 loop), the loop with the op against the same loop with a register instruction.
 
-Ops: OUT to the unowned port 0x80 and to the UART scratch register 0x3FF (both go through the
-Python bus), RDMSR of IA32_PERFCTR0 (0xC1) and WRMSR of IA32_PERFEVTSEL0 (0x186) (the PMU's C
-fast path), RDMSR of IA32_APIC_BASE (0x1B, a Python device on the MSR bus), RDPMC 0 (the
+Ops: OUT to the unowned port 0x80 (answered in the vCPU layer: no device owns it) and to the UART
+scratch register 0x3FF (through the Python bus to the UART), RDMSR of IA32_PERFCTR0 (0xC1) and
+WRMSR of IA32_PERFEVTSEL0 (0x186) (the PMU's C fast path), RDMSR of IA32_APIC_BASE (0x1B, read
+from the LAPIC's C field), RDPMC 0 (the
 engine's #UD path, emulated in C) and CPUID leaf 1 (its loop also sets EAX and ECX each
 iteration: two more register instructions than ``plain``).
 
@@ -26,7 +27,7 @@ OPS = {
     "out_uart": ("OUT UART scratch 0x3FF", 1.0),
     "rdmsr_pmc": ("RDMSR 0xC1 PERFCTR0 (PMU)", 0.5),
     "wrmsr_evtsel": ("WRMSR 0x186 EVTSEL0 (PMU)", 0.5),
-    "rdmsr_apicbase": ("RDMSR 0x1B APIC_BASE (Python bus)", 1.0),
+    "rdmsr_apicbase": ("RDMSR 0x1B APIC_BASE (LAPIC C path)", 1.0),
     "rdpmc": ("RDPMC 0", 0.2),
     "cpuid": ("CPUID leaf 1", 0.3),
 }

@@ -97,6 +97,9 @@ class Bus:
         # Range starts, then one no access reaches: there is always a next start to compare with.
         self._starts: list[int] = [limit + max(sizes)]
         self._entries: list[tuple[int, int, object]] = []  # (base, end, device)
+        #: Called as on_change(base, size, owned) after each register/unregister: a copy of who owns
+        #: what (the vCPU layer's map of port I/O that needs no exit, vmm.machine) stays exact.
+        self.on_change = None
 
     def register(self, base: int, size: int, device: object) -> None:
         """Own ``[base, base + size)`` for ``device``; refuse empty, overflowing or overlapping ranges."""
@@ -114,6 +117,8 @@ class Bus:
             raise OverlapError(f"{self.name} bus: {base:#x}-{end - 1:#x} overlaps {other[0]:#x}-{other[1] - 1:#x}")
         self._starts.insert(i, base)
         self._entries.insert(i, (base, end, device))
+        if self.on_change is not None:
+            self.on_change(base, size, True)
 
     def unregister(self, base: int) -> object:
         """Remove the range that starts at ``base`` and return its device."""
@@ -121,7 +126,10 @@ class Bus:
         if not 0 <= i < len(self._entries) or self._starts[i] != base:
             raise DeviceNotFoundError(f"{self.name} bus: no range starts at {base:#x}")
         del self._starts[i]
-        return self._entries.pop(i)[2]
+        start, end, device = self._entries.pop(i)
+        if self.on_change is not None:
+            self.on_change(start, end - start, False)
+        return device
 
     def ranges(self) -> list[tuple[int, int, object]]:
         """``(base, size, device)`` of every registered range, in address order."""

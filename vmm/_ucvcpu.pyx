@@ -191,6 +191,7 @@ cdef class UcVcpu:
     cdef int cpuid_osxsave            # 1: OSXSAVE follows this vCPU's CR4, 0: never set, -1: no C path
     cdef public uint64_t bulk_iterations  # iterations retired in bulk so far (tests, statistics)
     cdef int lapic_status             # status of the last x2APIC access through the LAPIC's C path
+    cdef uint8_t port_exits[PORT_MAP_BYTES]  # bit set: IN/OUT at that port is an exit (set_port_exits)
     # What MOV to CR3/CR4 and WRMSR to EFER refuse (CpuidModel.reserved_bits), for the CPUID model
     # load_cpuid() copied last; without a model: no feature checks, EFER as the engine knows it.
     cdef uint64_t cr4_reserved
@@ -210,6 +211,7 @@ cdef class UcVcpu:
         self.deadline = <uint64_t> -1
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
+        memset(self.port_exits, 0xFF, sizeof(self.port_exits))
         self.efer_reserved = ~<uint64_t>EFER_ALLOWED
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
 
@@ -610,6 +612,20 @@ cdef class UcVcpu:
                 self.n_mmio -= 1
                 return
         raise KeyError(f"no MMIO window at {base:#x}")
+
+    def set_port_exits(self, uint32_t base, uint32_t size, bint exits):
+        """Whether IN/OUT at ports [base, base + size) are exits to the handler (every port is, at
+        first) or, ``exits`` False, answered here as no device's port: reads all-ones, writes
+        dropped, with no Python on the way.  The machine keeps this equal to its port bus's
+        ownership (vmm.machine: Bus.on_change)."""
+        cdef uint32_t p
+        if base + size > 0x10000:
+            raise ValueError(f"ports {base:#x}+{size:#x} are beyond 0xffff")
+        for p in range(base, base + size):
+            if exits:
+                self.port_exits[p >> 3] |= <uint8_t> (1 << (p & 7))
+            else:
+                self.port_exits[p >> 3] &= <uint8_t> ~(1 << (p & 7))
 
     def attach_lapic(self, Lapic lapic):
         """Route x2APIC MSR accesses through this LAPIC's C path."""

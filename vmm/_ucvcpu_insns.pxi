@@ -18,6 +18,8 @@
 cdef void _on_hooked_insn(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
     on_hooked_insn(<UcVcpu> ud, address)
 
+DEF PORT_MAP_BYTES = 0x10000 // 8     # UcVcpu.port_exits: one bit per I/O port
+
 cdef uint32_t _on_in(void *uc, uint32_t port, int size, void *ud) noexcept:
     return on_in(<UcVcpu> ud, port, size)
 
@@ -148,7 +150,10 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
     cdef uint64_t mask = (<uint64_t> 1 << (8 * size)) - 1
     cdef uint64_t value
     vcpu.commit_before(address)
-    if write:
+    if not port_exits(vcpu, port, size):
+        if not write:       # no device there: all-ones, as the dispatcher would answer
+            r[R_RAX] = mask if size == 4 else (r[R_RAX] | mask)
+    elif write:
         vcpu._py_exit(ExitKind.IO_OUT, port, size, r[R_RAX] & mask)
     else:
         value = backdoor_in(vcpu, port, size) if (port == 0x5658 or port == 0x5659) else \
@@ -160,6 +165,16 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
     if vcpu.stop_reason != STOP_NONE:
         uc_emu_stop(vcpu.uc)
     vcpu.step_over(next_rip)
+
+
+cdef inline bint port_exits(UcVcpu vcpu, uint32_t port, uint32_t size) noexcept:
+    """Whether an access to ``size`` ports from ``port`` reaches some device (UcVcpu.set_port_exits);
+    ports past 0xFFFF belong to nobody."""
+    cdef uint32_t p
+    for p in range(port, port + size):
+        if p < 0x10000 and vcpu.port_exits[p >> 3] & (1 << (p & 7)):
+            return True
+    return False
 
 
 cdef uint32_t py_in(UcVcpu vcpu, uint32_t port, int size) noexcept:

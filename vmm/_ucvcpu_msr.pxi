@@ -4,7 +4,8 @@
 #
 # * MSRs the engine models itself (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS bases, SYSENTER, PAT,
 #   TSC_AUX) run natively, with the SDM's canonical-address #GP (and reserved EFER/TSC_AUX bits)
-#   added; the rest are exits, or C fast paths into the PMU core and (x2APIC registers) the LAPIC.
+#   added; the rest are exits, or C fast paths into the PMU core and (x2APIC registers, reads of
+#   IA32_APIC_BASE) the LAPIC.
 #   Unknown MSRs are a #GP in the guest.
 # * IA32_TSC and IA32_TSC_ADJUST are this vCPU's (tsc_offset, tsc_adjust over the machine's one
 #   clock), each write moving the other as the SDM says.
@@ -20,6 +21,7 @@ DEF MSR_TSC = 0x10
 DEF MSR_TSC_ADJUST = 0x3B           # emulated here, with the TSC (CPUID.7:EBX[1] says it exists)
 DEF MSR_TSC_AUX = 0xC0000103        # the engine's: RDTSCP reads it from there
 DEF MSR_HIGH = 0xC0000000
+DEF MSR_APIC_BASE = 0x1B            # read through the attached LAPIC's C field
 
 cdef inline bint msr_is_native(uint32_t index) noexcept nogil:
     cdef uint32_t hi
@@ -88,6 +90,8 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
             trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)
             return
+    elif index == MSR_APIC_BASE and not write and vcpu.lapic is not None:
+        value = vcpu.lapic.apic_base    # the LAPIC's own register (writes change modes: the bus)
     elif vcpu.lapic is not None and (index >> 8) == 0x8 and \
             x2apic_access(vcpu, index, write, &value) != LAPIC_UNHANDLED:
         if vcpu.lapic_status == LAPIC_GP:

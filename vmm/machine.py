@@ -201,6 +201,11 @@ class Machine:
 
         self.devices: list = []
         self._mapped_pages: set[int] = set()
+        # Port I/O no device owns is answered in the vCPU layer (all-ones, writes dropped) with no
+        # exit; the bus tells every vCPU what is owned.  Traced exits keep every access an exit.
+        for cpu in self.cpus:
+            cpu.vcpu.set_port_exits(0, self.pio.limit, config.trace_exits)
+        self.pio.on_change = self._ports_changed
         try:
             for spec in with_user_devices(PC_BOARD, config.devices):
                 self.add_device(spec)
@@ -262,6 +267,10 @@ class Machine:
                 device.advertise(cpu.cpuid)
         self.devices.append(device)
         return device
+
+    def _ports_changed(self, base: int, size: int, owned: bool) -> None:
+        for cpu in self.cpus:
+            cpu.vcpu.set_port_exits(base, size, owned or self.config.trace_exits)
 
     def _claim_mmio(self, base: int, size: int, device) -> None:
         if base < self.config.memory:
