@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""x86 corners test kernels check (issue 11): TSC, unmapped physical memory, SYSCALL/SYSENTER, CR/EFER checks."""
+"""x86 corners test kernels check (issue 11): TSC, unmapped physical memory, SYSCALL/SYSENTER, CR/EFER checks,
+#DB around emulated instructions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import pytest
 
 import firmware
+from devices.registry import DeviceSpec
 from tests.guest import assert_all_pass, boot
 from vmm.machine import Machine, MachineConfig
 
@@ -199,3 +201,41 @@ def test_sysenter_and_sysexit_in_long_mode(cpu, checks):
     result, serial = boot("sysenter", cpu=cpu)
     assert_all_pass(result, serial)
     _passed(serial, ["CPUID.1:EDX.SEP", *checks])
+
+
+# -- #DB around the instructions the VMM emulates: single-step, instruction, data and I/O breakpoints -----------
+DEBUG_CHECKS = [
+    "TF: NOP: one #DB at the next instruction", "TF: CPUID: one #DB at the next instruction",
+    "TF: OUT imm8: one #DB at the next instruction", "TF: IN dx: one #DB at the next instruction",
+    "TF: RDMSR of APIC_BASE (an exit): one #DB", "TF: RDMSR of a PMU event select (the PMU's C path): one #DB",
+    "TF: RDMSR of the TSC: one #DB", "... and WRMSR of the value back: one #DB at the next instruction",
+    "TF: RDPMC: one #DB at the next instruction", "TF: MOV from CR8: one #DB", "TF: MOV to CR8: one #DB",
+    "TF: RDTSC: one #DB", "TF: RDTSCP: one #DB", "TF: SYSCALL with FMASK keeping TF: #DB at the target, then after",
+    "TF: SYSCALL with FMASK clearing TF: no #DB at the target: one #DB at the next instruction",
+    "TF: RDMSR of an unknown MSR is #GP with no #DB of its own",
+    "TF: MOV SS then CPUID: one #DB at the next instruction", "TF: MOV SS then OUT: one #DB at the next instruction",
+    "DR0 execute: CPUID: one #DB at the instruction, DR6 0x1", "DR0 execute: OUT: one #DB at the instruction",
+    "DR0 execute: RDMSR (an exit): one #DB at the instruction", "DR0 execute: RDPMC: one #DB at the instruction",
+    "DR0 execute: MOV from CR8: one #DB at the instruction", "DR0 on OUT, DR1 on the next instruction: two #DB faults",
+    "DR1 data write: trap after the store", "DR1 data write: a read does not trap",
+    "DR1 data write before OUT: trap before the OUT, which then runs once",
+    "TF and DR1 data write: one #DB with BS and B1", "DR1 data read/write: an 8-byte read overlapping it traps",
+    "DR7 cleared: no more data traps", "DR0 data write in REP STOSB: one trap after the 9th iteration",
+    "DR2 I/O port 0x80: trap after OUT", "DR2 I/O port 0x80: OUT to 0x81 does not trap",
+    "TF and DR2 I/O: one #DB with BS and B2 after IN"]
+DEBUG_VENDOR_CHECKS = {"intel": ["TF: SYSENTER (TF kept): one #DB at the target"],
+                       "amd": ["AMD: TF: SYSENTER in long mode is #UD and raises no #DB of its own"]}
+
+
+@pytest.mark.parametrize("kvm", [False, True], ids=["no-hypercalls", "kvm-pv"])
+@pytest.mark.parametrize("cpu", ["intel", "amd"])
+def test_debug_exceptions_around_emulated_instructions(cpu, kvm):
+    """One #DB after each emulated instruction run with TF (DR6.BS, RIP after it), none of its own when it
+    faults; instruction breakpoints fault before it, data and I/O breakpoints trap after their instruction."""
+    config = {"cmdline": "kvm", "devices": [DeviceSpec("kvm-pv")]} if kvm else {}
+    result, serial = boot("debug_traps", cpu=cpu, **config)
+    assert_all_pass(result, serial)
+    hypercalls = [f"TF: {name} hypercall: one #DB after it" for name in ("VMCALL", "VMMCALL")] + \
+        ["DR0 execute: VMCALL: one #DB at the instruction"] if kvm else \
+        [f"TF: {name} without hypercalls is #UD with no #DB of its own" for name in ("VMCALL", "VMMCALL")]
+    _passed(serial, DEBUG_CHECKS + DEBUG_VENDOR_CHECKS[cpu] + hypercalls)

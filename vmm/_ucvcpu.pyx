@@ -35,6 +35,8 @@ not do):
                               instruction limit, the LLC and branch-predictor event models
 * ``_ucvcpu_interrupts.pxi``  exception and interrupt delivery through the guest IDT, #DF and
                               triple fault, RDPMC from the engine's #UD/#GP
+* ``_ucvcpu_debug.pxi``       the #DB traps the engine does not raise: single-step after emulated
+                              instructions, I/O and data breakpoints
 * ``_ucvcpu_msr.pxi``         RDMSR/WRMSR: native MSRs, the PMU's and x2APIC's C paths, TSC and
                               TSC_ADJUST, exits
 * ``_ucvcpu_insns.pxi``       port I/O (and the TSS I/O bitmap), CR8, LTR, IRET to itself, cache
@@ -49,16 +51,19 @@ inside unicorn 2.1.4, CPUState.halted); :func:`self_test` checks every one of th
 and fails with a clear message on a mismatch.
 
 Not supported: more than one vCPU per engine, executing from an MMIO window (the run ends with
-an internal error), self-modifying code that keeps a block's address and size but changes its instructions (the decoded-block cache is keyed by
-address and size: the accounting of that block goes wrong).  An interrupt made pending by an MMIO
+an internal error), self-modifying code that keeps a block's address and size but changes its
+instructions (the decoded-block cache is keyed by address and size: the accounting of that block
+goes wrong).  An interrupt made pending by an MMIO
 access (e.g. a self-IPI through the xAPIC page) is taken at the next block boundary, a few
 instructions late; overflows of LLC and branch-miss counters raise their PMI at the next block
 boundary (the instruction/cycle/branch counters have zero skid).  SYSCALL loads CS/SS through
 the guest's GDT descriptors at STAR (real CPUs use fixed flat values).  SYSCALL outside 64-bit code
 is #UD on Intel and goes to CSTAR (compatibility mode) or STAR[31:0] (legacy mode) on AMD.
-Control-register checks not made: the PDPTEs a MOV to CR0/CR3/CR4 loads in PAE paging (reserved
-bits there are no #GP), CR4.CET against CR0.WP (CET is never advertised), activating IA-32e mode
-from code whose CS.L is set; LA57 is only refused while in long mode.
+Debug exceptions not raised: I/O breakpoints on INS/OUTS, general detect (DR7.GD), data
+breakpoints hit by the stack writes of event delivery.  Control-register checks not made: the
+PDPTEs a MOV to CR0/CR3/CR4 loads in PAE paging (reserved bits there are no #GP), CR4.CET against
+CR0.WP (CET is never advertised), activating IA-32e mode from code whose CS.L is set; LA57 is only
+refused while in long mode.
 """
 
 from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
@@ -110,6 +115,7 @@ include "_ucvcpu_engine.pxi"
 include "_ucvcpu_blocks.pxi"
 include "_ucvcpu_counting.pxi"
 include "_ucvcpu_interrupts.pxi"
+include "_ucvcpu_debug.pxi"
 include "_ucvcpu_msr.pxi"
 include "_ucvcpu_insns.pxi"
 include "_ucvcpu_cpuid.pxi"
@@ -200,6 +206,14 @@ cdef class UcVcpu:
     # trace (vmm/trace.py): this vCPU's writer into the machine's ring; tap.mask == 0 while off
     cdef TraceTap tap
     cdef TraceBuffer trace_buffer
+    # Data breakpoints (_ucvcpu_debug.pxi): those DR7 enables, as of the last MOV to a debug register
+    cdef bint dr_changed              # a MOV to DR0-DR7 ran: re-read them at the next block
+    cdef uint64_t db_hits             # B0-B3 of those the instruction under way has hit
+    cdef uint64_t db_base[4]
+    cdef uint64_t db_len[4]           # 0: not a data breakpoint
+    cdef int db_rw[4]
+    cdef size_t db_mem_hook           # the memory-access and per-instruction hooks, 0 while none is armed
+    cdef size_t db_code_hook
 
     def __cinit__(self):
         self.blocks = BlockTable()
@@ -357,13 +371,16 @@ cdef class UcVcpu:
             self.commit(self.cur.n)
             self.leave_block()
 
-    cdef void step_over(self, uint64_t next_rip) noexcept:
+    cdef void step_over(self, uint64_t next_rip, uint64_t breakpoints=0) noexcept:
         """An instruction emulated here retires and execution continues after it, in a new block.
-        Like any executed instruction it ends an STI/MOV SS interrupt shadow."""
+        Like any executed instruction it ends an STI/MOV SS interrupt shadow, and it is followed by
+        the #DB trap of a single-step or of the I/O ``breakpoints`` it hit (trap_after_emulated)."""
         self.commit_before(next_rip)
         self.leave_block()
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
-        self.restart(next_rip)
+        self.set_pc(next_rip)
+        trap_after_emulated(self, breakpoints)
+        self.restart(self.pc())
 
     cdef void restart(self, uint64_t linear) noexcept:
         """Abandon the current translation block and continue at the linear address ``linear``."""
@@ -381,6 +398,14 @@ cdef class UcVcpu:
         self.cur_done = 0
         if self.br_flags:
             resolve_branch(self, address)
+        if self.db_hits:
+            data_breakpoint_trap(self, address)     # the last block's final instruction hit one
+            return
+        if self.dr_changed:
+            self.dr_changed = False
+            if arm_data_breakpoints(self):
+                self.restart(address)       # re-translate with (or without) the data breakpoint hooks
+                return
         if self.pmu is not None and ((self.pmu.active_events & CACHE_EVENTS) != 0) != (self.mem_hook != 0):
             switch_memory_hook(self)
             self.restart(address)       # re-translate with (or without) memory-access callbacks

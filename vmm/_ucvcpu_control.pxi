@@ -7,8 +7,9 @@
 #   anything, runs them: reserved bits, bits of features the vCPU's CPUID model does not advertise
 #   (CpuidModel.reserved_bits, copied by load_cpuid with the CPUID table) and illegal combinations
 #   (check_cr_write, efer_refused).  What passes runs natively.
-# * SYSENTER is emulated (the engine does nothing); SYSEXIT runs natively after the checks the
-#   engine lacks.  Both follow the CPUID vendor: AMD CPUs raise #UD for them in long mode.
+# * SYSENTER is emulated (the engine does nothing) after its faults were raised from its code hook;
+#   SYSEXIT runs natively after the checks the engine lacks.  Both follow the CPUID vendor: AMD CPUs
+#   raise #UD for them in long mode.
 #
 # Not here: MOV to/from CR8 (_ucvcpu_insns.pxi), the other native MSRs' checks (_ucvcpu_msr.pxi),
 # SYSCALL (_ucvcpu_cpuid.pxi).  Checks not made: the PDPTEs a MOV to CR0/CR3/CR4 loads in PAE paging
@@ -23,7 +24,6 @@ DEF CR4_LA57 = 1 << 12
 DEF CR4_PCIDE = 1 << 17
 DEF CR3_NOFLUSH = 1 << 63            # with CR4.PCIDE: keep the PCID's translations; never stored in CR3
 DEF EFER_LME = 1 << 8
-DEF EFLAGS_RF = 1 << 16
 # Segment cache flags (the descriptor's second dword): what SYSENTER/SYSEXIT load.
 DEF DESC_TYPE_CODE = 0xB << 8       # execute/read, accessed
 DEF DESC_TYPE_DATA = 0x3 << 8       # read/write, accessed
@@ -139,20 +139,36 @@ cdef void load_flat_segments(UcVcpu vcpu, uint16_t cs, int dpl, bint long_code) 
         hf[0] |= HF_ADDSEG
 
 
+cdef int sysenter_fault(UcVcpu vcpu) noexcept:
+    """The exception SYSENTER raises (SDM), or 0: #GP(0) outside protected mode or with
+    SYSENTER_CS[15:2] = 0; AMD CPUs raise #UD in long mode."""
+    if (vcpu.hflags() & HF_LMA) and vendor_is_amd(vcpu):
+        return EXC_UD
+    if not (vcpu.c_cr(0) & CR0_PE) or (engine_msr(vcpu, MSR_SYSENTER_CS) & 0xFFFC) == 0:
+        return EXC_GP
+    return 0
+
+
+cdef void check_sysenter(UcVcpu vcpu, uint64_t address) noexcept:
+    """SYSENTER's faults, raised from its code hook before the engine runs it: raised from inside
+    the engine's SYSENTER hook (on_sysenter) they would be followed by the single-step trap the
+    engine compiles after a SYSENTER run with RFLAGS.TF set."""
+    cdef int fault = sysenter_fault(vcpu)
+    if fault:
+        vcpu.commit_before(address)
+        raise_fault(vcpu, fault)
+
+
 cdef void on_sysenter(UcVcpu vcpu) noexcept:
     """SYSENTER (SDM): CPL0 at IA32_SYSENTER_EIP with RSP = IA32_SYSENTER_ESP, CS = SYSENTER_CS
     (RPL 0) and SS = CS + 8 as fixed flat segments (64-bit code in IA-32e mode, 32-bit code
-    otherwise), RFLAGS.VM/IF/RF cleared; nothing is saved.  #GP(0) outside protected mode or with
-    SYSENTER_CS[15:2] = 0; AMD CPUs raise #UD in long mode.  The engine does nothing itself."""
+    otherwise), RFLAGS.VM/IF/RF cleared (TF is kept: the engine's single-step trap then comes at
+    the target); nothing is saved.  The engine does nothing itself.  Its faults are check_sysenter's
+    (raised here too should the code hook have been missed)."""
     cdef uint64_t *r = vcpu.regs()
-    cdef uint32_t hf = vcpu.hflags()
-    cdef bint lma = (hf & HF_LMA) != 0
+    cdef bint lma = (vcpu.hflags() & HF_LMA) != 0
     cdef uint64_t cs = engine_msr(vcpu, MSR_SYSENTER_CS), rflags = 0, target
-    cdef int fault = 0
-    if lma and vendor_is_amd(vcpu):
-        fault = EXC_UD
-    elif not (vcpu.c_cr(0) & CR0_PE) or (cs & 0xFFFC) == 0:
-        fault = EXC_GP
+    cdef int fault = sysenter_fault(vcpu)
     if fault:
         vcpu.commit_before(vcpu.pc())
         raise_fault(vcpu, fault)

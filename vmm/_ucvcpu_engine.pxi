@@ -95,6 +95,8 @@ cdef int INS_RDTSC = uxc.UC_X86_INS_RDTSC
 cdef int INS_RDTSCP = uxc.UC_X86_INS_RDTSCP
 cdef int REG_RIP = uxc.UC_X86_REG_RIP
 cdef int REG_RFLAGS = uxc.UC_X86_REG_RFLAGS
+cdef int REG_DR0 = uxc.UC_X86_REG_DR0      # DR0-DR3 are consecutive ids
+cdef int REG_DR6 = uxc.UC_X86_REG_DR6
 cdef int REG_DR7 = uxc.UC_X86_REG_DR7
 cdef int REG_MSR = uxc.UC_X86_REG_MSR
 cdef int CTL_IO_WRITE = 1
@@ -139,7 +141,11 @@ DEF EFLAGS_IF = 1 << 9
 DEF EFLAGS_TF = 1 << 8
 DEF EFLAGS_DEC = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 11)   # PF AF ZF SF OF: what DEC sets
 DEF EFLAGS_IOPL_SHIFT = 12
+DEF EFLAGS_RF = 1 << 16
 DEF EFLAGS_VM = 1 << 17
+DEF CR4_DE = 1 << 3
+DEF DR6_BS = 1 << 14                # single-step
+DEF DR6_HITS = 0xF                  # B0-B3: the breakpoints hit
 
 
 DEF R_RAX = 0
@@ -157,6 +163,7 @@ DEF PROT_READ = 1                   # uc_prot for uc_vmem_read: data read, instr
 DEF PROT_WRITE = 2
 DEF PROT_EXEC = 4
 
+DEF EXC_DB = 1
 DEF EXC_UD = 6
 DEF EXC_GP = 13
 DEF VEC_NMI = 2

@@ -11,9 +11,12 @@
 # * An IRET that returns to the next instruction drops this vCPU's translations when another vCPU
 #   may have rewritten code (sync_translations).
 # * CLFLUSH/CLFLUSHOPT/WBINVD/INVD are reported to the cache model (they are no-ops to the engine).
+# * A MOV to a debug register has the data breakpoints re-read at the next block; a data breakpoint
+#   the previous instruction hit is trapped before any of these is emulated (_ucvcpu_debug.pxi).
 #
-# Not here: RDMSR/WRMSR (_ucvcpu_msr.pxi) and the checks of MOV to CR0/CR3/CR4 and SYSEXIT
-# (_ucvcpu_control.pxi), which on_hooked_insn hands on; the devices behind the ports (vmm.dispatch).
+# Not here: RDMSR/WRMSR (_ucvcpu_msr.pxi) and the checks of MOV to CR0/CR3/CR4, SYSENTER and SYSEXIT
+# (_ucvcpu_control.pxi), which on_hooked_insn hands on; the devices behind the ports (vmm.dispatch);
+# the single-step and I/O breakpoint traps after the emulated instructions (_ucvcpu_debug.pxi).
 
 cdef void _on_hooked_insn(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
     on_hooked_insn(<UcVcpu> ud, address)
@@ -35,8 +38,11 @@ cdef void on_hooked_insn(UcVcpu vcpu, uint64_t address) noexcept:
     cdef int bits = vcpu.code_bits()
     cdef bint cs64 = bits == 64
     cdef uint32_t port, size
-    if not vcpu.fetch(address, op, 15):
+    if vcpu.db_hits:
+        data_breakpoint_trap(vcpu, address)     # the previous instruction hit a data breakpoint
         return
+    if vcpu.pc() != address or not vcpu.fetch(address, op, 15):
+        return      # (an earlier hook of this instruction delivered a #DB instead)
     if op[0] == 0x0F and (op[1] == 0x30 or op[1] == 0x32):
         on_msr_insn(vcpu, address, op[1] == 0x30)
         return
@@ -70,6 +76,12 @@ cdef void on_hooked_insn(UcVcpu vcpu, uint64_t address) noexcept:
         return
     if op[i] == 0x0F and op[i + 1] == 0x35:
         check_sysexit(vcpu, address, (rex & 8) != 0)
+        return
+    if op[i] == 0x0F and op[i + 1] == 0x34:
+        check_sysenter(vcpu, address)
+        return
+    if op[i] == 0x0F and op[i + 1] == 0x23:
+        vcpu.dr_changed = True      # MOV to a debug register: the engine runs it and ends the block
         return
     if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
             (op[i] >= 0x6C and op[i] <= 0x6F):
@@ -164,7 +176,7 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
         trace_emit(&vcpu.tap, TK_IO, TF_WRITE if write else 0, port, r[R_RAX] & mask, size)
     if vcpu.stop_reason != STOP_NONE:
         uc_emu_stop(vcpu.uc)
-    vcpu.step_over(next_rip)
+    vcpu.step_over(next_rip, io_breakpoints(vcpu, port, size))
 
 
 cdef inline bint port_exits(UcVcpu vcpu, uint32_t port, uint32_t size) noexcept:

@@ -16,8 +16,9 @@
 #   devices/kvm_pv.py).
 #
 # Not here: the interrupt controller (devices.lapic: what is pending), the STI-shadow cut of a block
-# (UcVcpu.on_block).  An interrupt made pending by an MMIO access (e.g. a self-IPI through the xAPIC
-# page) is taken at the next block boundary, a few instructions late.
+# (UcVcpu.on_block), the #DB traps the engine does not raise (_ucvcpu_debug.pxi).  An interrupt made
+# pending by an MMIO access (e.g. a self-IPI through the xAPIC page) is taken at the next block
+# boundary, a few instructions late.
 
 cdef void _on_intr(void *uc, uint32_t intno, void *ud) noexcept:
     on_intr(<UcVcpu> ud, intno)
@@ -51,6 +52,7 @@ cdef void deliver_external(UcVcpu vcpu, int vector, bint nmi) noexcept:
     if nmi:
         (<uint32_t*> (vcpu.env + OFF_HFLAGS2))[0] |= HF2_NMI_MASK   # cleared by the guest's IRET
     x86_hardirq(vcpu.env, vector, 1)
+    vcpu.db_hits = 0        # (the delivery's own writes are no data breakpoint's)
     vcpu.leave_block()
     vcpu.restart(vcpu.pc())
 
@@ -61,6 +63,7 @@ cdef void raise_fault(UcVcpu vcpu, int vector) noexcept:
         trace_exception(vcpu, vector)
     vcpu.leave_block()
     x86_hardirq(vcpu.env, vector, 0)
+    vcpu.db_hits = 0
     vcpu.restart(vcpu.pc())
 
 
@@ -94,7 +97,7 @@ cdef void trace_delivered(UcVcpu vcpu, uint32_t intno, uint64_t software, uint32
 
 
 cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
-    cdef uint64_t rip = vcpu.pc()
+    cdef uint64_t rip = vcpu.pc(), dr6 = 0
     cdef uint8_t op[2]
     cdef uint64_t insn
     if triple_faulted(vcpu) or vcpu.stop_reason != STOP_NONE:
@@ -120,6 +123,12 @@ cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
             (<int*> (vcpu.env + OFF_OLD_EXCEPTION))[0] = -1
             emulate_rdpmc(vcpu, rip)
             return
+    if intno == EXC_DB and vcpu.db_hits:
+        # The engine's single-step trap (or an instruction breakpoint) and the data breakpoints the
+        # instruction hit are one #DB.
+        uc_reg_read(vcpu.uc, REG_DR6, &dr6)
+        dr6 |= vcpu.db_hits
+        uc_reg_write(vcpu.uc, REG_DR6, &dr6)
     cdef uint32_t record = 0
     cdef bint traced = (vcpu.tap.mask & (1 << TK_EXC)) != 0
     if traced:
@@ -128,6 +137,7 @@ cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
     vcpu.delivering_df = intno == 8
     x86_do_interrupt(vcpu.cpu)
     vcpu.delivering_df = False
+    vcpu.db_hits = 0        # a faulting instruction's accesses hit nothing (it did not complete)
     if (intno == 11 or intno == 13) and (vcpu.hflags() & HF_LMA):
         fix_idt_error_code(vcpu)
     if traced:
@@ -221,9 +231,7 @@ cdef bint emulate_hypercall(UcVcpu vcpu, uint64_t rip) noexcept:
     except BaseException as e:
         vcpu._fail(f"hypercall: {e!r}")
         return True
-    vcpu.retire_one()
-    (<uint32_t*> (vcpu.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
-    vcpu.set_pc(rip + 3)
+    retire_outside_block(vcpu, rip + 3)
     return True
 
 
@@ -248,6 +256,14 @@ cdef void emulate_rdpmc(UcVcpu vcpu, uint64_t rip) noexcept:
         return
     r[R_RAX] = v & 0xFFFFFFFF
     r[R_RDX] = v >> 32
+    retire_outside_block(vcpu, rip + 2)
+
+
+cdef void retire_outside_block(UcVcpu vcpu, uint64_t next_pc) noexcept:
+    """An instruction emulated in the engine's #UD/#GP path (RDPMC, a hypercall) retires and
+    execution goes on after it (outside any translation block a plain store of EIP is enough), as
+    after any instruction: no interrupt shadow, and the #DB trap of a single-step."""
     vcpu.retire_one()
     (<uint32_t*> (vcpu.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
-    vcpu.set_pc(rip + 2)
+    vcpu.set_pc(next_pc)
+    trap_after_emulated(vcpu, 0)

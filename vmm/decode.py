@@ -5,10 +5,11 @@ The C hook layer needs, per block: the offset of every instruction (to retire ex
 instructions before a fault or an emulated instruction), whether the block ends in a branch
 (branch instructions retired), whether it starts with or ends in a REP string instruction
 (one retired instruction however many iterations), and where its RDMSR/WRMSR instructions,
-port I/O, CR8, MOV to CR0/CR3/CR4, LTR, SYSEXIT and cache-maintenance instructions are (they get
-per-address code hooks where they are emulated, checked or reported to the cache model; port I/O
-is also checked against the TSS I/O permission bitmap, which the engine does not enforce), and the
-kind of the block's final branch for the branch predictor model.  Capstone does the decoding;
+port I/O, CR8, MOV to CR0/CR3/CR4 and to debug registers, LTR, SYSENTER, SYSEXIT and
+cache-maintenance instructions are (they get per-address code hooks where they are emulated,
+checked or reported to the cache model; port I/O is also checked against the TSS I/O permission
+bitmap, which the engine does not enforce), and the kind of the block's final branch for the
+branch predictor model.  Capstone does the decoding;
 this runs once per new block, so its cost is not on any hot path.
 
 Capstone is called through its C library (the one the ``capstone`` package ships) with a ctypes
@@ -191,12 +192,13 @@ _CONDITIONAL = {_INS[name] for name in ("loop", "loope", "loopne", "jrcxz", "jec
 _JMP = (_INS["jmp"], _INS["ljmp"])
 # Instructions that get per-address code hooks, by mnemonic (lite decoding gives no ids): MSR
 # accesses, port I/O, LTR, cache maintenance, IRET (an IRET to itself serializes, which matters to
-# cross-modifying code on SMP machines) and SYSEXIT (checked before the engine runs it); MOV to/from
-# CR8 and MOV to CR0/CR3/CR4 (checked against the SDM's rules) are matched on their operands.
+# cross-modifying code on SMP machines) and SYSENTER/SYSEXIT (checked before the engine runs them); MOV
+# to/from CR8, MOV to CR0/CR3/CR4 (checked against the SDM's rules) and MOV to a debug register (data
+# breakpoints may change) are matched on their operands.
 _HOOKED_MNEMONICS = frozenset({"rdmsr", "wrmsr", "in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd",
                                "ltr", "clflush", "clflushopt", "wbinvd", "invd", "iret", "iretd", "iretq",
-                               "sysexit", "sysexitq"})
-_CR_WRITES = (b"cr0,", b"cr3,", b"cr4,")
+                               "sysenter", "sysexit", "sysexitq"})
+_CR_DR_WRITES = (b"cr0,", b"cr3,", b"cr4,", b"dr")
 
 # Operand addressing: capstone register id -> (index in the guest's register file, value mask), for
 # the 64-, 32- and 16-bit names of the sixteen general registers; segment registers by x86 number.
@@ -228,8 +230,8 @@ BRANCH_CALL = 64            # call (direct or indirect): pushes the return stack
 class DecodedBlock:
     offsets: tuple[int, ...]        # offset of each instruction from the block start
     flags: int
-    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, MOV to CR0/3/4, LTR,
-    #                                  CLFLUSH/WBINVD/INVD, IRET, SYSEXIT
+    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, MOV to CR0/3/4 and DRn, LTR,
+    #                                  CLFLUSH/WBINVD/INVD, IRET, SYSENTER, SYSEXIT
 
 
 def _is_rep_string(insn: _CsInsn) -> bool:
@@ -277,7 +279,7 @@ def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
             offsets.append(offset)
             mnemonic = insn.mnemonic.decode("ascii")
             if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or \
-                    (mnemonic == "mov" and (b"cr8" in insn.op_str or insn.op_str.startswith(_CR_WRITES))):
+                    (mnemonic == "mov" and (b"cr8" in insn.op_str or insn.op_str.startswith(_CR_DR_WRITES))):
                 hooked.append(offset)
         first, last = insns[0], insns[n - 1]
         flags = 0
