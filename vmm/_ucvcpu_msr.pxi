@@ -50,6 +50,8 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
                       or (index == MSR_TSC_AUX and (value >> 32))):     # TSC_AUX[63:32] reserved
             vcpu.commit_before(address)
             raise_fault(vcpu, EXC_GP)
+        elif write and index == MSR_EFER:
+            code_may_have_changed(vcpu, False)  # paging mode, NX: the engine flushes its TLB
         return      # the engine executes it
     vcpu.commit_before(address)
     if index == MSR_TSC:

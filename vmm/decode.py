@@ -7,8 +7,10 @@ instructions before a fault or an emulated instruction), whether the block ends 
 (one retired instruction however many iterations), and where its RDMSR/WRMSR instructions
 port I/O, CR8, LTR and cache-maintenance instructions are (they get per-address code hooks where
 they are emulated, checked or reported to the cache model; port I/O is also checked against the
-TSS I/O permission bitmap, which the engine does not enforce), and the kind of the block's final
-branch for the branch predictor model.  Capstone does the decoding; this runs once per new
+TSS I/O permission bitmap, which the engine does not enforce), where the instructions after which
+linear addresses may map other code are (MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL: their
+hooks make the hook layer compare its decoded blocks with the code again), and the kind of the
+block's final branch for the branch predictor model.  Capstone does the decoding; this runs once per new
 block, so its cost is not on any hot path.
 
 Capstone is called through its C library (the one the ``capstone`` package ships) with a ctypes
@@ -190,10 +192,15 @@ _REP_PREFIXES = {X86_PREFIX_REP, X86_PREFIX_REPNE}
 _CONDITIONAL = {_INS[name] for name in ("loop", "loope", "loopne", "jrcxz", "jecxz", "jcxz")}
 _JMP = (_INS["jmp"], _INS["ljmp"])
 # Instructions that get per-address code hooks, by mnemonic (lite decoding gives no ids): MSR
-# accesses, port I/O, LTR, cache maintenance and IRET (an IRET to itself serializes, which matters to
-# cross-modifying code on SMP machines); MOV to/from CR8 is matched on its operands.
+# accesses, port I/O, LTR, cache maintenance, IRET (an IRET to itself serializes, which matters to
+# cross-modifying code on SMP machines), INVLPG, INVPCID and far JMP/CALL (a task switch changes CR3);
+# MOV to/from CR8 and MOV to CR0/CR3/CR4 are matched on their operands.
 _HOOKED_MNEMONICS = frozenset({"rdmsr", "wrmsr", "in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd",
-                               "ltr", "clflush", "clflushopt", "wbinvd", "invd", "iret", "iretd", "iretq"})
+                               "ltr", "clflush", "clflushopt", "wbinvd", "invd", "iret", "iretd", "iretq",
+                               "invlpg", "invpcid", "ljmp", "lcall"})
+# MOV to these control registers (like INVLPG and INVPCID) may change the code behind linear
+# addresses: the hook layer then checks its decoded blocks against the code again.
+_TLB_CRS = (b"cr0,", b"cr3,", b"cr4,")
 
 # Operand addressing: capstone register id -> (index in the guest's register file, value mask), for
 # the 64-, 32- and 16-bit names of the sixteen general registers; segment registers by x86 number.
@@ -225,7 +232,8 @@ BRANCH_CALL = 64            # call (direct or indirect): pushes the return stack
 class DecodedBlock:
     offsets: tuple[int, ...]        # offset of each instruction from the block start
     flags: int
-    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, LTR, CLFLUSH/WBINVD/INVD, IRET
+    hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, LTR, CLFLUSH/WBINVD/INVD, IRET,
+    #                                  INVLPG, INVPCID, MOV to CR0/CR3/CR4, far JMP/CALL
 
 
 def _is_rep_string(insn: _CsInsn) -> bool:
@@ -272,7 +280,9 @@ def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
             offset = insn.address - address
             offsets.append(offset)
             mnemonic = insn.mnemonic.decode("ascii")
-            if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or (mnemonic == "mov" and b"cr8" in insn.op_str):
+            if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or \
+                    (mnemonic == "mov" and (b"cr8" in insn.op_str or insn.op_str.startswith(_TLB_CRS))) or \
+                    (mnemonic in ("jmp", "call") and insn.op_str.startswith(b"ptr ")):     # far, through memory
                 hooked.append(offset)
         first, last = insns[0], insns[n - 1]
         flags = 0
