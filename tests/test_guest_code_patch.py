@@ -3,9 +3,10 @@
 
 The hook layer commits each translation block's instruction count from its decoded-block cache,
 so a decode that outlived the code it was made from would count wrong.  The kernel runs 6-byte
-sites (one block each) in forms with 2, 3 and 6 instructions: patched in place (self-modifying
-code), swapped under one linear page by rewriting its PTE (INVLPG, CR3 reload), and, with a second
-vCPU, patched by the BSP and run by the AP after an IRET to itself.  The kernel checks the
+sites (one block each) in forms of 2 to 6 instructions: patched in place (self-modifying code,
+through more forms than the hook layer keeps decodes of for one block, and back), swapped under one
+linear page by rewriting its PTE (INVLPG, CR3 reload), and, with a second vCPU, patched by the BSP
+and run by the AP after an IRET to itself.  The kernel checks the
 instructions counter (GP counter 0 and fixed counter 0) against the exact count; these tests check
 that every case ran and that the counts are the same run after run.
 """
@@ -19,11 +20,11 @@ import pytest
 from tests.guest import assert_all_pass, boot
 
 K = 20000       # the kernel's default number of calls per count
-INSNS = {"LONG": 2, "PAIR": 3, "SHORT": 6}
+INSNS = {"LONG": 2, "PAIR": 3, "MIXED": 3, "TRIPLE": 4, "SHORT": 6}
 
 
 def _counts(serial: str) -> list[tuple[str, str, int]]:
-    return [(m[1], m[2], int(m[3])) for m in re.finditer(r"^COUNT: (.+) (LONG|PAIR|SHORT) (\d+)$", serial, re.M)]
+    return [(m[1], m[2], int(m[3])) for m in re.finditer(r"^COUNT: (.+) ([A-Z]+) (\d+)$", serial, re.M)]
 
 
 def _expected(form: str) -> int:
@@ -36,8 +37,7 @@ def test_patched_and_remapped_code_counts_exactly(cpu):
     assert_all_pass(result, serial)
     counts = _counts(serial)
     assert [(what, form) for what, form, _ in counts] == [
-        ("patched in place", "LONG"), ("patched in place", "SHORT"), ("patched in place", "PAIR"),
-        ("patched in place", "LONG"), ("patched in place", "SHORT"),
+        *(("patched in place", form) for form in ("LONG", "SHORT", "PAIR", "TRIPLE", "MIXED", "TRIPLE", "LONG", "SHORT")),
         ("remapped with INVLPG", "LONG"), ("remapped with INVLPG", "SHORT"), ("remapped with INVLPG", "LONG"),
         ("remapped with a CR3 reload", "SHORT"), ("remapped with a CR3 reload", "LONG"),
     ], serial

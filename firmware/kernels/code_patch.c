@@ -2,11 +2,12 @@
 /*
  * Exact instruction counts of code that changes while its linear address and its length stay.
  *
- * A "site" is 6 bytes of code, one translation block ending in RET, in one of three forms with
- * different instruction counts:
+ * A "site" is 6 bytes of code, one translation block ending in RET, in one of these forms:
  *
  *	LONG   nopl 0(%rax,%rax,1); ret              0f 1f 44 00 00 c3   2 instructions
  *	PAIR   xchg %ax,%ax; nopl (%rax); ret        66 90 0f 1f 00 c3   3 instructions
+ *	MIXED  nop; nopl 0(%rax); ret                90 0f 1f 40 00 c3   3 instructions
+ *	TRIPLE nop; nop; nopl (%rax); ret            90 90 0f 1f 00 c3   4 instructions
  *	SHORT  nop; nop; nop; nop; nop; ret          90 90 90 90 90 c3   6 instructions
  *
  * The counted sequence calls the site K times (fixed by inline asm, measure() below):
@@ -25,8 +26,8 @@
  * where there is one).
  *
  * Tests, each site run once uncounted first so that its old form is translated and decoded:
- *  (a) self-modifying code: a site in a page of its own rewritten in place, LONG -> SHORT -> PAIR
- *      -> LONG;
+ *  (a) self-modifying code: a site in a page of its own rewritten in place, through more forms
+ *      than the hook layer keeps decodes of for one block, and back to earlier ones;
  *  (b) remapping: a linear page whose PTE points at one of two physical pages holding LONG and
  *      SHORT, switched by rewriting the PTE and INVLPG, then by rewriting it and reloading CR3;
  *  (c) cross-modifying code (with a second CPU): the AP runs the site, the BSP rewrites it, the AP
@@ -45,14 +46,16 @@
 #define EV_INSNS 0x00c0         /* Intel and AMD: retired instructions */
 #define REMAP_VA 0x30000000ul   /* a linear page of the identity map the tests remap */
 
-enum form { LONG, PAIR, SHORT };
-static const uint8_t forms[3][6] = {
+enum form { LONG, PAIR, MIXED, TRIPLE, SHORT, NR_FORMS };
+static const uint8_t forms[NR_FORMS][6] = {
 	{0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3},
 	{0x66, 0x90, 0x0f, 0x1f, 0x00, 0xc3},
+	{0x90, 0x0f, 0x1f, 0x40, 0x00, 0xc3},
+	{0x90, 0x90, 0x0f, 0x1f, 0x00, 0xc3},
 	{0x90, 0x90, 0x90, 0x90, 0x90, 0xc3},
 };
-static const int form_insns[3] = {2, 3, 6};
-static const char *const form_names[3] = {"LONG", "PAIR", "SHORT"};
+static const int form_insns[NR_FORMS] = {2, 3, 3, 4, 6};
+static const char *const form_names[NR_FORMS] = {"LONG", "PAIR", "MIXED", "TRIPLE", "SHORT"};
 
 static uint8_t site[4096] __attribute__((aligned(4096), section(".text.patch")));
 static uint8_t page_long[4096] __attribute__((aligned(4096), section(".text.patch")));
@@ -139,7 +142,7 @@ static void check(uintptr_t code, enum form f, const char *what)
 
 static void test_self_modifying(void)
 {
-	static const enum form order[] = {LONG, SHORT, PAIR, LONG, SHORT};
+	static const enum form order[] = {LONG, SHORT, PAIR, TRIPLE, MIXED, TRIPLE, LONG, SHORT};
 
 	for (unsigned i = 0; i < ARRAY_SIZE(order); i++) {
 		write_form(site, order[i]);
