@@ -79,15 +79,11 @@ static void measure(uint32_t msr, uint64_t enable, uintptr_t code, uint64_t k)
 {
 	uint32_t lo = (uint32_t)enable, hi = (uint32_t)(enable >> 32), ecx = msr;
 
-	asm volatile("wrmsr\n\t"
-		     "mov %%ecx, %%edi\n\t"
+	asm volatile(PMU_COUNTED_BEGIN
 		     "mov %%rbx, %%rcx\n"
 		     "1:\tcall *%%rsi\n\t"
 		     "loop 1b\n\t"
-		     "mov %%edi, %%ecx\n\t"
-		     "xor %%eax, %%eax\n\t"
-		     "xor %%edx, %%edx\n\t"
-		     "wrmsr"
+		     PMU_COUNTED_END
 		     : "+a"(lo), "+d"(hi), "+c"(ecx)
 		     : "b"(k), "S"(code)
 		     : "rdi", "memory", "cc");
@@ -184,23 +180,6 @@ static void test_remap(void)
 static struct {
 	uint64_t insns, fixed;
 } ap_result;
-
-static void iret_to_self(void)
-{
-	/* the frame IRETQ pops: RIP (the next instruction), CS, RFLAGS, RSP, SS */
-	asm volatile("mov %%rsp, %%rax\n\t"
-		     "mov %%ss, %%ecx\n\t"
-		     "push %%rcx\n\t"
-		     "push %%rax\n\t"
-		     "pushfq\n\t"
-		     "mov %%cs, %%ecx\n\t"
-		     "push %%rcx\n\t"
-		     "lea 1f(%%rip), %%rax\n\t"
-		     "push %%rax\n\t"
-		     "iretq\n"
-		     "1:"
-		     ::: "rax", "rcx", "memory");
-}
 
 static void ap_run_site(void *arg)
 {
