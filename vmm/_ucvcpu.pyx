@@ -308,6 +308,8 @@ cdef class UcVcpu:
         cdef uint64_t branch = 0, conditional = 0
         self.retired += k
         if upto == b.n:
+            if b.flags & CHANGES_MAPPING:
+                code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
                 conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0

@@ -5,15 +5,16 @@
 # * The first time a block is seen (current_block) it is decoded (vmm.decode): its instruction
 #   offsets and branch flags go into the BlockTable, keyed by (address, size), with its bytes.  Each
 #   instruction that must be intercepted (RDMSR/WRMSR, port I/O, CR8, LTR, IRET, cache maintenance
-#   while an LLC event runs, and what changes the code behind linear addresses: MOV to CR0/CR3/CR4,
-#   INVLPG, INVPCID, far JMP/CALL) gets a per-address code hook; the block is then dropped from the
+#   while an LLC event runs) gets a per-address code hook; the block is then dropped from the
 #   translation cache and restarted.
 # * A decode follows the code it was made from.  Each block records the code generation it was last
 #   found current in; the generation moves (code_may_have_changed) when the engine drops
 #   translations (its TCGContext count: a store into translated code, by this vCPU or the host), when
 #   the hook layer flushes them (an SMP IRET to itself, stepping), at a TLB flush or paging change
-#   (the hooked instructions above, EFER writes, task switches, the host's CR0/CR3/CR4 writes between
-#   runs).  At a block's first entry in a new generation it is compared with the code: unchanged if
+#   (the retirement of a block that ends in MOV to CR0/CR3/CR4, INVLPG, INVPCID or a far JMP/CALL --
+#   the engine ends a block after each -- EFER writes, task switches through gates or IRET, the host's
+#   CR0/CR3/CR4 writes between runs).  No code hook is needed for these: hooks cost every hooked
+#   instruction a walk over all of them in the engine.  At a block's first entry in a new generation it is compared with the code: unchanged if
 #   the engine's TLB puts it in the same RAM as before and no store has been seen since, or if its
 #   bytes are those there now; else the decode of the bytes there is taken (kept ones are reused:
 #   MAX_VARIANTS per key), the engine's translation is dropped too and the block restarts.  The cost
@@ -34,8 +35,10 @@ DEF BRANCH_CONDITIONAL = 8
 DEF BRANCH_INDIRECT = 16
 DEF BRANCH_RETURN = 32
 DEF BRANCH_CALL = 64
+DEF CHANGES_MAPPING = 128
 if (decode.ENDS_IN_BRANCH, decode.STARTS_WITH_REP, decode.ENDS_WITH_REP, decode.BRANCH_CONDITIONAL,
-        decode.BRANCH_INDIRECT, decode.BRANCH_RETURN, decode.BRANCH_CALL) != (1, 2, 4, 8, 16, 32, 64):
+        decode.BRANCH_INDIRECT, decode.BRANCH_RETURN, decode.BRANCH_CALL,
+        decode.CHANGES_MAPPING) != (1, 2, 4, 8, 16, 32, 64, 128):
     raise ImportError("vmm.decode block flags differ from the hook layer's C constants")
 
 

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # The other intercepted instructions (included by vmm/_ucvcpu.pyx): port I/O, MOV to/from CR8, LTR,
 # IRET to itself, CLFLUSH/WBINVD/INVD while the LLC model runs, and those after which linear
-# addresses may map other code.
+# addresses may map other code that are not the last of their block (never, as the engine ends
+# blocks).
 #
 # * Port I/O (IN/OUT) and MOV to/from CR8 are emulated in per-instruction code hooks, so an
 #   interrupt or NMI they raise is taken right after them; port I/O at CPL > IOPL (and in
@@ -12,8 +13,9 @@
 # * An IRET that returns to the next instruction drops this vCPU's translations when another vCPU
 #   may have rewritten code (sync_translations).
 # * CLFLUSH/CLFLUSHOPT/WBINVD/INVD are reported to the cache model (they are no-ops to the engine).
-# * MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL and IRET with NT (task switches) move the code
-#   generation: decoded blocks are compared with the code again at their next entry (_ucvcpu_blocks.pxi).
+# * IRET with NT (a task switch back) moves the code generation, and so do MOV to CR0/CR3/CR4,
+#   INVLPG, INVPCID and far JMP/CALL when they are hooked (see decode.CHANGES_MAPPING): decoded
+#   blocks are compared with the code again at their next entry (_ucvcpu_blocks.pxi).
 #
 # Not here: RDMSR/WRMSR (_ucvcpu_msr.pxi), which on_hooked_insn hands on; the devices behind the
 # ports (vmm.dispatch).
