@@ -308,12 +308,15 @@ cdef class UcVcpu:
         cdef uint64_t branch = 0, conditional = 0
         self.retired += k
         if upto == b.n:
-            if b.flags & CHANGES_MAPPING:
-                code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
                 conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
-            self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
+            self.rep_addr = <uint64_t> -1
+            if b.flags & (ENDS_WITH_REP | CHANGES_MAPPING):
+                if b.flags & ENDS_WITH_REP:
+                    self.rep_addr = b.addr + b.offs[b.n - 1]
+                else:
+                    code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl, conditional)
