@@ -51,14 +51,27 @@ cdef struct Block:
     uint16_t n            # instructions
     uint8_t flags         # vmm.decode flags
     uint8_t used
-    uint16_t *offs        # n instruction offsets
-    uint8_t *code         # the size bytes it was decoded from
-    uint8_t *host         # where guest RAM held them when last compared (NULL: not in RAM, or across pages)
-    uint32_t checked      # the code generation (UcVcpu.code_gen) it was last found current in
-    uint32_t written      # the write generation (UcVcpu.write_gen) its bytes were last compared in
+    uint16_t *offs        # n instruction offsets, in one allocation after its BlockCode and before its bytes
     uint8_t loop_kind     # a self-loop bulk_retire() can run many iterations of at once (LOOP_*)
     uint8_t loop_reg      # its counter register (RCX for LOOP, the DEC's register)
     uint8_t loop_bits     # the counter's width: LOOP's address size, DEC's operand size
+    uint32_t checked      # the code generation (UcVcpu.code_gen) it was last found current in
+# (32 bytes: every block entry probes the table, so what is needed only to compare a block with the
+# code is kept out of it, in its BlockCode.)
+
+
+cdef struct BlockCode:
+    uint8_t *host         # where guest RAM held the block's bytes when last compared (NULL: not in RAM, across pages)
+    uint32_t written      # the write generation (UcVcpu.write_gen) they were last compared in
+
+
+cdef inline BlockCode* block_code(Block *b) noexcept nogil:
+    return (<BlockCode*> b.offs) - 1
+
+
+cdef inline uint8_t* block_bytes(Block *b) noexcept nogil:
+    """The size bytes ``b`` was decoded from."""
+    return <uint8_t*> (b.offs + b.n)
 
 
 # Self-loops: blocks that jump to their own first instruction with effects on one register (and
@@ -154,8 +167,7 @@ cdef class BlockTable:
         cdef size_t i
         for i in range(self.cap):
             if self.slots[i].used:
-                free(self.slots[i].offs)
-                free(self.slots[i].code)
+                free(block_code(&self.slots[i]))
         free(self.slots)
 
     cdef inline size_t _hash(self, uint64_t addr, uint32_t size) noexcept nogil:
@@ -183,7 +195,7 @@ cdef class BlockTable:
         while self.slots[i].used:
             if self.slots[i].addr == first.addr and self.slots[i].size == first.size:
                 variants[0] += 1
-                if found == NULL and memcmp(self.slots[i].code, code, first.size) == 0:
+                if found == NULL and memcmp(block_bytes(&self.slots[i]), code, first.size) == 0:
                     found = &self.slots[i]
             i = (i + 1) & (self.cap - 1)
         return found
@@ -218,17 +230,19 @@ cdef class BlockTable:
     cdef void fill(self, Block *b, offsets, uint8_t flags, const uint8_t *code) except *:
         """(Re)decode ``b``: its instruction offsets, flags and bytes."""
         cdef int k
-        free(b.offs)
-        free(b.code)
+        cdef BlockCode *c
+        if b.offs != NULL:
+            free(block_code(b))
         b.n = len(offsets)
         b.flags = flags
-        b.offs = <uint16_t*> malloc(sizeof(uint16_t) * b.n)
-        b.code = <uint8_t*> malloc(b.size)
-        if b.offs == NULL or b.code == NULL:
+        c = <BlockCode*> calloc(1, sizeof(BlockCode) + sizeof(uint16_t) * b.n + b.size)
+        if c == NULL:
+            b.offs = NULL
             raise MemoryError()
+        b.offs = <uint16_t*> (c + 1)
         for k in range(b.n):
             b.offs[k] = offsets[k]
-        memcpy(b.code, code, b.size)
+        memcpy(block_bytes(b), code, b.size)
 
     cdef void _grow(self) except *:
         cdef Block *old = self.slots
@@ -247,7 +261,7 @@ cdef class BlockTable:
                 # Blocks with one key may come out in another order: which one find() gives must
                 # be compared again.
                 self.slots[j].checked = 0
-                self.slots[j].host = NULL
+                block_code(&self.slots[j]).host = NULL
         free(old)
 
 
@@ -319,8 +333,8 @@ cdef uint8_t* code_in_ram(UcVcpu vcpu, uint64_t address, uint32_t size) noexcept
 cdef inline void mark_current(UcVcpu vcpu, Block *b, uint8_t *host) noexcept:
     """``b`` is the code at its address now, which is in RAM at ``host`` (NULL: not, or unknown)."""
     b.checked = vcpu.code_gen
-    b.written = vcpu.write_gen
-    b.host = host
+    block_code(b).written = vcpu.write_gen
+    block_code(b).host = host
 
 
 cdef Block* current_block(UcVcpu vcpu, Block *b, uint64_t address, uint32_t size) noexcept:
@@ -334,7 +348,7 @@ cdef Block* current_block(UcVcpu vcpu, Block *b, uint64_t address, uint32_t size
     cdef uint8_t *code = host
     cdef Block *other
     cdef int variants = 0
-    if b != NULL and host != NULL and host == b.host and b.written == vcpu.write_gen:
+    if b != NULL and host != NULL and host == block_code(b).host and block_code(b).written == vcpu.write_gen:
         b.checked = vcpu.code_gen
         return b
     if code == NULL:
@@ -347,7 +361,7 @@ cdef Block* current_block(UcVcpu vcpu, Block *b, uint64_t address, uint32_t size
     try:
         if b != NULL:
             vcpu.code_checks += 1
-            if memcmp(b.code, code, size) == 0:
+            if memcmp(block_bytes(b), code, size) == 0:
                 mark_current(vcpu, b, host)
                 return b
             vcpu.code_changes += 1
