@@ -82,6 +82,10 @@ class UcVcpu:
     bulk_loops: bool
     #: Self-loop iterations retired in bulk so far.
     bulk_iterations: int
+    #: Decoded blocks compared with the code at their address again (after a store into code, a TLB flush ...).
+    code_checks: int
+    #: ... and found changed (the decode of the new code taken, the block re-translated).
+    code_changes: int
     cache: CacheModel
     predictor: BranchPredictor
     def __init__(self, engine: Uc, handler: _ExitHandler | None = None, vcpu_id: int = 0) -> None: ...

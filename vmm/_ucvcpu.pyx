@@ -11,6 +11,16 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   at.  Leaving early commits exactly the instructions before the exit point, so nothing is
   ever subtracted.  REP string instructions, which re-enter their own block once per
   iteration, are committed once.
+* Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared with
+  the code at its address again at its first entry after anything that can change that code (a
+  store the engine saw into translated code, a TLB flush or paging change, a translation flush);
+  patched code and other code mapped at the same linear address are decoded anew (or a decode
+  kept from before is taken), so no block is ever counted by a stale decode.  On the hot path this
+  costs two compares per block.  Code compares as the engine's TLB maps it, and a changed block's
+  translation is dropped with its decode, so what is counted is always what the engine runs; where
+  the SDM leaves open which code runs (another vCPU's store before this one serializes, a
+  page-table entry changed without a TLB flush) that is the old code until a block there is
+  compared again.
 * Interrupt injection and timers: a block hook checks one attention flag and the pending-
   interrupt flags; a block that starts in a shadow with an interrupt waiting is cut after its
   first instruction.
@@ -30,7 +40,8 @@ not do):
 
 * ``_ucvcpu_engine.pxi``      libunicorn's entry points, constants, the private CPU-state layout
                               and its self-test, hook registration
-* ``_ucvcpu_blocks.pxi``      the decoded-block cache; which blocks are self-loops
+* ``_ucvcpu_blocks.pxi``      the decoded-block cache and how it follows the code; which blocks
+                              are self-loops
 * ``_ucvcpu_counting.pxi``    bulk retirement of self-loops, zero-skid overflow stops, the
                               instruction limit, the LLC and branch-predictor event models
 * ``_ucvcpu_interrupts.pxi``  exception and interrupt delivery through the guest IDT, #DF and
@@ -47,13 +58,12 @@ not do):
 * ``_ucvcpu_memory.pxi``      MMIO windows; unmapped physical memory as void regions
 
 It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
-inside unicorn 2.1.4, CPUState.halted); :func:`self_test` checks every one of them at start-up
-and fails with a clear message on a mismatch.
+inside unicorn 2.1.4, CPUState.halted, the TCGContext's count of dropped translations);
+:func:`self_test` checks every one of them at start-up and fails with a clear message on a
+mismatch.
 
 Not supported: more than one vCPU per engine, executing from an MMIO window (the run ends with
-an internal error), self-modifying code that keeps a block's address and size but changes its
-instructions (the decoded-block cache is keyed by address and size: the accounting of that block
-goes wrong).  An interrupt made pending by an MMIO
+an internal error).  An interrupt made pending by an MMIO
 access (e.g. a self-IPI through the xAPIC page) is taken at the next block boundary, a few
 instructions late; overflows of LLC and branch-miss counters raise their PMI at the next block
 boundary (the instruction/cycle/branch counters have zero skid).  SYSCALL loads CS/SS through
@@ -68,7 +78,7 @@ refused while in long mode.
 
 from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 import ctypes
 import time
@@ -138,6 +148,15 @@ cdef class UcVcpu:
     cdef public object on_attention  # called on the vCPU side when kick()ed (timers, PMIs, work)
     cdef BlockTable blocks
     cdef set hooked_insns
+    # Decoded blocks follow the code (_ucvcpu_blocks.pxi: current_block)
+    cdef size_t *engine_invalidations   # translations the engine has dropped (its TCGContext's count)
+    cdef size_t invalidations_seen
+    cdef uint32_t code_gen              # moves when any block's code may have changed under it
+    cdef uint32_t write_gen             # ... by a store (it moves with code_gen)
+    cdef uint64_t cr_seen[3]            # CR0, CR3, CR4 when the last run() ended
+    cdef CodePage code_tlb[CODE_TLB_SIZE]
+    cdef public uint64_t code_checks    # blocks whose bytes were compared again (statistics, tests)
+    cdef public uint64_t code_changes   # ... and found changed: decoded anew or another decode taken
     cdef list work
     cdef MmioRegion mmio[MAX_MMIO]
     cdef int n_mmio
@@ -228,6 +247,7 @@ cdef class UcVcpu:
         memset(self.port_exits, 0xFF, sizeof(self.port_exits))
         self.efer_reserved = ~<uint64_t>EFER_ALLOWED
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
+        self.code_gen = 1
 
     def __dealloc__(self):
         free(self.cpuid_table)
@@ -237,7 +257,8 @@ cdef class UcVcpu:
         self.uc = <void*> <uintptr_t> engine._uch.value
         self.handler = handler
         self.vcpu_id = vcpu_id
-        _locate(self.uc, &self.cpu, &self.env, &self.engine_halted)
+        _locate(self.uc, &self.cpu, &self.env, &self.engine_halted, &self.engine_invalidations)
+        self.invalidations_seen = self.engine_invalidations[0]
         self.tap.eip = <uint64_t*> (self.env + OFF_EIP)
         self.tap.cs_base = <uint64_t*> (self.env + OFF_SEGS + SEG_CS * SEG_CACHE_SIZE + SEG_BASE)
         add_hooks(self)
@@ -333,7 +354,12 @@ cdef class UcVcpu:
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
                 conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
-            self.rep_addr = (b.addr + b.offs[b.n - 1]) if (b.flags & ENDS_WITH_REP) else <uint64_t> -1
+            self.rep_addr = <uint64_t> -1
+            if b.flags & (ENDS_WITH_REP | CHANGES_MAPPING):
+                if b.flags & ENDS_WITH_REP:
+                    self.rep_addr = b.addr + b.offs[b.n - 1]
+                else:
+                    code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl, conditional)
@@ -411,13 +437,12 @@ cdef class UcVcpu:
             self.restart(address)       # re-translate with (or without) memory-access callbacks
             return
         b = self.blocks.find(address, size)
-        if b == NULL:
-            if learn_block(self, address, size):
-                self.restart(address)       # re-translate with the new MSR code hooks
-                return
-            b = self.blocks.find(address, size)
+        if self.engine_invalidations[0] != self.invalidations_seen:
+            code_may_have_changed(self, True)   # the engine dropped translations: code was stored into
+        if b == NULL or b.checked != self.code_gen:
+            b = current_block(self, b, address, size)
             if b == NULL:
-                return
+                return      # restarted (re-translated), or not decodable
         if self.attention or (self.retired + self.clock_offset) >= self.deadline:
             self.attention = False
             self._py_attention()
@@ -698,7 +723,7 @@ cdef class UcVcpu:
             # The engine counts instructions with a code hook compiled into each translation:
             # translations made during a free run have none and would run on uncounted (a `jmp .`
             # chained to itself forever).  Returning to a free run drops them again by itself.
-            uc_ctl(self.uc, ctl_write(CTL_TB_FLUSH, 0))
+            flush_translations(self)
         try:
             return self._run(timeout, steps)
         finally:
@@ -726,9 +751,12 @@ cdef class UcVcpu:
                 # cannot hold every timeout a caller may give.
                 timeout_us = <size_t> (min(remaining, MAX_ENTRY_S) * 1e6) + 1
             self.cycle_budget = 0       # the host may have changed the PMU between runs
+            if self.c_cr(0) != self.cr_seen[0] or self.c_cr(3) != self.cr_seen[1] or self.c_cr(4) != self.cr_seen[2]:
+                code_may_have_changed(self, False)  # the host changed the paging state (INIT/SIPI, a debugger)
             self.in_guest = True
             err = uc_emu_start(self.uc, rip, 0, timeout_us, steps)
             self.in_guest = False
+            self.cr_seen[0], self.cr_seen[1], self.cr_seen[2] = self.c_cr(0), self.c_cr(3), self.c_cr(4)
             if steps or self.stop_mid_block:
                 # Stopped before an instruction, maybe inside the block: what lies before it retired.
                 self.stop_mid_block = False

@@ -2,19 +2,29 @@
 # The decoded-block cache (included by vmm/_ucvcpu.pyx): what the hook layer knows of each
 # translation block the engine runs.
 #
-# * The first time a block is seen (learn_block) it is decoded (vmm.decode): its instruction offsets
-#   and branch flags go into the BlockTable, keyed by (address, size).  Each instruction that must
-#   be intercepted (RDMSR/WRMSR, port I/O, CR8, LTR, IRET, cache maintenance while an LLC event
-#   runs) gets a per-address code hook; the block is then dropped from the translation cache and
-#   restarted.
+# * The first time a block is seen (current_block) it is decoded (vmm.decode): its instruction
+#   offsets and branch flags go into the BlockTable, keyed by (address, size), with its bytes.  Each
+#   instruction that must be intercepted (RDMSR/WRMSR, port I/O, CR8, LTR, IRET, cache maintenance
+#   while an LLC event runs) gets a per-address code hook; the block is then dropped from the
+#   translation cache and restarted.
+# * A decode follows the code it was made from.  Each block records the code generation it was last
+#   found current in; the generation moves (code_may_have_changed) when the engine drops
+#   translations (its TCGContext count: a store into translated code, by this vCPU or the host), when
+#   the hook layer flushes them (an SMP IRET to itself, stepping), at a TLB flush or paging change
+#   (the retirement of a block that ends in MOV to CR0/CR3/CR4, INVLPG, INVPCID or a far JMP/CALL --
+#   the engine ends a block after each -- EFER writes, task switches through gates or IRET, the host's
+#   CR0/CR3/CR4 writes between runs).  No code hook is needed for these: hooks cost every hooked
+#   instruction a walk over all of them in the engine.  At a block's first entry in a new generation it is compared with the code: unchanged if
+#   the engine's TLB puts it in the same RAM as before and no store has been seen since, or if its
+#   bytes are those there now; else the decode of the bytes there is taken (kept ones are reused:
+#   MAX_VARIANTS per key), the engine's translation is dropped too and the block restarts.  The cost
+#   on the hot path is two compares per block.
 # * classify_loop() recognises the self-loops whose iterations can be retired in bulk: exactly
 #   ``loop .`` (either address size), ``1: dec reg; jnz 1b`` (any GPR, 16/32/64-bit, jnz rel8/rel32)
 #   or ``jmp .``.
 #
 # Not here: the accounting itself (UcVcpu.commit), bulk retirement (_ucvcpu_counting.pxi), what the
-# code hooks do (_ucvcpu_insns.pxi, _ucvcpu_msr.pxi).  Not supported: self-modifying code that keeps
-# a block's address and size but changes its instructions (the cache is keyed by address and size:
-# the accounting of that block goes wrong).
+# code hooks do (_ucvcpu_insns.pxi, _ucvcpu_msr.pxi).
 
 # Block flags as C constants (hot paths must not touch Python names); they are vmm.decode's,
 # which the check below enforces at import.
@@ -25,8 +35,10 @@ DEF BRANCH_CONDITIONAL = 8
 DEF BRANCH_INDIRECT = 16
 DEF BRANCH_RETURN = 32
 DEF BRANCH_CALL = 64
+DEF CHANGES_MAPPING = 128
 if (decode.ENDS_IN_BRANCH, decode.STARTS_WITH_REP, decode.ENDS_WITH_REP, decode.BRANCH_CONDITIONAL,
-        decode.BRANCH_INDIRECT, decode.BRANCH_RETURN, decode.BRANCH_CALL) != (1, 2, 4, 8, 16, 32, 64):
+        decode.BRANCH_INDIRECT, decode.BRANCH_RETURN, decode.BRANCH_CALL,
+        decode.CHANGES_MAPPING) != (1, 2, 4, 8, 16, 32, 64, 128):
     raise ImportError("vmm.decode block flags differ from the hook layer's C constants")
 
 
@@ -39,10 +51,27 @@ cdef struct Block:
     uint16_t n            # instructions
     uint8_t flags         # vmm.decode flags
     uint8_t used
-    uint16_t *offs        # n instruction offsets
+    uint16_t *offs        # n instruction offsets, in one allocation after its BlockCode and before its bytes
     uint8_t loop_kind     # a self-loop bulk_retire() can run many iterations of at once (LOOP_*)
     uint8_t loop_reg      # its counter register (RCX for LOOP, the DEC's register)
     uint8_t loop_bits     # the counter's width: LOOP's address size, DEC's operand size
+    uint32_t checked      # the code generation (UcVcpu.code_gen) it was last found current in
+# (32 bytes: every block entry probes the table, so what is needed only to compare a block with the
+# code is kept out of it, in its BlockCode.)
+
+
+cdef struct BlockCode:
+    uint8_t *host         # where guest RAM held the block's bytes when last compared (NULL: not in RAM, across pages)
+    uint32_t written      # the write generation (UcVcpu.write_gen) they were last compared in
+
+
+cdef inline BlockCode* block_code(Block *b) noexcept nogil:
+    return (<BlockCode*> b.offs) - 1
+
+
+cdef inline uint8_t* block_bytes(Block *b) noexcept nogil:
+    """The size bytes ``b`` was decoded from."""
+    return <uint8_t*> (b.offs + b.n)
 
 
 # Self-loops: blocks that jump to their own first instruction with effects on one register (and
@@ -108,8 +137,21 @@ cdef void classify_loop(Block *b, const uint8_t *c, int bits) noexcept:
     b.loop_kind = LOOP_DEC_JNZ
 
 
+DEF MAX_VARIANTS = 4      # decodes kept per (address, size): code that changes back and forth there
+DEF CODE_TLB_SIZE = 64    # linear code pages whose place in RAM code_page() remembers
+
+
+cdef struct CodePage:
+    uint64_t page         # linear address >> 12
+    uint32_t gen          # the code generation it was looked up in (0: never)
+    uint8_t *host         # where guest RAM holds it; NULL: not in RAM, or not mapped
+
+
 @cython.final
 cdef class BlockTable:
+    """Decoded blocks by (linear address, size), several per key when the code there changed (a
+    patched site, another process's code at the same address): the one found first is the one in
+    use, the others are kept to switch back to without decoding again."""
     cdef Block *slots
     cdef Block *last        # the block found last (slots move when the table grows: reset then)
     cdef size_t cap
@@ -122,20 +164,17 @@ cdef class BlockTable:
             raise MemoryError()
 
     def __dealloc__(self):
-        self._free_offs()
-        free(self.slots)
-
-    cdef void _free_offs(self) noexcept:
         cdef size_t i
         for i in range(self.cap):
             if self.slots[i].used:
-                free(self.slots[i].offs)
+                free(block_code(&self.slots[i]))
+        free(self.slots)
 
     cdef inline size_t _hash(self, uint64_t addr, uint32_t size) noexcept nogil:
         cdef uint64_t h = (addr ^ (<uint64_t>size << 48)) * <uint64_t>0x9E3779B97F4A7C15
         return <size_t>(h >> 20) & (self.cap - 1)
 
-    cdef Block* find(self, uint64_t addr, uint32_t size) noexcept nogil:
+    cdef inline Block* find(self, uint64_t addr, uint32_t size) noexcept nogil:
         cdef size_t i
         if self.last != NULL and self.last.addr == addr and self.last.size == size:
             return self.last        # loops re-enter the same block: skip the hash
@@ -147,7 +186,34 @@ cdef class BlockTable:
             i = (i + 1) & (self.cap - 1)
         return NULL
 
-    cdef Block* insert(self, uint64_t addr, uint32_t size, offsets, uint8_t flags) except NULL:
+    cdef Block* variant(self, Block *first, const uint8_t *code, int *variants) noexcept nogil:
+        """The block decoded from ``code`` among those with ``first``'s key (NULL: none); the
+        number of blocks with that key in ``variants``."""
+        cdef size_t i = self._hash(first.addr, first.size)
+        cdef Block *found = NULL
+        variants[0] = 0
+        while self.slots[i].used:
+            if self.slots[i].addr == first.addr and self.slots[i].size == first.size:
+                variants[0] += 1
+                if found == NULL and memcmp(block_bytes(&self.slots[i]), code, first.size) == 0:
+                    found = &self.slots[i]
+            i = (i + 1) & (self.cap - 1)
+        return found
+
+    cdef Block* promote(self, Block *b) noexcept nogil:
+        """Make ``b`` the block find() returns for its key (it trades places with the one that was);
+        returns its new place."""
+        cdef Block *first
+        cdef Block tmp
+        self.last = NULL
+        first = self.find(b.addr, b.size)
+        if first != b:
+            tmp = first[0]
+            first[0] = b[0]
+            b[0] = tmp
+        return first
+
+    cdef Block* insert(self, uint64_t addr, uint32_t size, offsets, uint8_t flags, const uint8_t *code) except NULL:
         if (self.count + 1) * 2 > self.cap:
             self._grow()
         cdef size_t i = self._hash(addr, size)
@@ -156,17 +222,27 @@ cdef class BlockTable:
         cdef Block *b = &self.slots[i]
         b.addr = addr
         b.size = size
-        b.n = len(offsets)
-        b.flags = flags
-        b.offs = <uint16_t*> malloc(sizeof(uint16_t) * b.n)
-        if b.offs == NULL:
-            raise MemoryError()
-        cdef int k
-        for k in range(b.n):
-            b.offs[k] = offsets[k]
+        self.fill(b, offsets, flags, code)
         b.used = 1
         self.count += 1
         return b
+
+    cdef void fill(self, Block *b, offsets, uint8_t flags, const uint8_t *code) except *:
+        """(Re)decode ``b``: its instruction offsets, flags and bytes."""
+        cdef int k
+        cdef BlockCode *c
+        if b.offs != NULL:
+            free(block_code(b))
+        b.n = len(offsets)
+        b.flags = flags
+        c = <BlockCode*> calloc(1, sizeof(BlockCode) + sizeof(uint16_t) * b.n + b.size)
+        if c == NULL:
+            b.offs = NULL
+            raise MemoryError()
+        b.offs = <uint16_t*> (c + 1)
+        for k in range(b.n):
+            b.offs[k] = offsets[k]
+        memcpy(block_bytes(b), code, b.size)
 
     cdef void _grow(self) except *:
         cdef Block *old = self.slots
@@ -182,6 +258,10 @@ cdef class BlockTable:
                 while self.slots[j].used:
                     j = (j + 1) & (self.cap - 1)
                 self.slots[j] = old[i]
+                # Blocks with one key may come out in another order: which one find() gives must
+                # be compared again.
+                self.slots[j].checked = 0
+                block_code(&self.slots[j]).host = NULL
         free(old)
 
 
@@ -198,32 +278,132 @@ cdef inline int index_in_block(Block *b, uint64_t rip) noexcept nogil:
     return b.n
 
 
-cdef bint learn_block(UcVcpu vcpu, uint64_t address, uint32_t size) noexcept:
-    """Decode a new block; returns True if it needed new code hooks (caller restarts it)."""
-    cdef bytes code
-    cdef char *buf = <char*> malloc(size)
+cdef void code_may_have_changed(UcVcpu vcpu, bint written) noexcept:
+    """Something that can change the code behind a linear address happened: a store into code
+    (``written``: the engine dropped translations) or a change of what linear addresses map to (a
+    TLB flush, a paging mode change).  Every block is checked at its next entry."""
+    vcpu.invalidations_seen = vcpu.engine_invalidations[0]
+    vcpu.code_gen += 1
+    if vcpu.code_gen == 0:
+        vcpu.code_gen = 1       # 0 is "never checked" (BlockTable._grow)
+    if written:
+        vcpu.write_gen += 1
+
+
+cdef void flush_translations(UcVcpu vcpu) noexcept:
+    """Make the engine translate all code again, from the bytes there now."""
+    uc_ctl(vcpu.uc, ctl_write(CTL_TB_FLUSH, 0))
+    code_may_have_changed(vcpu, True)
+
+
+cdef void drop_translations(UcVcpu vcpu, uint64_t begin, uint64_t end) noexcept:
+    """Make the engine translate the code in [begin, end) again.  The translations this drops are no
+    sign of changed code, so they do not count as one (others dropped before still do)."""
+    cdef bint current = vcpu.engine_invalidations[0] == vcpu.invalidations_seen
+    uc_ctl(vcpu.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), begin, end)
+    if current:
+        vcpu.invalidations_seen = vcpu.engine_invalidations[0]
+
+
+cdef uint8_t* code_page(UcVcpu vcpu, uint64_t linear) noexcept:
+    """Where guest RAM holds the code page at ``linear`` as the engine's own TLB says (the block being
+    entered was just fetched through it), NULL if not in RAM.  Remembered until the code generation
+    moves, which it does at every event that can change what a linear address maps to."""
+    cdef CodePage *e = &vcpu.code_tlb[(linear >> 12) & (CODE_TLB_SIZE - 1)]
+    cdef void *host = NULL
+    if e.gen != vcpu.code_gen or e.page != linear >> 12:
+        e.page = linear >> 12
+        e.gen = vcpu.code_gen
+        e.host = NULL
+        if x86_code_page(vcpu.env, linear & ~<uint64_t> (PAGE_SIZE - 1), &host) != -1:
+            e.host = <uint8_t*> host
+    return e.host
+
+
+cdef uint8_t* code_in_ram(UcVcpu vcpu, uint64_t address, uint32_t size) noexcept:
+    """Where guest RAM holds the code [address, address + size) now if it lies in one page of RAM,
+    else NULL."""
+    cdef uint8_t *page
+    if (address & (PAGE_SIZE - 1)) + size > PAGE_SIZE:
+        return NULL
+    page = code_page(vcpu, address)
+    return page + (address & (PAGE_SIZE - 1)) if page != NULL else NULL
+
+
+cdef inline void mark_current(UcVcpu vcpu, Block *b, uint8_t *host) noexcept:
+    """``b`` is the code at its address now, which is in RAM at ``host`` (NULL: not, or unknown)."""
+    b.checked = vcpu.code_gen
+    block_code(b).written = vcpu.write_gen
+    block_code(b).host = host
+
+
+cdef Block* current_block(UcVcpu vcpu, Block *b, uint64_t address, uint32_t size) noexcept:
+    """The decoded block for the code now at [address, address + size): ``b`` (find()'s, NULL if
+    none) if it is still that code, else another decode kept for that key, else a new decode.  ``b``
+    is that code if it is in the same RAM as when last compared with no store seen since, or if the
+    bytes there are its bytes.  Returns NULL if the block must restart: new code hooks, or changed
+    code (the engine's translation is dropped too: only a store this engine did not see, another
+    vCPU's, can leave it behind the bytes) -- or if the bytes cannot be read or decoded."""
+    cdef uint8_t *host = code_in_ram(vcpu, address, size)
+    cdef uint8_t *code = host
+    cdef Block *other
+    cdef int variants = 0
+    if b != NULL and host != NULL and host == block_code(b).host and block_code(b).written == vcpu.write_gen:
+        b.checked = vcpu.code_gen
+        return b
+    if code == NULL:
+        code = <uint8_t*> malloc(size)
+        if code == NULL or not vcpu.read_guest(address, PROT_EXEC, code, size):
+            free(code)
+            if b != NULL:
+                b.checked = vcpu.code_gen    # the engine runs what it translated
+            return b
+    try:
+        if b != NULL:
+            vcpu.code_checks += 1
+            if memcmp(block_bytes(b), code, size) == 0:
+                mark_current(vcpu, b, host)
+                return b
+            vcpu.code_changes += 1
+            other = vcpu.blocks.variant(b, code, &variants)
+            if other != NULL:
+                mark_current(vcpu, vcpu.blocks.promote(other), host)
+            else:
+                decode_into(vcpu, address, size, code, host, b if variants >= MAX_VARIANTS else NULL)
+        elif not decode_into(vcpu, address, size, code, host, NULL):
+            return vcpu.blocks.find(address, size)
+        drop_translations(vcpu, address, address + size)
+        vcpu.restart(address)       # re-translate: the code changed, or it has new code hooks
+        return NULL
+    finally:
+        if code != host:
+            free(code)
+
+
+cdef bint decode_into(UcVcpu vcpu, uint64_t address, uint32_t size, const uint8_t *code, uint8_t *host,
+                      Block *reuse) noexcept:
+    """Decode ``code``, the block at ``address`` (in RAM at ``host``, or NULL), into ``reuse`` or else
+    a new entry, which find() gives from now on; returns True if it needed new code hooks (the caller
+    restarts the block)."""
     cdef bint hooked = False
     cdef uint64_t a
-    if buf == NULL:
-        return False
+    cdef Block *b
     try:
-        if not vcpu.read_guest(address, PROT_EXEC, buf, size):
-            return False
-        code = buf[:size]
-        d = decode_block(code, address, vcpu.code_bits())
-        classify_loop(vcpu.blocks.insert(address, size, d.offsets, d.flags), <const uint8_t*> buf,
-                      vcpu.code_bits())
+        d = decode_block((<const char*> code)[:size], address, vcpu.code_bits())
+        if reuse != NULL:
+            b = reuse
+            vcpu.blocks.fill(b, d.offsets, d.flags, code)
+        else:
+            b = vcpu.blocks.promote(vcpu.blocks.insert(address, size, d.offsets, d.flags, code))
+        classify_loop(b, code, vcpu.code_bits())
+        mark_current(vcpu, b, host)
         for off in d.hooked_offsets:
             a = address + off
             if a not in vcpu.hooked_insns:
                 vcpu.hooked_insns.add(a)
                 add_hook(vcpu, HOOK_CODE, <void*> _on_hooked_insn, a, a)
                 hooked = True
-        if hooked:
-            uc_ctl(vcpu.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), address, address + size)
         return hooked
     except BaseException as e:
         vcpu._fail(f"decoding the block at {address:#x}: {e!r}")
         return False
-    finally:
-        free(buf)

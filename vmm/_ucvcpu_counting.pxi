@@ -182,7 +182,7 @@ cdef void truncate_after(UcVcpu vcpu, Block *b, int k) noexcept:
     """Re-translate ``b`` so that execution stops (back in run()) after its first k instructions."""
     vcpu.trunc_exit = b.addr + b.offs[k]
     uc_ctl(vcpu.uc, ctl_write(CTL_UC_EXITS, 2), &vcpu.trunc_exit, <size_t> 1)
-    uc_ctl(vcpu.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), b.addr, b.addr + b.size)
+    drop_translations(vcpu, b.addr, b.addr + b.size)
     vcpu.leave_block()
     vcpu.restart(b.addr)
 
@@ -191,7 +191,7 @@ cdef void disarm_truncation(UcVcpu vcpu) noexcept:
     cdef uint64_t none = 0
     uc_ctl(vcpu.uc, ctl_write(CTL_UC_EXITS, 2), &none, <size_t> 0)
     # The truncated translation must not be reused once the counter state changes.
-    uc_ctl(vcpu.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), vcpu.trunc_exit - 1, vcpu.trunc_exit)
+    drop_translations(vcpu, vcpu.trunc_exit - 1, vcpu.trunc_exit)
     vcpu.trunc_exit = 0
 
 
@@ -221,7 +221,7 @@ cdef void switch_memory_hook(UcVcpu vcpu) noexcept:
         vcpu.mem_hook = 0
     elif uc_hook_add(vcpu.uc, &vcpu.mem_hook, HOOK_MEM_ACCESS, <void*> _on_mem_access, <void*> vcpu, 1, 0):
         vcpu.mem_hook = 0
-    uc_ctl(vcpu.uc, ctl_write(CTL_TB_FLUSH, 0))
+    flush_translations(vcpu)
     vcpu.leave_block()
 
 

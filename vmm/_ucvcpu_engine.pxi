@@ -6,8 +6,10 @@
 #   has loaded (same engine instance, no link-time path to get wrong); hook kinds, instruction and
 #   register ids come from the binding too, so a renumbering cannot slip by.
 # * The hook layer relies on private engine internals: the CPU state pointer and the field offsets
-#   of QEMU 5.0.1's CPUX86State inside unicorn 2.1.4, and CPUState.halted (set by HLT, cleared by
-#   each emu_start), found by _locate().  check_layout() (UcVcpu.self_test) checks every one of them
+#   of QEMU 5.0.1's CPUX86State inside unicorn 2.1.4, CPUState.halted (set by HLT, cleared by each
+#   emu_start) and the count of translations the engine has dropped (TCGContext), found by _locate();
+#   and on two exported engine functions: the page of code its TLB gives for a linear address
+#   (get_page_addr_code_hostp) and that count (tcg_tb_phys_invalidate_count, to check the offset).  check_layout() (UcVcpu.self_test) checks every one of them
 #   at start-up and fails with a clear message on a mismatch.
 # * add_hooks() registers the hooks every vCPU has; each hook's trampoline lives with its concern.
 #
@@ -31,6 +33,8 @@ ctypedef int (*fn_mem_unmap)(void*, uint64_t, size_t) noexcept nogil
 ctypedef void (*fn_do_interrupt)(void*) noexcept nogil
 ctypedef void (*fn_hardirq)(void*, int, int) noexcept nogil
 ctypedef void (*fn_load_seg)(void*, int, int) noexcept nogil
+ctypedef int64_t (*fn_code_page)(void*, uint64_t, void**) noexcept nogil
+ctypedef size_t (*fn_tcg_count)(void*) noexcept nogil
 
 cdef fn_hook_add uc_hook_add
 cdef fn_hook_del uc_hook_del
@@ -46,6 +50,8 @@ cdef fn_mem_unmap uc_mem_unmap
 cdef fn_do_interrupt x86_do_interrupt
 cdef fn_hardirq x86_hardirq
 cdef fn_load_seg x86_load_seg
+cdef fn_code_page x86_code_page
+cdef fn_tcg_count tcg_invalidations
 
 
 cdef uintptr_t _sym(lib, str name) except 0:
@@ -55,6 +61,7 @@ cdef uintptr_t _sym(lib, str name) except 0:
 cdef void _resolve() except *:
     global uc_hook_add, uc_hook_del, uc_reg_read, uc_reg_write, uc_emu_start, uc_emu_stop, uc_ctl
     global uc_vmem_read, uc_vmem_write, uc_mmio_map, uc_mem_unmap, x86_do_interrupt, x86_hardirq, x86_load_seg
+    global x86_code_page, tcg_invalidations
     lib = _ucmod.uclib
     uc_hook_add = <fn_hook_add> _sym(lib, "uc_hook_add")
     uc_hook_del = <fn_hook_del> _sym(lib, "uc_hook_del")
@@ -70,6 +77,10 @@ cdef void _resolve() except *:
     x86_do_interrupt = <fn_do_interrupt> _sym(lib, "x86_cpu_do_interrupt_x86_64")
     x86_hardirq = <fn_hardirq> _sym(lib, "do_interrupt_x86_hardirq_x86_64")
     x86_load_seg = <fn_load_seg> _sym(lib, "cpu_x86_load_seg_x86_64")
+    # Where guest RAM holds the code at a linear address, through the engine's TLB (filling it from the
+    # page tables on a miss, which can raise the guest's #PF: only called for code being entered).
+    x86_code_page = <fn_code_page> _sym(lib, "get_page_addr_code_hostp_x86_64")
+    tcg_invalidations = <fn_tcg_count> _sym(lib, "tcg_tb_phys_invalidate_count_x86_64")
 
 
 _resolve()
@@ -124,6 +135,9 @@ DEF OFF_OLD_EXCEPTION = 5496        # the exception being delivered (-1: none), 
 DEF UC_CPU_SLOT_FROM_REG_READ = 38   # CPUState* is this many pointer slots after reg_read_x86_64
 DEF CPU_ENV_SLOT = 37                # CPUState field holding the CPUX86State* (env_ptr)
 DEF CPU_HALTED_BEFORE_UC = 16        # CPUState.halted lies this many bytes before CPUState.uc
+DEF UC_TCG_SLOT_FROM_REG_READ = 79   # the engine's TCGContext* is this many pointer slots after reg_read_x86_64
+DEF TCG_INVALIDATIONS = 0xD8         # TCGContext.tb_phys_invalidate_count: translations dropped so far
+DEF TCG_UC = 0x9970                  # TCGContext.uc: its engine
 DEF TR_RESET_LIMIT = 0xFFFF
 DEF TR_RESET_FLAGS = 0x8900          # present, available 32-bit TSS
 DEF CR4_ENGINE_START = (1 << 16) | (1 << 18)    # FSGSBASE, OSXSAVE: set in the engine's start state
@@ -139,6 +153,7 @@ DEF CR0_PE = 1
 DEF HF2_NMI_MASK = 1 << 2
 DEF EFLAGS_IF = 1 << 9
 DEF EFLAGS_TF = 1 << 8
+DEF EFLAGS_NT = 1 << 14
 DEF EFLAGS_DEC = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 11)   # PF AF ZF SF OF: what DEC sets
 DEF EFLAGS_IOPL_SHIFT = 12
 DEF EFLAGS_RF = 1 << 16
@@ -169,9 +184,10 @@ DEF EXC_GP = 13
 DEF VEC_NMI = 2
 
 
-cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted) except -1:
-    """Find the engine's private CPU state from its handle: the CPUState, its CPUX86State (env) and
-    CPUState.halted, which sits just before CPUState's back pointer to the engine."""
+cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted, size_t **invalidations) except -1:
+    """Find the engine's private CPU state from its handle: the CPUState, its CPUX86State (env),
+    CPUState.halted, which sits just before CPUState's back pointer to the engine, and the count of
+    translations the engine has dropped (in its TCGContext, which points back to the engine)."""
     cdef uint64_t rax = 0
     uc_reg_read(uc, uxc.UC_X86_REG_RAX, &rax)   # the engine initialises lazily
     lib = _ucmod.uclib
@@ -187,6 +203,12 @@ cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted) except -1:
         raise RuntimeError("unicorn self-test: reg_read_x86_64 not found in the engine struct "
                            "(not unicorn 2.1.4 x86_64?)")
     cpu[0] = <void*> words[slot + UC_CPU_SLOT_FROM_REG_READ]
+    cdef char *tcg = <char*> words[slot + UC_TCG_SLOT_FROM_REG_READ]
+    if tcg == NULL or (<uintptr_t> tcg & 7) or (<void**> (tcg + TCG_UC))[0] != uc:
+        raise RuntimeError("unicorn self-test: TCGContext not where unicorn 2.1.4 keeps it")
+    invalidations[0] = <size_t*> (tcg + TCG_INVALIDATIONS)
+    if tcg_invalidations(tcg) != invalidations[0][0]:
+        raise RuntimeError("unicorn self-test: TCGContext.tb_phys_invalidate_count not at +0xd8")
     env[0] = <char*> (<uintptr_t*> cpu[0])[CPU_ENV_SLOT]
     if env[0] == NULL or <uintptr_t> env[0] < <uintptr_t> cpu[0] \
             or <uintptr_t> env[0] > <uintptr_t> cpu[0] + 0x20000:
@@ -201,26 +223,35 @@ cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted) except -1:
     raise RuntimeError("unicorn self-test: CPUState.uc not found (not unicorn 2.1.4 x86_64?)")
 
 
-cdef object _hlt_check = None
+cdef object _scratch_checks = None
 
 
-cdef bint _halted_flag_tracks_hlt() except -1:
-    """On a scratch engine: the halted flag _locate() finds stays clear when a run stops for another
-    reason and is set by HLT.  Checked once per process (a scratch engine costs about a millisecond)."""
-    global _hlt_check
+cdef tuple _engine_behaviour():
+    """On a scratch engine, once per process (it costs about a millisecond): (1) the halted flag
+    _locate() finds stays clear when a run stops for another reason and is set by HLT; (2) the count
+    of dropped translations _locate() finds goes up by one when the guest stores into code that has
+    a translation."""
+    global _scratch_checks
     cdef void *cpu
     cdef char *env
     cdef uint32_t *halted
-    if _hlt_check is None:
+    cdef size_t *invalidations
+    cdef size_t before
+    if _scratch_checks is None:
         scratch = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
         scratch.mem_map(0x1000, PAGE_SIZE)
         scratch.mem_write(0x1000, b"\x90\xf4")     # nop; hlt
-        _locate(<void*> <uintptr_t> scratch._uch.value, &cpu, &env, &halted)
+        scratch.mem_write(0x1010, b"\xc6\x05\xe9\xff\xff\xff\x90\xf4")    # movb $0x90, 0x1000(%rip); hlt
+        _locate(<void*> <uintptr_t> scratch._uch.value, &cpu, &env, &halted, &invalidations)
         scratch.emu_start(0x1000, 0x2000, count=1)
         stopped_by_count = halted[0] == 0
         scratch.emu_start(0x1001, 0x2000)
-        _hlt_check = stopped_by_count and halted[0] == 1 and scratch.reg_read(uxc.UC_X86_REG_RIP) == 0x1002
-    return _hlt_check
+        hlt = stopped_by_count and halted[0] == 1 and scratch.reg_read(uxc.UC_X86_REG_RIP) == 0x1002
+        scratch.emu_start(0x1000, 0x2000)      # translated ...
+        before = invalidations[0]
+        scratch.emu_start(0x1010, 0x2000)      # ... and stored into
+        _scratch_checks = (hlt, invalidations[0] == before + 1)
+    return _scratch_checks
 
 
 cdef list check_layout(UcVcpu vcpu):
@@ -251,7 +282,8 @@ cdef list check_layout(UcVcpu vcpu):
     eng.reg_write(uxc.UC_X86_REG_TR, old_tr)
     eng.reg_write(uxc.UC_X86_REG_RAX, 0)
     eng.reg_write(uxc.UC_X86_REG_RCX, 0)
-    checks.append(("CPUState.halted set by HLT, not by other stops", _halted_flag_tracks_hlt()))
+    checks.append(("CPUState.halted set by HLT, not by other stops", _engine_behaviour()[0]))
+    checks.append(("TCGContext.tb_phys_invalidate_count counts a store into translated code", _engine_behaviour()[1]))
     bad = [name for name, ok in checks if not ok]
     if bad:
         raise RuntimeError("unicorn self-test failed (engine is not the unicorn 2.1.4 layout this VMM "

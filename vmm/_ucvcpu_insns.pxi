@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # The other intercepted instructions (included by vmm/_ucvcpu.pyx): port I/O, MOV to/from CR8, LTR,
-# IRET to itself, and CLFLUSH/WBINVD/INVD while the LLC model runs.
+# IRET to itself, CLFLUSH/WBINVD/INVD while the LLC model runs, and those after which linear
+# addresses may map other code that are not the last of their block (never, as the engine ends
+# blocks).
 #
 # * Port I/O (IN/OUT) and MOV to/from CR8 are emulated in per-instruction code hooks, so an
 #   interrupt or NMI they raise is taken right after them; port I/O at CPL > IOPL (and in
@@ -13,6 +15,9 @@
 # * CLFLUSH/CLFLUSHOPT/WBINVD/INVD are reported to the cache model (they are no-ops to the engine).
 # * A MOV to a debug register has the data breakpoints re-read at the next block; a data breakpoint
 #   the previous instruction hit is trapped before any of these is emulated (_ucvcpu_debug.pxi).
+# * IRET with NT (a task switch back) moves the code generation, and so do MOV to CR0/CR3/CR4,
+#   INVLPG, INVPCID and far JMP/CALL when they are hooked (see decode.CHANGES_MAPPING): decoded
+#   blocks are compared with the code again at their next entry (_ucvcpu_blocks.pxi).
 #
 # Not here: RDMSR/WRMSR (_ucvcpu_msr.pxi) and the checks of MOV to CR0/CR3/CR4, SYSENTER and SYSEXIT
 # (_ucvcpu_control.pxi), which on_hooked_insn hands on; the devices behind the ports (vmm.dispatch);
@@ -63,6 +68,8 @@ cdef void on_hooked_insn(UcVcpu vcpu, uint64_t address) noexcept:
         check_ltr(vcpu, address, op[i + 2], rex)
         return
     if op[i] == 0xCF:
+        if ((<uint64_t*> (vcpu.env + OFF_EFLAGS))[0] & EFLAGS_NT) and not (vcpu.hflags() & HF_LMA):
+            code_may_have_changed(vcpu, False)  # IRET with NT: a task switch back (it loads CR3)
         if vcpu.sync_translations:
             sync_on_iret_to_self(vcpu, address + i + 1, 8 if (rex & 8) else (2 if opsize != (bits == 16) else 4))
         return
@@ -72,6 +79,10 @@ cdef void on_hooked_insn(UcVcpu vcpu, uint64_t address) noexcept:
         if (rex & 4) and (op[i + 2] & 0x38) == 0:
             emulate_cr8(vcpu, address, address + i + 3, op[i + 1] == 0x22, (op[i + 2] & 7) | ((rex & 1) << 3))
         elif op[i + 1] == 0x22 and not (rex & 4):
+            if ((op[i + 2] >> 3) & 7) != 2:
+                # MOV to CR0/CR3/CR4: from the next block on, linear addresses may map other code
+                # (this hook stands for decode.CHANGES_MAPPING, which hooked instructions do not get).
+                code_may_have_changed(vcpu, False)
             check_cr_write(vcpu, address, address + i + 3, (op[i + 2] >> 3) & 7, (op[i + 2] & 7) | ((rex & 1) << 3))
         return
     if op[i] == 0x0F and op[i + 1] == 0x35:
@@ -82,6 +93,14 @@ cdef void on_hooked_insn(UcVcpu vcpu, uint64_t address) noexcept:
         return
     if op[i] == 0x0F and op[i + 1] == 0x23:
         vcpu.dr_changed = True      # MOV to a debug register: the engine runs it and ends the block
+        return
+    if (op[i] == 0x0F and (op[i + 1] == 0x22 or (op[i + 1] == 0x01 and (op[i + 2] & 0x38) == 0x38
+                                                 and (op[i + 2] >> 6) != 3)
+                           or (op[i + 1] == 0x38 and op[i + 2] == 0x82))) or op[i] == 0xEA or op[i] == 0x9A \
+            or (op[i] == 0xFF and ((op[i + 1] >> 3) & 7) in (3, 5)):
+        # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL (a task switch loads CR3): the code behind
+        # linear addresses may change from the next block on (each ends its translation block).
+        code_may_have_changed(vcpu, False)
         return
     if (op[i] >= 0xE4 and op[i] <= 0xE7) or (op[i] >= 0xEC and op[i] <= 0xEF) or \
             (op[i] >= 0x6C and op[i] <= 0x6F):
@@ -130,7 +149,7 @@ cdef void sync_on_iret_to_self(UcVcpu vcpu, uint64_t next_pc, int width) noexcep
     if width < 8:
         ret &= (<uint64_t> 1 << (8 * width)) - 1
     if ret == next_pc - vcpu.cs_base() and vcpu.others_ran:
-        uc_ctl(vcpu.uc, ctl_write(CTL_TB_FLUSH, 0))
+        flush_translations(vcpu)
         vcpu.translation_flushes += 1
         vcpu.others_ran = False
 

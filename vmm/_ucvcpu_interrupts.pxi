@@ -3,7 +3,8 @@
 #
 # * Exceptions and interrupts are delivered by the engine's own delivery code (IDT gates, TSS.RSP0
 #   stack switch, error codes, CR2, #DF, triple fault), called from inside hooks; the engine's
-#   64-bit IDT error codes are corrected to the SDM's.
+#   64-bit IDT error codes are corrected to the SDM's.  A delivery through a task gate (a task
+#   switch: CR3 changes) moves the code generation (_ucvcpu_blocks.pxi).
 # * Injection: UcVcpu.on_block checks the pending-interrupt flags at each block boundary and calls
 #   inject_pending(); NMIs are delivered whatever RFLAGS.IF says (until the guest's IRET unmasks the
 #   next), maskable interrupts when IF=1 and no STI/MOV SS shadow is active.
@@ -51,10 +52,19 @@ cdef void deliver_external(UcVcpu vcpu, int vector, bint nmi) noexcept:
         trace_emit(&vcpu.tap, TK_IRQ, TF_NMI if nmi else 0, vector, 0, 0)
     if nmi:
         (<uint32_t*> (vcpu.env + OFF_HFLAGS2))[0] |= HF2_NMI_MASK   # cleared by the guest's IRET
-    x86_hardirq(vcpu.env, vector, 1)
+    deliver(vcpu, vector, 1)
     vcpu.db_hits = 0        # (the delivery's own writes are no data breakpoint's)
     vcpu.leave_block()
     vcpu.restart(vcpu.pc())
+
+
+cdef void deliver(UcVcpu vcpu, int vector, int hardware) noexcept:
+    """Deliver ``vector`` through the IDT: an external interrupt (``hardware``) or a fault whose frame
+    points at the current instruction (error code 0)."""
+    cdef uint64_t cr3 = vcpu.c_cr(3)
+    x86_hardirq(vcpu.env, vector, hardware)
+    if vcpu.c_cr(3) != cr3:
+        code_may_have_changed(vcpu, False)  # through a task gate: a task switch
 
 
 cdef void raise_fault(UcVcpu vcpu, int vector) noexcept:
@@ -62,7 +72,7 @@ cdef void raise_fault(UcVcpu vcpu, int vector) noexcept:
     if vcpu.tap.mask & (1 << TK_EXC):
         trace_exception(vcpu, vector)
     vcpu.leave_block()
-    x86_hardirq(vcpu.env, vector, 0)
+    deliver(vcpu, vector, 0)
     vcpu.db_hits = 0
     vcpu.restart(vcpu.pc())
 
@@ -99,7 +109,7 @@ cdef void trace_delivered(UcVcpu vcpu, uint32_t intno, uint64_t software, uint32
 cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
     cdef uint64_t rip = vcpu.pc(), dr6 = 0
     cdef uint8_t op[2]
-    cdef uint64_t insn
+    cdef uint64_t insn, cr3
     if triple_faulted(vcpu) or vcpu.stop_reason != STOP_NONE:
         # A run that is ending delivers nothing: a delivery that read unmapped memory (an IDT
         # beyond RAM) leaves the engine's exception pending, and delivering it again would
@@ -135,9 +145,12 @@ cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
         record = vcpu.tap.ring.count
         trace_emit(&vcpu.tap, TK_EXC, TF_SOFTWARE if insn else 0, intno, 0, 0)
     vcpu.delivering_df = intno == 8
+    cr3 = vcpu.c_cr(3)
     x86_do_interrupt(vcpu.cpu)
     vcpu.delivering_df = False
     vcpu.db_hits = 0        # a faulting instruction's accesses hit nothing (it did not complete)
+    if vcpu.c_cr(3) != cr3:
+        code_may_have_changed(vcpu, False)  # through a task gate: a task switch
     if (intno == 11 or intno == 13) and (vcpu.hflags() & HF_LMA):
         fix_idt_error_code(vcpu)
     if traced:
@@ -210,7 +223,7 @@ cdef int on_invalid(UcVcpu vcpu) noexcept:
             return 1
     if vcpu.tap.mask & (1 << TK_EXC):
         trace_exception(vcpu, EXC_UD)
-    x86_hardirq(vcpu.env, EXC_UD, 0)
+    deliver(vcpu, EXC_UD, 0)
     return 1
 
 
@@ -252,7 +265,7 @@ cdef void emulate_rdpmc(UcVcpu vcpu, uint64_t rip) noexcept:
     if fault:
         if vcpu.tap.mask & (1 << TK_EXC):
             trace_exception(vcpu, EXC_GP)
-        x86_hardirq(vcpu.env, EXC_GP, 0)
+        deliver(vcpu, EXC_GP, 0)
         return
     r[R_RAX] = v & 0xFFFFFFFF
     r[R_RDX] = v >> 32

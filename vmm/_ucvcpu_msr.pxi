@@ -54,14 +54,17 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
             vcpu.commit_before(address)
             trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)
-        elif vcpu.tap.mask & (1 << TK_MSR):
-            vcpu.commit_before(address)     # (the block's count is the same either way)
-            if not write:       # what the engine's RDMSR is about to read
-                native[0] = index
-                native[1] = 0
-                uc_reg_read(vcpu.uc, REG_MSR, native)
-                value = native[1]
-            trace_msr(vcpu, index, write, value, False)
+        else:
+            if write and index == MSR_EFER:
+                code_may_have_changed(vcpu, False)  # paging mode, NX: the engine flushes its TLB
+            if vcpu.tap.mask & (1 << TK_MSR):
+                vcpu.commit_before(address)     # (the block's count is the same either way)
+                if not write:       # what the engine's RDMSR is about to read
+                    native[0] = index
+                    native[1] = 0
+                    uc_reg_read(vcpu.uc, REG_MSR, native)
+                    value = native[1]
+                trace_msr(vcpu, index, write, value, False)
         return      # the engine executes it
     vcpu.commit_before(address)
     if index == MSR_TSC:

@@ -8,9 +8,11 @@ instructions before a fault or an emulated instruction), whether the block ends 
 port I/O, CR8, MOV to CR0/CR3/CR4 and to debug registers, LTR, SYSENTER, SYSEXIT and
 cache-maintenance instructions are (they get per-address code hooks where they are emulated,
 checked or reported to the cache model; port I/O is also checked against the TSS I/O permission
-bitmap, which the engine does not enforce), and the kind of the block's final branch for the
-branch predictor model.  Capstone does the decoding;
-this runs once per new block, so its cost is not on any hot path.
+bitmap, which the engine does not enforce), whether it ends in an instruction after which linear
+addresses may map other code (INVLPG, INVPCID, far JMP/CALL; MOV to CR0/CR3/CR4 is hooked anyway:
+the hook layer then compares its decoded blocks with the code again), and the kind of the block's
+final branch for the branch predictor model.  Capstone does the decoding; this runs once per new
+block, so its cost is not on any hot path.
 
 Capstone is called through its C library (the one the ``capstone`` package ships) with a ctypes
 binding of the x86 part only: ``import capstone`` builds the ctypes structures of all its 18
@@ -199,6 +201,13 @@ _HOOKED_MNEMONICS = frozenset({"rdmsr", "wrmsr", "in", "out", "insb", "insw", "i
                                "ltr", "clflush", "clflushopt", "wbinvd", "invd", "iret", "iretd", "iretq",
                                "sysenter", "sysexit", "sysexitq"})
 _CR_DR_WRITES = (b"cr0,", b"cr3,", b"cr4,", b"dr")
+# Instructions after which linear addresses may map other code: MOV to CR0/CR3/CR4 (matched on its
+# operands; hooked for its checks, and the hook counts as the change), INVLPG, INVPCID and far
+# JMP/CALL (a task switch loads CR3; "jmp/call ptr [...]" is the far form through memory).  The
+# engine ends a translation block after each, so they are a block's last instruction
+# (CHANGES_MAPPING; one anywhere else gets a code hook instead).
+_MAPPING_MNEMONICS = frozenset({"invlpg", "invpcid", "ljmp", "lcall"})
+_MAPPING_CRS = (b"cr0,", b"cr3,", b"cr4,")
 
 # Operand addressing: capstone register id -> (index in the guest's register file, value mask), for
 # the 64-, 32- and 16-bit names of the sixteen general registers; segment registers by x86 number.
@@ -224,6 +233,8 @@ BRANCH_CONDITIONAL = 8      # jcc, loop*, jrcxz: predicted taken / not taken
 BRANCH_INDIRECT = 16        # jmp/call through a register or memory: predicted target
 BRANCH_RETURN = 32          # ret: predicted by the return stack
 BRANCH_CALL = 64            # call (direct or indirect): pushes the return stack
+# The block's last instruction may change what linear addresses map to (see _MAPPING_MNEMONICS).
+CHANGES_MAPPING = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +274,11 @@ def _branch_kind(insn: _CsInsn) -> int:
     return 0        # INT n, IRET, SYSCALL/SYSRET: far transfers the model does not predict
 
 
+def _changes_mapping(mnemonic: str, insn: _CsInsn) -> bool:
+    return mnemonic in _MAPPING_MNEMONICS or (mnemonic == "mov" and insn.op_str.startswith(_MAPPING_CRS)) or \
+        (mnemonic in ("jmp", "call") and insn.op_str.startswith(b"ptr "))
+
+
 def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
     """Split ``code`` (one translation block's bytes at ``address``, ``bits`` its code segment's
     default size: 64, 32 or 16) into instructions: their offsets, the hooked ones (by mnemonic), and
@@ -273,6 +289,7 @@ def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
     try:
         offsets = []
         hooked = []
+        flags = 0
         for i in range(n):
             insn = insns[i]
             offset = insn.address - address
@@ -281,8 +298,12 @@ def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
             if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or \
                     (mnemonic == "mov" and (b"cr8" in insn.op_str or insn.op_str.startswith(_CR_DR_WRITES))):
                 hooked.append(offset)
+            elif _changes_mapping(mnemonic, insn):
+                if i == n - 1:
+                    flags |= CHANGES_MAPPING
+                else:
+                    hooked.append(offset)
         first, last = insns[0], insns[n - 1]
-        flags = 0
         if _is_branch(last):
             flags |= ENDS_IN_BRANCH | _branch_kind(last)
         if _is_rep_string(first):

@@ -35,23 +35,6 @@ static void set_site(uint32_t value)
 	site[5] = 0xC3;                          /* ret */
 }
 
-static void iret_to_self(void)
-{
-	/* the frame IRETQ pops: RIP (the next instruction), CS, RFLAGS, RSP, SS */
-	asm volatile("mov %%rsp, %%rax\n\t"
-		     "mov %%ss, %%ecx\n\t"
-		     "push %%rcx\n\t"
-		     "push %%rax\n\t"
-		     "pushfq\n\t"
-		     "mov %%cs, %%ecx\n\t"
-		     "push %%rcx\n\t"
-		     "lea 1f(%%rip), %%rax\n\t"
-		     "push %%rax\n\t"
-		     "iretq\n"
-		     "1:"
-		     ::: "rax", "rcx", "memory");
-}
-
 static void ap_run(void *arg)
 {
 	seen[this_cpu()->index] = run_site();

@@ -126,15 +126,11 @@ static void measure(uint32_t msr, uint64_t enable, uint64_t n)
 {
 	uint32_t lo = (uint32_t)enable, hi = (uint32_t)(enable >> 32), ecx = msr;
 
-	asm volatile("wrmsr\n\t"
-		     "mov %%ecx, %%edi\n\t"
+	asm volatile(PMU_COUNTED_BEGIN
 		     "mov %%rbx, %%rcx\n"
 		     "1:\tnop; nop; nop; nop; nop; nop; nop; nop\n\t"
 		     "loop 1b\n\t"
-		     "mov %%edi, %%ecx\n\t"
-		     "xor %%eax, %%eax\n\t"
-		     "xor %%edx, %%edx\n\t"
-		     "wrmsr"
+		     PMU_COUNTED_END
 		     : "+a"(lo), "+d"(hi), "+c"(ecx)
 		     : "b"(n)
 		     : "rdi", "memory", "cc");

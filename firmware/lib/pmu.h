@@ -97,6 +97,14 @@ static inline uint64_t rdpmc(uint32_t idx)
 	return lo | ((uint64_t)hi << 32);
 }
 
+/*
+ * Inline-asm text around a counted sequence: the enabling WRMSR (ECX = MSR, EDX:EAX = value), which
+ * retires under the new state and is counted, the MSR index kept in EDI (clobbered), ..., then the
+ * disabling WRMSR (EDX:EAX = 0), not counted: 2 instructions before the body, 3 after it.
+ */
+#define PMU_COUNTED_BEGIN "wrmsr\n\tmov %%ecx, %%edi\n\t"
+#define PMU_COUNTED_END "mov %%edi, %%ecx\n\txor %%eax, %%eax\n\txor %%edx, %%edx\n\twrmsr"
+
 /* "key=value" (decimal or 0x hex) in a command line; def when absent */
 uint64_t cmdline_u64(const char *cmdline, const char *key, uint64_t def);
 #endif

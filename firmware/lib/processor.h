@@ -196,6 +196,27 @@ static inline void invlpg(const volatile void *va)
 {
 	asm volatile("invlpg (%0)" : : "r"(va) : "memory");
 }
+#ifdef __x86_64__
+/*
+ * An IRET to the next instruction: the serializing step after another CPU rewrote code (the SDM's
+ * cross-modifying-code rule; Linux's sync_core).  The frame IRETQ pops: RIP, CS, RFLAGS, RSP, SS.
+ */
+static inline void iret_to_self(void)
+{
+	asm volatile("mov %%rsp, %%rax\n\t"
+		     "mov %%ss, %%ecx\n\t"
+		     "push %%rcx\n\t"
+		     "push %%rax\n\t"
+		     "pushfq\n\t"
+		     "mov %%cs, %%ecx\n\t"
+		     "push %%rcx\n\t"
+		     "lea 1f(%%rip), %%rax\n\t"
+		     "push %%rax\n\t"
+		     "iretq\n"
+		     "1:"
+		     ::: "rax", "rcx", "memory");
+}
+#endif
 static inline void sti(void) { asm volatile("sti"); }
 static inline void cli(void) { asm volatile("cli"); }
 static inline void hlt(void) { asm volatile("hlt"); }
