@@ -37,7 +37,8 @@ def test_patched_and_remapped_code_counts_exactly(cpu):
     assert_all_pass(result, serial)
     counts = _counts(serial)
     assert [(what, form) for what, form, _ in counts] == [
-        *(("patched in place", form) for form in ("LONG", "SHORT", "PAIR", "TRIPLE", "MIXED", "TRIPLE", "LONG", "SHORT")),
+        *(("patched in place", form)
+          for form in ("LONG", "SHORT", "PAIR", "TRIPLE", "MIXED", "TRIPLE", "LONG", "SHORT")),
         ("remapped with INVLPG", "LONG"), ("remapped with INVLPG", "SHORT"), ("remapped with INVLPG", "LONG"),
         ("remapped with a CR3 reload", "SHORT"), ("remapped with a CR3 reload", "LONG"),
     ], serial
