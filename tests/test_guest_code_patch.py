@@ -5,8 +5,10 @@ The hook layer commits each translation block's instruction count from its decod
 so a decode that outlived the code it was made from would count wrong.  The kernel runs 6-byte
 sites (one block each) in forms of 2 to 6 instructions: patched in place (self-modifying code,
 through more forms than the hook layer keeps decodes of for one block, and back), swapped under one
-linear page by rewriting its PTE (INVLPG, CR3 reload), and, with a second vCPU, patched by the BSP
-and run by the AP after an IRET to itself.  The kernel checks the
+linear page by rewriting its PTE (INVLPG, CR3 reload), written only through a non-executable alias
+of its page (which the engine would let take its fast store path, skipping its self-modifying-code
+check, if the hook layer did not keep code pages marked: vmm/_ucvcpu_stores.pxi), and, with a second
+vCPU, patched by the BSP and run by the AP after an IRET to itself.  The kernel checks the
 instructions counter (GP counter 0 and fixed counter 0) against the exact count; these tests check
 that every case ran and that the counts are the same run after run.
 """
@@ -41,6 +43,7 @@ def test_patched_and_remapped_code_counts_exactly(cpu):
           for form in ("LONG", "SHORT", "PAIR", "TRIPLE", "MIXED", "TRIPLE", "LONG", "SHORT")),
         ("remapped with INVLPG", "LONG"), ("remapped with INVLPG", "SHORT"), ("remapped with INVLPG", "LONG"),
         ("remapped with a CR3 reload", "SHORT"), ("remapped with a CR3 reload", "LONG"),
+        *(("written through an NX alias", form) for form in ("LONG", "SHORT", "PAIR")),
     ], serial
     assert all(n == _expected(form) for _, form, n in counts), counts
     assert "SKIP: cross-modifying code: needs a second CPU" in serial, serial

@@ -84,6 +84,9 @@ class UcVcpu:
     bulk_iterations: int
     #: Decoded blocks compared with the code at their address again (after a store into code, a TLB flush ...).
     code_checks: int
+    code_marks: int
+    @property
+    def code_pages(self) -> list[tuple[int, int]]: ...
     #: ... and found changed (the decode of the new code taken, the block re-translated).
     code_changes: int
     cache: CacheModel

@@ -56,6 +56,8 @@ not do):
 * ``_ucvcpu_control.pxi``     the SDM's #GP checks of MOV to CR0/CR3/CR4 and WRMSR to EFER,
                               SYSENTER (emulated) and SYSEXIT (checked)
 * ``_ucvcpu_memory.pxi``      MMIO windows; unmapped physical memory as void regions
+* ``_ucvcpu_stores.pxi``      which guest stores take the engine's fast path: the unmapped hook
+                              over what is not RAM, marker hooks over pages with translated code
 
 It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
 inside unicorn 2.1.4, CPUState.halted, the TCGContext's count of dropped translations);
@@ -78,7 +80,7 @@ refused while in long mode.
 
 from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 import ctypes
 import time
@@ -131,6 +133,7 @@ include "_ucvcpu_insns.pxi"
 include "_ucvcpu_cpuid.pxi"
 include "_ucvcpu_control.pxi"
 include "_ucvcpu_memory.pxi"
+include "_ucvcpu_stores.pxi"
 
 
 @cython.final
@@ -164,6 +167,14 @@ cdef class UcVcpu:
     cdef public bint strict_memory    # an access to unmapped physical memory ends the run instead
     cdef public uint64_t unmapped_reads    # accesses to void regions (the engine splits wide ones)
     cdef public uint64_t unmapped_writes
+    # Where stores are fast (_ucvcpu_stores.pxi): physical pages with translated code, as sorted
+    # inclusive ranges, and the marker hooks' bounds they are written into
+    cdef uint64_t code_lo[MAX_CODE_RANGES + 1]
+    cdef uint64_t code_hi[MAX_CODE_RANGES + 1]
+    cdef int n_code
+    cdef uint64_t *code_bounds[MAX_CODE_RANGES]
+    cdef bint translations_reported   # the engine has reported a translation (all but its first)
+    cdef public uint64_t code_marks   # how often marked pages grew (a TLB flush each): statistics, tests
 
     # accounting
     cdef Block *cur
@@ -652,6 +663,12 @@ cdef class UcVcpu:
         if err:
             raise RuntimeError(f"mapping MMIO at {base:#x}: {unicorn.UcError(err)}")
         self.n_mmio += 1
+
+    @property
+    def code_pages(self):
+        """The physical ranges [(first, last)] whose stores stay on the engine's slow path because
+        they hold translated code (_ucvcpu_stores.pxi)."""
+        return [(self.code_lo[i], self.code_hi[i]) for i in range(self.n_code)]
 
     def unmap_mmio(self, uint64_t base, uint64_t size):
         cdef int i

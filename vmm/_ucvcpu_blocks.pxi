@@ -293,6 +293,7 @@ cdef void code_may_have_changed(UcVcpu vcpu, bint written) noexcept:
 cdef void flush_translations(UcVcpu vcpu) noexcept:
     """Make the engine translate all code again, from the bytes there now."""
     uc_ctl(vcpu.uc, ctl_write(CTL_TB_FLUSH, 0))
+    forget_code_pages(vcpu)
     code_may_have_changed(vcpu, True)
 
 
@@ -370,8 +371,11 @@ cdef Block* current_block(UcVcpu vcpu, Block *b, uint64_t address, uint32_t size
                 mark_current(vcpu, vcpu.blocks.promote(other), host)
             else:
                 decode_into(vcpu, address, size, code, host, b if variants >= MAX_VARIANTS else NULL)
-        elif not decode_into(vcpu, address, size, code, host, NULL):
-            return vcpu.blocks.find(address, size)
+        else:
+            if not vcpu.translations_reported:
+                mark_code(vcpu, address, size)      # the engine's first translation: not reported
+            if not decode_into(vcpu, address, size, code, host, NULL):
+                return vcpu.blocks.find(address, size)
         drop_translations(vcpu, address, address + size)
         vcpu.restart(address)       # re-translate: the code changed, or it has new code hooks
         return NULL

@@ -144,6 +144,7 @@ cdef bint arm_data_breakpoints(UcVcpu vcpu) noexcept:
         vcpu.db_mem_hook = vcpu.db_code_hook = 0
         vcpu.db_hits = 0
     uc_ctl(vcpu.uc, ctl_write(CTL_TB_FLUSH, 0))
+    forget_code_pages(vcpu)
     vcpu.leave_block()
     return True
 

@@ -9,8 +9,10 @@
 #   of QEMU 5.0.1's CPUX86State inside unicorn 2.1.4, CPUState.halted (set by HLT, cleared by each
 #   emu_start) and the count of translations the engine has dropped (TCGContext), found by _locate();
 #   and on two exported engine functions: the page of code its TLB gives for a linear address
-#   (get_page_addr_code_hostp) and that count (tcg_tb_phys_invalidate_count, to check the offset).  check_layout() (UcVcpu.self_test) checks every one of them
-#   at start-up and fails with a clear message on a mismatch.
+#   (get_page_addr_code_hostp) and that count (tcg_tb_phys_invalidate_count, to check the offset);
+#   and where a hook's address bounds lie in the engine's struct hook (_ucvcpu_stores.pxi rewrites
+#   them).  check_layout() (UcVcpu.self_test) checks every one of them at start-up and fails with a
+#   clear message on a mismatch.
 # * add_hooks() registers the hooks every vCPU has; each hook's trampoline lives with its concern.
 #
 # Not here: what any hook does, and UcVcpu's accessors of that state (regs(), pc(), c_cpl(), ...),
@@ -28,6 +30,7 @@ ctypedef int (*fn_emu_stop)(void*) noexcept nogil
 ctypedef int (*fn_ctl)(void*, int, ...) noexcept nogil
 ctypedef int (*fn_vmem_read)(void*, uint64_t, int, void*, size_t) noexcept nogil
 ctypedef int (*fn_vmem_write)(void*, uint64_t, int, void*, size_t) noexcept nogil
+ctypedef int (*fn_vmem_translate)(void*, uint64_t, int, uint64_t*) noexcept nogil
 ctypedef int (*fn_mmio_map)(void*, uint64_t, size_t, void*, void*, void*, void*) noexcept nogil
 ctypedef int (*fn_mem_unmap)(void*, uint64_t, size_t) noexcept nogil
 ctypedef void (*fn_do_interrupt)(void*) noexcept nogil
@@ -45,6 +48,7 @@ cdef fn_emu_stop uc_emu_stop
 cdef fn_ctl uc_ctl
 cdef fn_vmem_read uc_vmem_read
 cdef fn_vmem_write uc_vmem_write
+cdef fn_vmem_translate uc_vmem_translate
 cdef fn_mmio_map uc_mmio_map
 cdef fn_mem_unmap uc_mem_unmap
 cdef fn_do_interrupt x86_do_interrupt
@@ -60,7 +64,8 @@ cdef uintptr_t _sym(lib, str name) except 0:
 
 cdef void _resolve() except *:
     global uc_hook_add, uc_hook_del, uc_reg_read, uc_reg_write, uc_emu_start, uc_emu_stop, uc_ctl
-    global uc_vmem_read, uc_vmem_write, uc_mmio_map, uc_mem_unmap, x86_do_interrupt, x86_hardirq, x86_load_seg
+    global uc_vmem_read, uc_vmem_write, uc_vmem_translate, uc_mmio_map, uc_mem_unmap
+    global x86_do_interrupt, x86_hardirq, x86_load_seg
     global x86_code_page, tcg_invalidations
     lib = _ucmod.uclib
     uc_hook_add = <fn_hook_add> _sym(lib, "uc_hook_add")
@@ -72,6 +77,7 @@ cdef void _resolve() except *:
     uc_ctl = <fn_ctl> _sym(lib, "uc_ctl")
     uc_vmem_read = <fn_vmem_read> _sym(lib, "uc_vmem_read")
     uc_vmem_write = <fn_vmem_write> _sym(lib, "uc_vmem_write")
+    uc_vmem_translate = <fn_vmem_translate> _sym(lib, "uc_vmem_translate")
     uc_mmio_map = <fn_mmio_map> _sym(lib, "uc_mmio_map")
     uc_mem_unmap = <fn_mem_unmap> _sym(lib, "uc_mem_unmap")
     x86_do_interrupt = <fn_do_interrupt> _sym(lib, "x86_cpu_do_interrupt_x86_64")
@@ -94,8 +100,11 @@ cdef int HOOK_INSN = ucc.UC_HOOK_INSN
 cdef int HOOK_CODE = ucc.UC_HOOK_CODE
 cdef int HOOK_BLOCK = ucc.UC_HOOK_BLOCK
 cdef int HOOK_MEM_UNMAPPED = ucc.UC_HOOK_MEM_UNMAPPED
+cdef int HOOK_MEM_READ_UNMAPPED = ucc.UC_HOOK_MEM_READ_UNMAPPED
 cdef int HOOK_MEM_ACCESS = ucc.UC_HOOK_MEM_READ | ucc.UC_HOOK_MEM_WRITE
+cdef int HOOK_EDGE_GENERATED = ucc.UC_HOOK_EDGE_GENERATED
 cdef int CTL_TB_FLUSH = ucc.UC_CTL_TB_FLUSH
+cdef int CTL_TLB_FLUSH = ucc.UC_CTL_TLB_FLUSH
 cdef int HOOK_INSN_INVALID = ucc.UC_HOOK_INSN_INVALID
 cdef int INS_IN = uxc.UC_X86_INS_IN
 cdef int INS_OUT = uxc.UC_X86_INS_OUT
@@ -284,6 +293,7 @@ cdef list check_layout(UcVcpu vcpu):
     eng.reg_write(uxc.UC_X86_REG_RCX, 0)
     checks.append(("CPUState.halted set by HLT, not by other stops", _engine_behaviour()[0]))
     checks.append(("TCGContext.tb_phys_invalidate_count counts a store into translated code", _engine_behaviour()[1]))
+    checks.append(("struct hook bounds at +24/+32", hook_bounds_where_expected(vcpu)))
     bad = [name for name, ok in checks if not ok]
     if bad:
         raise RuntimeError("unicorn self-test failed (engine is not the unicorn 2.1.4 layout this VMM "
@@ -314,7 +324,7 @@ cdef void add_hooks(UcVcpu vcpu) except *:
     add_hook(vcpu, HOOK_BLOCK, <void*> _on_block, 1, 0)
     add_hook(vcpu, HOOK_INTR, <void*> _on_intr, 1, 0)
     add_hook(vcpu, HOOK_INSN_INVALID, <void*> _on_invalid, 1, 0)
-    add_hook(vcpu, HOOK_MEM_UNMAPPED, <void*> _on_unmapped, 1, 0)
+    watch_stores(vcpu)          # the unmapped hook (_ucvcpu_stores.pxi: where stores are fast)
     add_hook(vcpu, HOOK_INSN, <void*> _on_in, 1, 0, INS_IN)
     add_hook(vcpu, HOOK_INSN, <void*> _on_out, 1, 0, INS_OUT)
     add_hook(vcpu, HOOK_INSN, <void*> _on_syscall, 1, 0, INS_SYSCALL)

@@ -31,7 +31,11 @@
  *  (b) remapping: a linear page whose PTE points at one of two physical pages holding LONG and
  *      SHORT, switched by rewriting the PTE and INVLPG, then by rewriting it and reloading CR3;
  *  (c) cross-modifying code (with a second CPU): the AP runs the site, the BSP rewrites it, the AP
- *      runs an IRET to itself (the serializing step the SDM asks for) and counts the new form.
+ *      runs an IRET to itself (the serializing step the SDM asks for) and counts the new form;
+ *  (d) stores through a non-executable alias: a site's page is also mapped NX at another linear
+ *      address and written only there, first while it holds no translated code, then beside the
+ *      code and over it.  An emulator whose TLB lets stores through such an alias skip its
+ *      self-modifying-code check once the page looked like data would run the old form.
  *
  * Command line: k=ITERATIONS (default 20000).
  */
@@ -45,6 +49,7 @@
 #define EXTRA_INSNS 6
 #define EV_INSNS 0x00c0         /* Intel and AMD: retired instructions */
 #define REMAP_VA 0x30000000ul   /* a linear page of the identity map the tests remap */
+#define ALIAS_VA 0x30001000ul   /* another one, mapped NX onto page_alias */
 
 enum form { LONG, PAIR, MIXED, TRIPLE, SHORT, NR_FORMS };
 static const uint8_t forms[NR_FORMS][6] = {
@@ -60,6 +65,7 @@ static const char *const form_names[NR_FORMS] = {"LONG", "PAIR", "MIXED", "TRIPL
 static uint8_t site[4096] __attribute__((aligned(4096), section(".text.patch")));
 static uint8_t page_long[4096] __attribute__((aligned(4096), section(".text.patch")));
 static uint8_t page_short[4096] __attribute__((aligned(4096), section(".text.patch")));
+static uint8_t page_alias[4096] __attribute__((aligned(4096), section(".text.patch")));
 
 static uint64_t K;
 
@@ -175,6 +181,27 @@ static void test_remap(void)
 	check(REMAP_VA, LONG, "remapped with a CR3 reload");
 }
 
+/* --- (d): stores through a non-executable alias -------------------------------------------- */
+
+static void test_nx_alias(void)
+{
+	uint8_t *alias = (uint8_t *)ALIAS_VA;
+	uint64_t *pte = get_pte(ALIAS_VA);
+
+	assert(pte);
+	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_NX);
+	*pte = (uintptr_t)page_alias | PT_PRESENT | PT_WRITABLE | PT_NX;
+	invlpg((void *)ALIAS_VA);
+	*(volatile uint8_t *)&alias[2048] = 1;          /* no code in the page yet */
+	write_form(alias, LONG);
+	check((uintptr_t)page_alias, LONG, "written through an NX alias");
+	write_form(alias, SHORT);
+	check((uintptr_t)page_alias, SHORT, "written through an NX alias");
+	*(volatile uint8_t *)&alias[2048] = 2;          /* beside the code */
+	write_form(alias, PAIR);
+	check((uintptr_t)page_alias, PAIR, "written through an NX alias");
+}
+
 /* --- (c): cross-modifying code ------------------------------------------------------------- */
 
 static struct {
@@ -229,6 +256,7 @@ int main(struct multiboot_info *mbi)
 	}
 	test_self_modifying();
 	test_remap();
+	test_nx_alias();
 	test_cross_modifying();
 	return report_summary();
 }
