@@ -56,8 +56,8 @@ not do):
 * ``_ucvcpu_control.pxi``     the SDM's #GP checks of MOV to CR0/CR3/CR4 and WRMSR to EFER,
                               SYSENTER (emulated) and SYSEXIT (checked)
 * ``_ucvcpu_memory.pxi``      MMIO windows; unmapped physical memory as void regions
-* ``_ucvcpu_timeout.pxi``     run()'s wall-clock timeout, read at virtual-time checks and
-                              exception deliveries (never the engine's timeout thread)
+* ``_ucvcpu_timeout.pxi``     run()'s wall-clock timeout, read at virtual-time checks, exception
+                              deliveries and REP iterations (never the engine's timeout thread)
 
 It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
 inside unicorn 2.1.4, CPUState.halted, the TCGContext's count of dropped translations);
@@ -188,7 +188,7 @@ cdef class UcVcpu:
     cdef uint64_t timer_deadline      # ... as the machine sets it (the ``deadline`` property): its timers
     cdef double timeout_end           # run()'s wall-clock end (monotonic s), 0 = none (_ucvcpu_timeout.pxi)
     cdef uint64_t timeout_check       # virtual ns of the next look at the clock
-    cdef uint64_t deliveries          # exceptions delivered during runs with a timeout
+    cdef uint64_t still_events        # deliveries and REP iterations during runs with a timeout
     cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
     cdef public uint64_t max_insns
     cdef int stop_reason
@@ -353,6 +353,7 @@ cdef class UcVcpu:
         k = upto - self.cur_done
         if self.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
             k -= 1      # another iteration of the REP instruction that already retired
+            timed_out_while_still(self)     # (the engine stops after this iteration if so)
         cdef uint64_t branch = 0, conditional = 0
         self.retired += k
         if upto == b.n:

@@ -63,7 +63,7 @@ cdef void deliver(UcVcpu vcpu, int vector, int hardware) noexcept:
     """Deliver ``vector`` through the IDT: an external interrupt (``hardware``) or a fault whose frame
     points at the current instruction (error code 0).  Nothing once the run's timeout has expired."""
     cdef uint64_t cr3 = vcpu.c_cr(3)
-    if delivery_timed_out(vcpu):
+    if timed_out_while_still(vcpu):
         return
     x86_hardirq(vcpu.env, vector, hardware)
     if vcpu.c_cr(3) != cr3:
@@ -144,7 +144,7 @@ cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
         uc_reg_write(vcpu.uc, REG_DR6, &dr6)
     cdef uint32_t record = 0
     cdef bint traced = (vcpu.tap.mask & (1 << TK_EXC)) != 0
-    if delivery_timed_out(vcpu):
+    if timed_out_while_still(vcpu):
         return      # a handler that faults at once retires nothing: time would not move
     if traced:
         record = vcpu.tap.ring.count

@@ -11,9 +11,11 @@
 #   computes, or spins with interrupts disabled (``jmp .``, whose iterations bulk_retire takes up to
 #   the deadline), comes to the block hook's attention path at least that often;
 # * between engine entries (UcVcpu._run);
-# * every TIMEOUT_DELIVERIES-th exception delivered: a handler that faults at once (a #UD handler
-#   that is itself UD2, a #PF handler on a not-present page with an IST stack) retires nothing, so
-#   virtual time stands still while the engine loops through deliveries.
+# * every TIMEOUT_STILL_EVENTS-th event during which virtual time stands still: an exception
+#   delivery (a handler that faults at once, such as a #UD handler that is itself UD2 or a #PF
+#   handler on a not-present page with an IST stack, retires nothing while the engine loops through
+#   deliveries) and a REP string iteration after the first (the instruction retires once, however
+#   many iterations: `rep stosb` with RCX = 2^40 would run for hours).
 #
 # An expired timeout is a stop request with the text "timeout" (STOPPED, reason "timeout"), made
 # only while no other stop is asked for, like any stop request.  Not covered: an engine that loops
@@ -22,7 +24,7 @@
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 DEF TIMEOUT_CHECK_NS = 1 << 22      # ~4 M instructions: a few ms of host time at 100-1500 MIPS
-DEF TIMEOUT_DELIVERIES = 256
+DEF TIMEOUT_STILL_EVENTS = 1024    # ~1-5 ms of deliveries, ~30 us of REP iterations
 
 
 cdef inline double monotonic_s() noexcept nogil:
@@ -67,10 +69,10 @@ cdef void check_timeout(UcVcpu vcpu) noexcept:
     vcpu.deadline = min(vcpu.timer_deadline, vcpu.timeout_check)
 
 
-cdef inline bint delivery_timed_out(UcVcpu vcpu) noexcept:
-    """Before an exception delivery: True if the timeout has expired (looked at every
-    TIMEOUT_DELIVERIES-th delivery); the caller then delivers nothing."""
+cdef inline bint timed_out_while_still(UcVcpu vcpu) noexcept:
+    """An event during which virtual time stands still (see above): True if the timeout, looked at
+    every TIMEOUT_STILL_EVENTS-th such event, has expired (the run is then asked to stop)."""
     if vcpu.timeout_end == 0.0:
         return False
-    vcpu.deliveries += 1
-    return vcpu.deliveries % TIMEOUT_DELIVERIES == 0 and timed_out(vcpu)
+    vcpu.still_events += 1
+    return vcpu.still_events % TIMEOUT_STILL_EVENTS == 0 and timed_out(vcpu)
