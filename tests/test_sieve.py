@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The compute kernel of bench/bench_compute.py (firmware/kernels/sieve.c): its primes and checksum are
 Python's, every run prints the same and retires the same instructions, and it runs with the paging it
-claims (EFER.NXE, CR0.WP)."""
+claims (EFER.NXE, CR0.WP, its code read-only and executable, its array writable and NX)."""
 
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
+from elftools.elf.elffile import ELFFile
 from unicorn import x86_const as uxc
 
 import firmware
@@ -15,6 +17,8 @@ from tests.guest import assert_all_pass
 from vmm.machine import Machine, MachineConfig
 
 MSR_EFER, EFER_NXE, CR0_WP = 0xC0000080, 1 << 11, 1 << 16
+PRESENT, WRITABLE, LARGE, NX = 1 << 0, 1 << 1, 1 << 7, 1 << 63
+ADDRESS = 0x000F_FFFF_FFFF_F000
 
 
 def expected(n: int) -> str:
@@ -53,12 +57,29 @@ def test_every_run_is_the_same():
     assert expected(200_000) in first[1]
 
 
-def test_it_runs_with_nx_and_write_protect():
+def leaf_entry(engine, address: int) -> int:
+    """The page-table entry that maps ``address`` (4-level paging; 2 MiB or 4 KiB pages)."""
+    table = engine.reg_read(uxc.UC_X86_REG_CR3) & ADDRESS
+    for level in (3, 2, 1, 0):
+        entry = struct.unpack("<Q", engine.mem_read(table + 8 * ((address >> (12 + 9 * level)) & 511), 8))[0]
+        assert entry & PRESENT, (hex(address), level)
+        if level == 0 or (level < 3 and entry & LARGE):
+            return entry
+        table = entry & ADDRESS
+    raise AssertionError("unreachable")
+
+
+def test_it_runs_with_nx_data_and_read_only_code():
     machine, result, serial = run("n=1000 reps=1")
     assert_all_pass(result, serial)
     engine = machine.cpus[0].engine
     assert engine.reg_read(uxc.UC_X86_REG_MSR, MSR_EFER) & EFER_NXE
     assert engine.reg_read(uxc.UC_X86_REG_CR0) & CR0_WP
+    with open(firmware.image("sieve"), "rb") as f:
+        symbols = {s.name: s["st_value"] for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
+    code, data = leaf_entry(engine, symbols["main"]), leaf_entry(engine, symbols["composite"] + (4 << 20))
+    assert not code & NX and not code & WRITABLE
+    assert data & NX and data & WRITABLE
 
 
 def test_a_size_out_of_range_fails():
