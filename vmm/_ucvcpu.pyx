@@ -733,10 +733,11 @@ cdef class UcVcpu:
         """Run until a terminal exit: HLT, SHUTDOWN, STOPPED, YIELD or INTERNAL_ERROR.  A stop
         requested while the guest was not running (from the machine's HLT wait, a signal handler)
         ends the call before the guest runs.  ``timeout`` > 0: wall-clock seconds, after which the
-        run ends with STOPPED "timeout" (checked by the vCPU itself, _ucvcpu_timeout.pxi).  ``steps`` > 0: execute at most that many
-        instructions (the engine's own count) and return STOPPED "step" unless something else
-        ended the run first; the instructions retire exactly as they would have in a free run
-        (one by one: no self-loop is retired in bulk while stepping)."""
+        run ends with STOPPED "timeout" (checked by the vCPU itself, _ucvcpu_timeout.pxi).
+        ``steps`` > 0: execute at most that many instructions (the engine's own count) and return
+        STOPPED "step" unless something else ended the run first; the instructions retire exactly
+        as they would have in a free run (one by one: no self-loop is retired in bulk while
+        stepping)."""
         cdef bint bulk = self.bulk_loops
         if steps:
             self.bulk_loops = False
