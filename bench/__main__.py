@@ -10,6 +10,7 @@ there is no target; skip when the measurement could not be made here).  The modu
 * bench_loops    `loop .` and `dec; jnz` delay loops with counters: wall time per 1e9 iterations, exactness
 * bench_lapic    EOI / TPR / timer writes via xAPIC MMIO and x2APIC MSRs vs a store; self-IPIs
 * bench_boot     hello64 / hello32 boot-to-exit: CLI process, in-process, QEMU TCG
+* bench_compute  a sieve kernel of ours (stores and loads, NX data pages): CPU time, VMM CLI vs QEMU TCG
 * bench_refloop  the reference-loop kernel: wall time, instruction count, determinism
 * bench_pmu_core the compiled PMU core vs the pure-Python reference model
 * bench_linux    Debian's kernel to /init and poweroff: VMM vs QEMU TCG, MIPS, determinism
@@ -32,8 +33,8 @@ import time
 
 from bench.common import Figure, print_table
 
-MODULES = ("bench_mips", "bench_exits", "bench_loops", "bench_lapic", "bench_boot", "bench_refloop", "bench_pmu_core",
-           "bench_linux", "bench_linux_perf", "bench_smp")
+MODULES = ("bench_mips", "bench_exits", "bench_loops", "bench_lapic", "bench_boot", "bench_compute", "bench_refloop",
+           "bench_pmu_core", "bench_linux", "bench_linux_perf", "bench_smp")
 
 
 def main(argv: list[str] | None = None) -> int:

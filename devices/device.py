@@ -35,7 +35,6 @@ numbers (no PCI devices), properties of other types than int, bool and str.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, NamedTuple, Protocol
 
 
@@ -43,13 +42,12 @@ class PropertyError(ValueError):
     """A ``-device`` property is unknown, malformed or out of range (one line, for the user)."""
 
 
-@dataclass(frozen=True)
-class Prop:
+class Prop(NamedTuple):
     """One typed device property, as ``-device NAME,help`` lists it."""
 
     name: str
     kind: type        # int, bool or str
-    default: Any
+    default: object   # any value (not Any: pdoc resolves a NamedTuple's annotations outside this module)
     help: str = ""
 
     def parse(self, text: str) -> Any:

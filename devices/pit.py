@@ -33,7 +33,7 @@ accesses are meaningful on this 8-bit device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from devices.bus import Access
 from devices.device import BusRange, Device
@@ -77,8 +77,7 @@ OPEN_BUS = 0xFF        # what the write-only control port reads
 # The PC's clocks divided exactly from virtual time; the RTC and the ACPI PM timer use them too.
 
 
-@dataclass(frozen=True)
-class _Run:
+class _Run(NamedTuple):
     """A count in the counting element: ``reload`` input clocks long, loaded at input clock edge
     ``start``.  ``phase`` is where a mode 3 square wave begins (a count that takes effect at a
     half-cycle boundary starts in the low half)."""
@@ -251,7 +250,7 @@ class Counter:
             return
         if self.mode in (0, 4):
             if self.paused_at is not None:
-                self.run = replace(self.run, start=self.run.start + tick - self.paused_at)
+                self.run = self.run._replace(start=self.run.start + tick - self.paused_at)
                 self.paused_at = None
         elif self.count_register is not None:  # modes 1, 2, 3, 5: the rising edge (re)triggers
             self._freeze(tick, out=True if self.mode in (2, 3) else None)

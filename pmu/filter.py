@@ -27,7 +27,7 @@ Not supported: per-vCPU filters (a filter is machine-wide, as in KVM) and filter
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 ALLOW = 0
 DENY = 1
@@ -55,8 +55,7 @@ def _event_select(value: int) -> int:
     return (value & 0xFF) | ((value >> 24) & 0xF00)
 
 
-@dataclass(frozen=True)
-class FilterEntry:
+class FilterEntry(NamedTuple):
     """One compiled entry: 12-bit event select, unit-mask match and mask, include or exclude."""
 
     event_select: int

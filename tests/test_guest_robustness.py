@@ -93,6 +93,26 @@ def test_a_timeout_in_a_loop_after_an_f4_byte_is_not_hlt(boot):
     assert outcome.reason == "limit", outcome
 
 
+def test_a_timeout_ends_an_exception_storm_that_retires_nothing(boot):
+    """A #UD handler that is its own UD2, its stack beyond RAM (pushes dropped): the engine delivers
+    #UD after #UD and virtual time stands still, so the vCPU's clock checks come from the deliveries."""
+    asm = guest_fuzz.Asm(32)
+    outcome = boot([[Op("raw", (asm.mov_imm(4, 0xF0000000),)), Op("gate", (6,)), Op("insn", ("ud2",))]], 32,
+                   timeout=0.5)
+    assert (outcome.reason, outcome.status) == ("timeout", 124) and outcome.wall < 5, outcome
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_a_timeout_ends_a_rep_string_instruction_of_hours(boot, bits):
+    """`rep stosb` with RCX = 2^40 (2^32 - 1 in 32-bit code), mostly into memory beyond RAM: one
+    instruction, so virtual time stands still through its iterations."""
+    asm = guest_fuzz.Asm(bits)
+    count = (1 << 40) if bits == 64 else 0xFFFFFFFF
+    outcome = boot([[Op("raw", (asm.mov_imm(1, count) + asm.mov_imm(7, 0x200000) + b"\xF3\xAA",))]], bits,
+                   timeout=0.5)
+    assert (outcome.reason, outcome.status) == ("timeout", 124) and outcome.wall < 5, outcome
+
+
 def test_a_stop_request_ends_the_hlt_wait():
     """A timer the machine knows nothing about may wake the vCPU, so the wait ticks it; here it asks
     for a stop, the way the CLI's signal handlers do (queued work) and directly.  (In this process:

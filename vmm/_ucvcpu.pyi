@@ -48,7 +48,8 @@ class UcVcpu:
     handler: _ExitHandler | None
     platform: _Platform | None
     intc: _InterruptSource | None
-    #: Called on the vCPU side when kick()ed or at ``deadline`` (timers, PMIs), after queued work.
+    #: Called on the vCPU side when kick()ed or at ``deadline`` (timers, PMIs), after queued work; during a
+    #: run with a timeout also every few million ns of virtual time (the vCPU's clock checks).
     on_attention: Callable[[], object] | None
     retired: int
     tsc_offset: int
@@ -69,7 +70,7 @@ class UcVcpu:
     unmapped_reads: int
     unmapped_writes: int
     vcpu_id: int
-    #: Virtual ns at which on_attention must run (2**64 - 1: none).
+    #: Virtual ns at which on_attention must run (2**64 - 1: none), as last set.
     deadline: int
     #: Machine time this vCPU did not retire itself (HLT skips, other vCPUs' work): now() = retired + clock_offset.
     clock_offset: int

@@ -58,6 +58,8 @@ not do):
 * ``_ucvcpu_memory.pxi``      MMIO windows; unmapped physical memory as void regions
 * ``_ucvcpu_stores.pxi``      which guest stores take the engine's fast path: the unmapped hook
                               over what is not RAM, marker hooks over pages with translated code
+* ``_ucvcpu_timeout.pxi``     run()'s wall-clock timeout, read at virtual-time checks, exception
+                              deliveries and REP iterations (never the engine's timeout thread)
 
 It relies on private engine internals (the CPU state pointer and field offsets of QEMU 5.0.1
 inside unicorn 2.1.4, CPUState.halted, the TCGContext's count of dropped translations);
@@ -83,7 +85,6 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 
 import ctypes
-import time
 
 import unicorn
 from unicorn import unicorn_const as ucc
@@ -114,7 +115,6 @@ DEF STOP_REQUESTED = 1
 DEF STOP_SHUTDOWN = 2
 DEF STOP_ERROR = 3
 DEF STOP_LIMIT = 4
-DEF MAX_ENTRY_S = 86400.0   # seconds of wall-clock timeout one engine entry may have
 DEF STOP_YIELD = 5      # the lowest priority: any other reason replaces it
 
 # ExitKind members by value: building an enum from an int on every exit costs more than the exit.
@@ -134,6 +134,7 @@ include "_ucvcpu_cpuid.pxi"
 include "_ucvcpu_control.pxi"
 include "_ucvcpu_memory.pxi"
 include "_ucvcpu_stores.pxi"
+include "_ucvcpu_timeout.pxi"
 
 
 @cython.final
@@ -194,7 +195,11 @@ cdef class UcVcpu:
     cdef public uint64_t translation_flushes   # how often it did
     cdef public bint others_ran        # another vCPU ran since the last flush (only they can rewrite code unseen)
     cdef public int vcpu_id
-    cdef public uint64_t deadline     # virtual ns at which on_attention must run (timers)
+    cdef uint64_t deadline            # virtual ns of the next attention: timer_deadline or a timeout check
+    cdef uint64_t timer_deadline      # ... as the machine sets it (the ``deadline`` property): its timers
+    cdef double timeout_end           # run()'s wall-clock end (monotonic s), 0 = none (_ucvcpu_timeout.pxi)
+    cdef uint64_t timeout_check       # virtual ns of the next look at the clock
+    cdef uint64_t still_events        # deliveries and REP iterations during runs with a timeout
     cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
     cdef public uint64_t max_insns
     cdef int stop_reason
@@ -252,7 +257,7 @@ cdef class UcVcpu:
         self.hooked_insns = set()
         self.work = []
         self.voids = []
-        self.deadline = <uint64_t> -1
+        self.deadline = self.timer_deadline = self.timeout_check = <uint64_t> -1
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
         memset(self.port_exits, 0xFF, sizeof(self.port_exits))
@@ -359,6 +364,7 @@ cdef class UcVcpu:
         k = upto - self.cur_done
         if self.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
             k -= 1      # another iteration of the REP instruction that already retired
+            timed_out_while_still(self)     # (the engine stops after this iteration if so)
         cdef uint64_t branch = 0, conditional = 0
         self.retired += k
         if upto == b.n:
@@ -505,6 +511,7 @@ cdef class UcVcpu:
             self._run_work()
         except BaseException as e:
             self._fail(f"device work on the vCPU: {e!r}")
+        check_timeout(self)
 
     cdef void _run_work(self) except *:
         while self.work:
@@ -547,6 +554,18 @@ cdef class UcVcpu:
         """The machine's virtual ns as this vCPU sees it: its committed instructions plus its clock
         offset (which the machine sets when it switches vCPUs, so every vCPU reads one clock)."""
         return self.retired + self.clock_offset
+
+    @property
+    def deadline(self):
+        """Virtual ns at which on_attention must run (the machine's timers, the end of an SMP slice);
+        during a run with a timeout the vCPU also comes to its attention path at the timeout's
+        clock checks (_ucvcpu_timeout.pxi)."""
+        return self.timer_deadline
+
+    @deadline.setter
+    def deadline(self, uint64_t value):
+        self.timer_deadline = value
+        self.deadline = min(value, self.timeout_check)
 
     def nmi_blocked(self):
         return self.c_nmi_masked()
@@ -730,10 +749,12 @@ cdef class UcVcpu:
     def run(self, double timeout=0.0, uint64_t steps=0):
         """Run until a terminal exit: HLT, SHUTDOWN, STOPPED, YIELD or INTERNAL_ERROR.  A stop
         requested while the guest was not running (from the machine's HLT wait, a signal handler)
-        ends the call before the guest runs.  ``steps`` > 0: execute at most that many
-        instructions (the engine's own count) and return STOPPED "step" unless something else
-        ended the run first; the instructions retire exactly as they would have in a free run
-        (one by one: no self-loop is retired in bulk while stepping)."""
+        ends the call before the guest runs.  ``timeout`` > 0: wall-clock seconds, after which the
+        run ends with STOPPED "timeout" (checked by the vCPU itself, _ucvcpu_timeout.pxi).
+        ``steps`` > 0: execute at most that many instructions (the engine's own count) and return
+        STOPPED "step" unless something else ended the run first; the instructions retire exactly
+        as they would have in a free run (one by one: no self-loop is retired in bulk while
+        stepping)."""
         cdef bint bulk = self.bulk_loops
         if steps:
             self.bulk_loops = False
@@ -741,16 +762,16 @@ cdef class UcVcpu:
             # translations made during a free run have none and would run on uncounted (a `jmp .`
             # chained to itself forever).  Returning to a free run drops them again by itself.
             flush_translations(self)
+        arm_timeout(self, timeout)
         try:
-            return self._run(timeout, steps)
+            return self._run(steps)
         finally:
             self.bulk_loops = bulk
+            disarm_timeout(self)
 
-    cdef object _run(self, double timeout, uint64_t steps):
+    cdef object _run(self, uint64_t steps):
         cdef uint64_t rip = 0
         cdef int err
-        cdef size_t timeout_us
-        cdef double end = time.monotonic() + timeout if timeout > 0 else 0.0
         while True:
             if self.stop_reason == STOP_NONE and \
                     (self.work or self.attention or self.deadline <= self.retired + self.clock_offset):
@@ -758,20 +779,14 @@ cdef class UcVcpu:
                 self._py_attention()
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
+            if timed_out(self):
+                return self._terminal()
             uc_reg_read(self.uc, REG_RIP, &rip)
-            timeout_us = 0
-            if end:
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
-                # At most a day per entry (run() comes back and goes on): a size_t of microseconds
-                # cannot hold every timeout a caller may give.
-                timeout_us = <size_t> (min(remaining, MAX_ENTRY_S) * 1e6) + 1
             self.cycle_budget = 0       # the host may have changed the PMU between runs
             if self.c_cr(0) != self.cr_seen[0] or self.c_cr(3) != self.cr_seen[1] or self.c_cr(4) != self.cr_seen[2]:
                 code_may_have_changed(self, False)  # the host changed the paging state (INIT/SIPI, a debugger)
             self.in_guest = True
-            err = uc_emu_start(self.uc, rip, 0, timeout_us, steps)
+            err = uc_emu_start(self.uc, rip, 0, 0, steps)
             self.in_guest = False
             self.cr_seen[0], self.cr_seen[1], self.cr_seen[2] = self.c_cr(0), self.c_cr(3), self.c_cr(4)
             if steps or self.stop_mid_block:
@@ -802,8 +817,6 @@ cdef class UcVcpu:
                 return Exit(ExitKind.HLT, address=rip, vcpu_id=self.vcpu_id)
             if steps:
                 return Exit(ExitKind.STOPPED, reason="step", address=rip, vcpu_id=self.vcpu_id)
-            if end and time.monotonic() >= end:
-                return Exit(ExitKind.STOPPED, reason="timeout", vcpu_id=self.vcpu_id)
 
     def service(self):
         """Run queued work and ``on_attention`` while the guest is not running (the machine's HLT

@@ -10,7 +10,8 @@
 #   next), maskable interrupts when IF=1 and no STI/MOV SS shadow is active.
 # * A fault while delivering a #DF is a triple fault even when the engine stops by itself, and a run
 #   that is ending delivers no more exceptions (a delivery that reads unmapped memory would
-#   otherwise be retried inside the engine for ever).
+#   otherwise be retried inside the engine for ever); every so many deliveries the run's timeout
+#   is looked at (_ucvcpu_timeout.pxi), as exceptions alone do not move virtual time.
 # * RDPMC, which the engine turns into #UD (or a wrong #GP at CPL3), is answered here from the PMU
 #   core; so is KVM's forced-emulation prefix (``ud2; .ascii "kvm"``) when enabled, and so are
 #   VMCALL and VMMCALL (#UD in the engine) when the platform offers hypercalls (KVM's ABI,
@@ -60,8 +61,10 @@ cdef void deliver_external(UcVcpu vcpu, int vector, bint nmi) noexcept:
 
 cdef void deliver(UcVcpu vcpu, int vector, int hardware) noexcept:
     """Deliver ``vector`` through the IDT: an external interrupt (``hardware``) or a fault whose frame
-    points at the current instruction (error code 0)."""
+    points at the current instruction (error code 0).  Nothing once the run's timeout has expired."""
     cdef uint64_t cr3 = vcpu.c_cr(3)
+    if timed_out_while_still(vcpu):
+        return
     x86_hardirq(vcpu.env, vector, hardware)
     if vcpu.c_cr(3) != cr3:
         code_may_have_changed(vcpu, False)  # through a task gate: a task switch
@@ -141,6 +144,8 @@ cdef void on_intr(UcVcpu vcpu, uint32_t intno) noexcept:
         uc_reg_write(vcpu.uc, REG_DR6, &dr6)
     cdef uint32_t record = 0
     cdef bint traced = (vcpu.tap.mask & (1 << TK_EXC)) != 0
+    if timed_out_while_still(vcpu):
+        return      # a handler that faults at once retires nothing: time would not move
     if traced:
         record = vcpu.tap.ring.count
         trace_emit(&vcpu.tap, TK_EXC, TF_SOFTWARE if insn else 0, intno, 0, 0)

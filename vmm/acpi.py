@@ -40,6 +40,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import NamedTuple
 
 #: The HPET's capabilities register (low 32 bits) as the HPET table repeats it: revision 1, three
 #: comparators (the field holds count - 1), 64-bit main counter, legacy replacement routing capable,
@@ -200,8 +201,7 @@ class AcpiPlatform:
                 raise ValueError(f"acpi: the {name} and {next_name} blocks overlap")
 
 
-@dataclass(frozen=True)
-class AcpiTables:
+class AcpiTables(NamedTuple):
     """The laid-out tables: copy :attr:`blob` to guest-physical :attr:`base`."""
 
     base: int

@@ -37,7 +37,7 @@ that sets the real parts apart is in the list above.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class CpuidError(ValueError):
@@ -65,8 +65,7 @@ ENGINE_UNSUPPORTED = frozenset({"avx", "pku", "umip", "rdpid", "smap", "invpcid"
 _AMD_SERVER = tuple(f for f in DEFAULT_FEATURES if f != "tsc_deadline") + ENGINE_ISA   # AMD has no TSC-deadline
 
 
-@dataclass(frozen=True)
-class CpuModel:
+class CpuModel(NamedTuple):
     name: str                       # ours (``--cpu``), lower case
     vendor: str                     # "intel" or "amd"
     family: int

@@ -31,7 +31,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # --- capstone 5 C API (capstone.h, x86.h), x86 only ----------------------------------------------
 CS_API = (5, 0)
@@ -237,8 +237,7 @@ BRANCH_CALL = 64            # call (direct or indirect): pushes the return stack
 CHANGES_MAPPING = 128
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedBlock:
+class DecodedBlock(NamedTuple):
     offsets: tuple[int, ...]        # offset of each instruction from the block start
     flags: int
     hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, MOV to CR0/3/4 and DRn, LTR,

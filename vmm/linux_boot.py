@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -187,8 +186,7 @@ class E820Entry(NamedTuple):
 PC_RESERVED_WINDOWS = (MemoryRange(0x9FC00, 0xA0000), MemoryRange(0xE0000, 0x100000))
 
 
-@dataclass(frozen=True)
-class BzImage:
+class BzImage(NamedTuple):
     """The validated setup header of a bzImage: what loading it needs to know."""
 
     protocol: int  # e.g. 0x020F for 2.15
@@ -209,8 +207,7 @@ class BzImage:
         return f"{self.protocol >> 8}.{self.protocol & 0xFF:02d}"
 
 
-@dataclass(frozen=True)
-class LinuxBoot:
+class LinuxBoot(NamedTuple):
     """Where a bzImage and its boot data went, and how to enter it (RIP = entry, RSI = zero page)."""
 
     entry: int

@@ -141,8 +141,7 @@ def bus_windows(bus) -> list[Window]:
     return [Window(base, base + size, type(device).__name__) for base, size, device in bus.ranges()]
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """One loaded piece of the image: ``filesz`` bytes from file ``offset`` to ``paddr``, zeroed to ``memsz``."""
 
     paddr: int

@@ -194,7 +194,6 @@ class Machine:
         self._last_index = len(self.cpus) - 1     # round robin starts at the BSP
         self._in_slice = False
         self._in_guest_run = False
-        self._end = 0.0                     # the run's wall-clock end (monotonic s), 0: none
         self._remote_wake = False
         self._debug_break = False           # gdb's Ctrl-C: stop the running vCPU for the debugger
         self._step_cpu: Cpu | None = None   # the vCPU gdb asked to step
@@ -339,7 +338,8 @@ class Machine:
 
     def service(self, cpu: Cpu) -> None:
         """Work before ``cpu``'s next guest instruction: its PMIs, every timer due, level EOIs, a
-        stop asked for from outside, and the end of its time slice."""
+        stop asked for from outside, and the end of its time slice.  (The vCPU itself looks at the
+        run's timeout: vmm/_ucvcpu_timeout.pxi.)"""
         cpu.pmu.service_pmi()
         now = self.clock.now()
         for each in self.cpus:
@@ -354,8 +354,6 @@ class Machine:
         elif self._debug_break and self._in_guest_run:
             self._debug_break = False
             cpu.vcpu.request_stop(DEBUG_INTERRUPT)
-        elif self._in_guest_run and self._end and time.monotonic() >= self._end:
-            cpu.vcpu.request_stop("timeout")
         elif self._in_slice and cpu is self.current and \
                 (now >= self.slice_end or self._remote_wake or self.apic_bus.remote_events):
             if self._others_can_run(cpu):
@@ -443,7 +441,7 @@ class Machine:
                 self.tracer.finish()
 
     def _run(self) -> RunResult:
-        end = self._end = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
+        end = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
         if self.debugger is not None and self.debugger.wait_at_start():
             self._debugger_stopped(self.cpus[0], report=False)
         while True:
@@ -544,11 +542,9 @@ class Machine:
         cpu.pmu.sched_in()
         cpu.pmu.before_guest_entry()
         # (kick() made the first thing run() does a service(): it sets the deadline.)
-        # The timeout is for the whole run.  One vCPU: the engine enforces what is left of it (at
-        # least a moment, so an expired one ends the run at once instead of meaning "no
-        # timeout").  Several: the engine's watchdog thread per entry would cost ~130 us a slice,
-        # so the run loop checks it between slices and service() within them.
-        timeout = max(end - time.monotonic(), 1e-9) if end and len(self.cpus) == 1 else 0.0
+        # The timeout is for the whole run: the vCPU enforces what is left of it (at least a moment,
+        # so an expired one ends the run at once instead of meaning "no timeout").
+        timeout = max(end - time.monotonic(), 1e-9) if end else 0.0
         try:
             return vcpu.run(timeout=timeout, steps=steps)
         finally:
