@@ -210,8 +210,8 @@ cdef class UcVcpu:
     cdef uint8_t br_flags
     cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
-    cdef uint64_t cycle_budget        # see stop_at_overflow(); 0 = unknown
-    cdef bint no_defer                # the PMU needs every block's counts at once (see stop_at_overflow())
+    cdef uint64_t cycle_budget        # retired count the budget ends at (stop_at_overflow); 0 = unknown
+    cdef bint slow_only               # on_block's fast path is off (see stop_at_overflow)
     cdef uint64_t pending             # retired by on_block's fast path at cur_cpl, not yet counted (settle())
     cdef public bint bulk_loops       # retire self-loop iterations in bulk (bulk_retire); off: one by one
     # CPUID's C path: a copy of the handler's CpuidModel (load_cpuid), valid for one generation of it
@@ -372,7 +372,6 @@ cdef class UcVcpu:
                 else:
                     code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
         self.cur_done = upto
-        self.cycle_budget = self.cycle_budget - k if self.cycle_budget > <uint64_t> k else 0
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl, conditional)
             if branch and (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
@@ -451,22 +450,22 @@ cdef class UcVcpu:
         CPL, and the budget (stop_at_overflow: counter overflows, the instruction limit) big enough
         for it and the next block.  Then the block hook's work is that block's commit: the clock
         now, the PMU's counts left pending (settle).  Anything else takes on_block_slow(), which
-        links what it saw.  (A #DF being delivered, delivering_df, has left the block.)"""
+        links what it saw.  (A #DF being delivered, delivering_df, has left the block; data breakpoints,
+        db_hits, turn the fast path off; no block it links to is a self-loop, bulk_retire's.)"""
         cdef Block *c = self.cur
         cdef Block *b
-        cdef uint64_t k
+        cdef uint64_t r
         if c != NULL:
             b = c.next
             if b != NULL and b.addr == address and b.size == size and b.checked == self.code_gen \
-                    and b.loop_kind == LOOP_NONE and self.engine_invalidations[0] == self.invalidations_seen \
-                    and not (self.attention | self.nmi_check | self.dr_changed | self.no_defer | self.cur_done
-                             | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9)) | self.db_hits) \
+                    and self.engine_invalidations[0] == self.invalidations_seen \
+                    and not (self.attention | self.nmi_check | self.dr_changed | self.slow_only | self.cur_done
+                             | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9))) \
                     and self.c_cpl() == self.cur_cpl:
-                k = c.n
-                if self.retired + k + self.clock_offset < self.deadline and self.cycle_budget > k + b.n:
+                r = self.retired + c.n
+                if r + self.clock_offset < self.deadline and r + b.n < self.cycle_budget:
                     # commit(c.n) of a block with no REP or mapping change, and leave_block()
-                    self.retired += k
-                    self.cycle_budget -= k
+                    self.retired = r
                     self.pending += c.tally
                     self.rep_addr = <uint64_t> -1
                     self.cur = b
@@ -491,6 +490,7 @@ cdef class UcVcpu:
         if self.dr_changed:
             self.dr_changed = False
             if arm_data_breakpoints(self):
+                self.cycle_budget = 0       # (slow_only follows the data breakpoints)
                 self.restart(address)       # re-translate with (or without) the data breakpoint hooks
                 return
         if self.pmu is not None and ((self.pmu.active_events & CACHE_EVENTS) != 0) != (self.mem_hook != 0):
@@ -532,7 +532,7 @@ cdef class UcVcpu:
             return
         self.cur = b
         self.cur_cpl = self.c_cpl()
-        if self.cycle_budget <= b.n:
+        if self.cycle_budget <= self.retired + b.n:
             stop_at_overflow(self, b)    # (it returns at once while the budget exceeds the block)
             if self.cur == NULL:
                 return      # truncated

@@ -22,7 +22,8 @@
 # * Each block remembers the block entered right after it last time (``next``, set by
 #   UcVcpu.on_block_slow), so that the block hook's fast path finds the next block without the
 #   table: it checks that one's key and generation itself.  A block's own ``next`` is dropped when it
-#   is decoded again; the table's growth (which moves every block) drops them all.
+#   is decoded again, links to a block that becomes a self-loop are dropped (the fast path must not
+#   enter one: bulk_retire), and the table's growth (which moves every block) drops them all.
 # * classify_loop() recognises the self-loops whose iterations can be retired in bulk: exactly
 #   ``loop .`` (either address size), ``1: dec reg; jnz 1b`` (any GPR, 16/32/64-bit, jnz rel8/rel32)
 #   or ``jmp .``.
@@ -224,7 +225,19 @@ cdef class BlockTable:
             tmp = first[0]
             first[0] = b[0]
             b[0] = tmp
+            if first.loop_kind:
+                self.unlink(first)
+            if b.loop_kind:
+                self.unlink(b)
         return first
+
+    cdef void unlink(self, Block *b) noexcept nogil:
+        """Drop every link to ``b``: it holds a self-loop now, which the fast path must not enter
+        (rare: code changed under a key)."""
+        cdef size_t i
+        for i in range(self.cap):
+            if self.slots[i].next == b:
+                self.slots[i].next = NULL
 
     cdef Block* insert(self, uint64_t addr, uint32_t size, offsets, uint8_t flags, const uint8_t *code) except NULL:
         if (self.count + 1) * 2 > self.cap:
@@ -414,6 +427,8 @@ cdef bint decode_into(UcVcpu vcpu, uint64_t address, uint32_t size, const uint8_
         else:
             b = vcpu.blocks.promote(vcpu.blocks.insert(address, size, d.offsets, d.flags, code))
         classify_loop(b, code, vcpu.code_bits())
+        if b.loop_kind:
+            vcpu.blocks.unlink(b)
         mark_current(vcpu, b, host)
         for off in d.hooked_offsets:
             a = address + off

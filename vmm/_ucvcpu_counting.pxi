@@ -8,7 +8,7 @@
 #   truncate_after; run() disarms the exit when it is reached).
 # * The budget of the block hook's fast path (stop_at_overflow): how many instructions may retire
 #   with their PMU counts left pending before a counter could overflow or the instruction limit
-#   be reached, and whether the PMU's counts may wait at all (no_defer).
+#   be reached, and whether the fast path may run at all (slow_only).
 # * Bulk retirement of self-loops (the forms classify_loop() marks): at its block hook, once every
 #   check found nothing to do, as many iterations as run one by one would retire before any hook had
 #   something to do are retired at once (up to the iteration before the loop falls through, the
@@ -165,22 +165,23 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
     re-translate the block to end right after the overflowing one (zero skid).  An overflow on
     the last instruction needs nothing: the next block hook commits it before anything runs.
 
-    ``cycle_budget`` caches a lower bound, valid at any CPL, of the instructions left before any
-    counter of instructions, cycles or branches overflows (a block has at least one instruction and
-    at most one branch), before the instruction limit, and at most PENDING_MAX: commits lower it,
-    and anything outside the hook layer that may touch the PMU or the limit (an exit, device work,
-    a PMU MSR write, run()) clears it.  The exact distance is computed only when a block could
-    reach the bound.  It is also what on_block's fast path may leave pending (so nothing it leaves
-    can overflow, and the limit is seen in time), unless ``no_defer`` says that the PMU needs each
-    block's counts as the block retires: a branch-miss counter (the predictor sees each branch), a
-    CMASK/INV/EDGE counter of a block event (the order of a block's cycles matters), or a PMI
-    request outstanding (each commit asks for attention)."""
+    ``cycle_budget`` caches where a budget ends: a retired-instruction count, valid at any CPL,
+    below which no counter of instructions, cycles or branches overflows (a block has at least
+    one instruction and at most one branch) and the instruction limit is not reached, at most
+    PENDING_MAX ahead.  Anything outside the hook layer that may touch the PMU or the limit (an
+    exit, device work, a PMU MSR write, run()) clears it.  The exact distances are computed only
+    when a block could reach it.  It also bounds what on_block's fast path may leave pending (so
+    nothing it leaves can overflow, and the limit is seen in time); ``slow_only`` turns the fast
+    path off while the PMU needs each block's counts as the block retires -- a branch-miss counter
+    (the predictor sees each branch), a CMASK/INV/EDGE counter of a block event (the order of a
+    block's cycles matters), a PMI request outstanding (each commit asks for attention) -- and
+    while data breakpoints are armed (a hit is trapped at the next block hook)."""
     cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == vcpu.rep_addr) else 0
     cdef uint64_t need = b.n - skip, budget = PENDING_MAX, d
     cdef int ring, other
-    if vcpu.cycle_budget > need:
+    if vcpu.retired + need < vcpu.cycle_budget:
         return
-    vcpu.no_defer = False
+    vcpu.slow_only = vcpu.db_mem_hook != 0
     if vcpu.max_insns != <uint64_t> -1:
         budget = min(budget, vcpu.max_insns - vcpu.retired if vcpu.max_insns > vcpu.retired else 0)
     if vcpu.pmu is not None and vcpu.pmu.active_events:
@@ -194,13 +195,14 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
                      vcpu.pmu.events_to_overflow(EV_BRANCHES, other),
                      vcpu.pmu.events_to_overflow(EV_COND_BRANCHES, vcpu.cur_cpl),
                      vcpu.pmu.events_to_overflow(EV_COND_BRANCHES, other))
-        vcpu.no_defer = (vcpu.pmu.active_events & (1 << EV_BRANCH_MISSES)) != 0 or vcpu.pmu.pmi_requested
+        if (vcpu.pmu.active_events & (1 << EV_BRANCH_MISSES)) or vcpu.pmu.pmi_requested:
+            vcpu.slow_only = True
         for ring in range(2):
             if vcpu.pmu.special[EV_CORE_CYCLES][ring] | vcpu.pmu.special[EV_INSTRUCTIONS][ring] \
                     | vcpu.pmu.special[EV_REF_CYCLES][ring] | vcpu.pmu.special[EV_BRANCHES][ring] \
                     | vcpu.pmu.special[EV_COND_BRANCHES][ring]:
-                vcpu.no_defer = True
-    vcpu.cycle_budget = budget
+                vcpu.slow_only = True
+    vcpu.cycle_budget = vcpu.retired + budget
 
 
 cdef void truncate_after(UcVcpu vcpu, Block *b, int k) noexcept:
