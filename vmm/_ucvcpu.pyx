@@ -212,6 +212,8 @@ cdef class UcVcpu:
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
     cdef uint64_t cycle_budget        # retired count the budget ends at (stop_at_overflow); 0 = unknown
     cdef bint slow_only               # on_block's fast path is off (see stop_at_overflow)
+    cdef public bint fast_blocks      # on_block's fast path may run; off: every block the slow way (tests)
+    cdef public uint64_t slow_blocks  # block hooks that took the slow path (statistics, tests)
     cdef uint64_t pending             # retired by on_block's fast path at cur_cpl, not yet counted (settle())
     cdef public bint bulk_loops       # retire self-loop iterations in bulk (bulk_retire); off: one by one
     # CPUID's C path: a copy of the handler's CpuidModel (load_cpuid), valid for one generation of it
@@ -253,6 +255,7 @@ cdef class UcVcpu:
         self.deadline = <uint64_t> -1
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
+        self.fast_blocks = True
         memset(self.port_exits, 0xFF, sizeof(self.port_exits))
         self.efer_reserved = ~<uint64_t>EFER_ALLOWED
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
@@ -455,13 +458,12 @@ cdef class UcVcpu:
         cdef Block *c = self.cur
         cdef Block *b
         cdef uint64_t r
-        if c != NULL:
+        # (the flags first: while slow_only is set, the slow path is all there is)
+        if c != NULL and not (self.slow_only | self.attention | self.nmi_check | self.dr_changed | self.cur_done
+                              | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9))):
             b = c.next
             if b != NULL and b.addr == address and b.size == size and b.checked == self.code_gen \
-                    and self.engine_invalidations[0] == self.invalidations_seen \
-                    and not (self.attention | self.nmi_check | self.dr_changed | self.slow_only | self.cur_done
-                             | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9))) \
-                    and self.c_cpl() == self.cur_cpl:
+                    and self.engine_invalidations[0] == self.invalidations_seen and self.c_cpl() == self.cur_cpl:
                 r = self.retired + c.n
                 if r + self.clock_offset < self.deadline and r + b.n < self.cycle_budget:
                     # commit(c.n) of a block with no REP or mapping change, and leave_block()
@@ -476,6 +478,7 @@ cdef class UcVcpu:
         cdef Block *b
         cdef Block *prev = self.cur
         cdef Block *slots = self.blocks.slots
+        self.slow_blocks += 1
         if self.delivering_df and triple_faulted(self):
             return
         if self.cur != NULL:

@@ -174,14 +174,15 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
     nothing it leaves can overflow, and the limit is seen in time); ``slow_only`` turns the fast
     path off while the PMU needs each block's counts as the block retires -- a branch-miss counter
     (the predictor sees each branch), a CMASK/INV/EDGE counter of a block event (the order of a
-    block's cycles matters), a PMI request outstanding (each commit asks for attention) -- and
-    while data breakpoints are armed (a hit is trapped at the next block hook)."""
+    block's cycles matters), a PMI request outstanding (each commit asks for attention) -- while
+    data breakpoints are armed (a hit is trapped at the next block hook), and with ``fast_blocks``
+    off (tests/test_block_fast_path.py runs guests both ways)."""
     cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == vcpu.rep_addr) else 0
     cdef uint64_t need = b.n - skip, budget = PENDING_MAX, d
     cdef int ring, other
     if vcpu.retired + need < vcpu.cycle_budget:
         return
-    vcpu.slow_only = vcpu.db_mem_hook != 0
+    vcpu.slow_only = vcpu.db_mem_hook != 0 or not vcpu.fast_blocks
     if vcpu.max_insns != <uint64_t> -1:
         budget = min(budget, vcpu.max_insns - vcpu.retired if vcpu.max_insns > vcpu.retired else 0)
     if vcpu.pmu is not None and vcpu.pmu.active_events:
