@@ -180,9 +180,9 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
     cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == vcpu.rep_addr) else 0
     cdef uint64_t need = b.n - skip, budget = PENDING_MAX, d
     cdef int ring, other
+    cdef bint slow = vcpu.db_mem_hook != 0 or not vcpu.fast_blocks
     if vcpu.retired + need < vcpu.cycle_budget:
         return
-    vcpu.slow_only = vcpu.db_mem_hook != 0 or not vcpu.fast_blocks
     if vcpu.max_insns != <uint64_t> -1:
         budget = min(budget, vcpu.max_insns - vcpu.retired if vcpu.max_insns > vcpu.retired else 0)
     if vcpu.pmu is not None and vcpu.pmu.active_events:
@@ -197,12 +197,13 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
                      vcpu.pmu.events_to_overflow(EV_COND_BRANCHES, vcpu.cur_cpl),
                      vcpu.pmu.events_to_overflow(EV_COND_BRANCHES, other))
         if (vcpu.pmu.active_events & (1 << EV_BRANCH_MISSES)) or vcpu.pmu.pmi_requested:
-            vcpu.slow_only = True
+            slow = True
         for ring in range(2):
             if vcpu.pmu.special[EV_CORE_CYCLES][ring] | vcpu.pmu.special[EV_INSTRUCTIONS][ring] \
                     | vcpu.pmu.special[EV_REF_CYCLES][ring] | vcpu.pmu.special[EV_BRANCHES][ring] \
                     | vcpu.pmu.special[EV_COND_BRANCHES][ring]:
-                vcpu.slow_only = True
+                slow = True
+    vcpu.slow_only = slow       # (with the budget: both stand until the budget is cleared)
     vcpu.cycle_budget = vcpu.retired + budget
 
 
