@@ -5,10 +5,14 @@
 
     python -m bench.compare_builds OTHER_TREE --clock cpu    # CPU time: robust to other processes
 
+    python -m bench.compare_builds OTHER_TREE --split         # one process per counters setting
+
 Each repetition runs, in a fresh process per tree and alternating which tree goes first, bare
 Unicorn and then the VMM on the bench kernel's ALU loop (no counter, then instructions+branches
 counters), and takes the ratio VMM/bare within that process, so load that changes between
-processes cancels out.  Printed: each tree's ratios as median (min-max) and the median of the
+processes cancels out.  A second VMM run in one process tends to be a few per cent slower than the
+first, whichever it is; ``--split`` gives each counters setting a process of its own (bare Unicorn
+measured again in each).  Printed: each tree's ratios as median (min-max) and the median of the
 per-repetition quotients this tree / other tree (1.00 = no cost).  Both trees must be built
 (``setup.py build_ext --inplace``, ``make -C firmware``).
 """
@@ -36,19 +40,19 @@ n = int(sys.argv[1])
 address, code = alu_loop_bytes()
 bare = bare_mips(address, code, 5 * n)
 out = {}
-for counters in COUNTERS:
+for counters in sys.argv[3].split(","):
     loop = run_bench("alu", n, counters)
     mips = INSNS_PER_ITER * n / loop.wall / 1e6
     out[counters] = (mips, mips / bare)
 print(json.dumps(out))
-""".replace("COUNTERS", repr(COUNTERS))
+"""
 
 
-def measure(tree: Path, n: int, clock: str) -> dict[str, list[float]]:
-    """{counters: [VMM MIPS, VMM/bare]} of one run in ``tree``."""
+def measure(tree: Path, n: int, clock: str, counters: tuple[str, ...]) -> dict[str, list[float]]:
+    """{counters: [VMM MIPS, VMM/bare]} of one process in ``tree``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(n), clock], cwd=tree, env=env, capture_output=True,
-                          text=True, timeout=600, check=True)
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(n), clock, ",".join(counters)], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=600, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -59,15 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time the loops in wall time (as bench_mips) or in the thread's CPU time")
+    parser.add_argument("--split", action="store_true", help="one process per counters setting")
     args = parser.parse_args(argv)
     trees = {"this": HERE, "other": args.other.resolve()}
     runs: dict[str, dict[str, list[list[float]]]] = {t: {c: [] for c in COUNTERS} for t in trees}
     for rep in range(args.reps):
         order = list(trees) if rep % 2 == 0 else list(reversed(trees))
         for name in order:
-            for counters, value in measure(trees[name], args.n, args.clock).items():
-                runs[name][counters].append(value)
-    print(f"{args.reps} interleaved repetitions, N={args.n:g}, {args.clock} time; median (min-max)")
+            for group in ([(c,) for c in COUNTERS] if args.split else [COUNTERS]):
+                for counters, value in measure(trees[name], args.n, args.clock, group).items():
+                    runs[name][counters].append(value)
+    print(f"{args.reps} interleaved repetitions, N={args.n:g}, {args.clock} time{', split' if args.split else ''}; "
+          "median (min-max)")
     for counters in COUNTERS:
         for k, what in ((0, "VMM MIPS"), (1, "VMM/bare")):
             this = [run[k] for run in runs["this"][counters]]

@@ -83,6 +83,10 @@ class UcVcpu:
     bulk_loops: bool
     #: Self-loop iterations retired in bulk so far.
     bulk_iterations: int
+    #: Let the block hook's fast path run (exact; off: every block takes the slow path).
+    fast_blocks: bool
+    #: Block hooks that took the slow path so far.
+    slow_blocks: int
     #: Decoded blocks compared with the code at their address again (after a store into code, a TLB flush ...).
     code_checks: int
     code_marks: int

@@ -11,6 +11,13 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   at.  Leaving early commits exactly the instructions before the exit point, so nothing is
   ever subtracted.  REP string instructions, which re-enter their own block once per
   iteration, are committed once.
+* The block hook's fast path (on_block): when the block that ran goes on to the block it went on
+  to last time and nothing needs a look, the hook commits it to the clock and leaves its PMU
+  counts pending, a few dozen instructions in all.  The PMU gets them (settle) before anything
+  can see or change its counters or the CPL they belong to: at every other commit, when a block
+  is left, before any Python code, at the end of a run; they can never overflow a counter
+  meanwhile (the budget of stop_at_overflow), so counts, overflow points and PMIs are those of
+  block-by-block counting.  Everything else goes through on_block_slow.
 * Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared with
   the code at its address again at its first entry after anything that can change that code (a
   store the engine saw into translated code, a TLB flush or paging change, a translation flush);
@@ -219,7 +226,11 @@ cdef class UcVcpu:
     cdef uint8_t br_flags
     cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
-    cdef uint64_t cycle_budget        # see stop_at_overflow(); 0 = unknown
+    cdef uint64_t cycle_budget        # retired count the budget ends at (stop_at_overflow); 0 = unknown
+    cdef bint slow_only               # on_block's fast path is off (see stop_at_overflow)
+    cdef public bint fast_blocks      # on_block's fast path may run; off: every block the slow way (tests)
+    cdef public uint64_t slow_blocks  # block hooks that took the slow path (statistics, tests)
+    cdef uint64_t pending             # retired by on_block's fast path at cur_cpl, not yet counted (settle())
     cdef public bint bulk_loops       # retire self-loop iterations in bulk (bulk_retire); off: one by one
     # CPUID's C path: a copy of the handler's CpuidModel (load_cpuid), valid for one generation of it
     cdef object cpuid_model
@@ -260,6 +271,7 @@ cdef class UcVcpu:
         self.deadline = self.timer_deadline = self.timeout_check = <uint64_t> -1
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
+        self.fast_blocks = True
         memset(self.port_exits, 0xFF, sizeof(self.port_exits))
         self.efer_reserved = ~<uint64_t>EFER_ALLOWED
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
@@ -356,9 +368,11 @@ cdef class UcVcpu:
 
     # -- accounting: what retires, where the engine goes on -------------------------------
     cdef inline void commit(self, int upto) noexcept:
-        """Retire instructions [cur_done, upto) of the current block."""
+        """Retire instructions [cur_done, upto) of the current block (the PMU counts what the fast
+        path left pending first)."""
         cdef Block *b = self.cur
         cdef int k
+        self.settle()
         if b == NULL or upto <= self.cur_done:
             return
         k = upto - self.cur_done
@@ -380,7 +394,6 @@ cdef class UcVcpu:
         self.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl, conditional)
-            self.cycle_budget = self.cycle_budget - k if self.cycle_budget > <uint64_t> k else 0
             if branch and (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
                 # its outcome is known at the next block boundary (resolve_branch)
                 self.br_addr = b.addr + b.offs[b.n - 1]
@@ -390,13 +403,31 @@ cdef class UcVcpu:
             if self.pmu.pmi_requested:
                 self.attention = True
 
+    cdef inline void settle(self) noexcept:
+        """Give the PMU the counts on_block's fast path left pending.  Before anything looks at the
+        PMU or changes the CPL the counts belong to: every commit, leaving a block, any Python."""
+        if self.pending:
+            self.count_pending()
+
+    cdef void count_pending(self) noexcept:
+        """The pending blocks, as one block at cur_cpl: the same counts, since the fast path runs only
+        while every counter adds up plainly (no CMASK/INV/EDGE, no branch misses) and none of them
+        can overflow before the budget it keeps (stop_at_overflow) runs out."""
+        if self.pmu is not None and self.pmu.active_events:
+            self.pmu.count_block(self.pending & PENDING_MASK, (self.pending >> 21) & PENDING_MASK, self.cur_cpl,
+                                 self.pending >> 42)
+            if self.pmu.pmi_requested:
+                self.attention = True
+        self.pending = 0
+
     cdef void retire_one(self) noexcept:
         """An instruction emulated outside any block (RDPMC in the engine's #UD/#GP path) retires."""
         cdef int cpl = self.c_cpl()
+        self.settle()
         self.retired += 1
+        self.cycle_budget = 0
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(1, 0, cpl)
-            self.cycle_budget = 0
             if self.pmu.pmi_requested:
                 self.attention = True
 
@@ -406,6 +437,7 @@ cdef class UcVcpu:
 
     cdef inline void leave_block(self) noexcept:
         """The current block is abandoned at this point: later instructions never ran."""
+        self.settle()
         self.cur = NULL
         self.cur_done = 0
 
@@ -431,12 +463,43 @@ cdef class UcVcpu:
         uc_reg_write(self.uc, REG_RIP, &eip)
 
     # -- block hook -----------------------------------------------------------------------
-    cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
+    cdef inline void on_block(self, uint64_t address, uint32_t size) noexcept:
+        """The fast path: the block that ran (cur, none of it committed yet) goes on to the block it
+        went on to last time (its ``next``), still current, with nothing to look at: no attention,
+        deliverable interrupt, NMI or debug-register business, the deadline not reached, the same
+        CPL, and the budget (stop_at_overflow: counter overflows, the instruction limit) big enough
+        for it and the next block.  Then the block hook's work is that block's commit: the clock
+        now, the PMU's counts left pending (settle).  Anything else takes on_block_slow(), which
+        links what it saw.  (A #DF being delivered, delivering_df, has left the block; data breakpoints,
+        db_hits, turn the fast path off; no block it links to is a self-loop, bulk_retire's.)"""
+        cdef Block *c = self.cur
         cdef Block *b
+        cdef uint64_t r
+        # (the flags first: while slow_only is set, the slow path is all there is)
+        if c != NULL and not (self.slow_only | self.attention | self.nmi_check | self.dr_changed | self.cur_done
+                              | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9))):
+            b = c.next
+            if b != NULL and b.addr == address and b.size == size and b.checked == self.code_gen \
+                    and self.engine_invalidations[0] == self.invalidations_seen and self.c_cpl() == self.cur_cpl:
+                r = self.retired + c.n
+                if r + self.clock_offset < self.deadline and r + b.n < self.cycle_budget:
+                    # commit(c.n) of a block with no REP or mapping change, and leave_block()
+                    self.retired = r
+                    self.pending += c.tally
+                    self.rep_addr = <uint64_t> -1
+                    self.cur = b
+                    return
+        self.on_block_slow(address, size)
+
+    cdef void on_block_slow(self, uint64_t address, uint32_t size) noexcept:
+        cdef Block *b
+        cdef Block *prev = self.cur
+        cdef Block *slots = self.blocks.slots
+        self.slow_blocks += 1
         if self.delivering_df and triple_faulted(self):
             return
         if self.cur != NULL:
-            self.commit(self.cur.n)
+            self.commit(self.cur.n)     # (nothing is pending without a current block: leave_block settles)
         self.cur = NULL
         self.cur_done = 0
         if self.br_flags:
@@ -447,6 +510,7 @@ cdef class UcVcpu:
         if self.dr_changed:
             self.dr_changed = False
             if arm_data_breakpoints(self):
+                self.cycle_budget = 0       # (slow_only follows the data breakpoints)
                 self.restart(address)       # re-translate with (or without) the data breakpoint hooks
                 return
         if self.pmu is not None and ((self.pmu.active_events & CACHE_EVENTS) != 0) != (self.mem_hook != 0):
@@ -488,11 +552,20 @@ cdef class UcVcpu:
             return
         self.cur = b
         self.cur_cpl = self.c_cpl()
-        if self.pmu is not None and (self.pmu.active_events & CYCLE_EVENTS) and self.cycle_budget <= b.n:
+        if self.cycle_budget <= self.retired + b.n:
             stop_at_overflow(self, b)    # (it returns at once while the budget exceeds the block)
+            if self.cur == NULL:
+                return      # truncated
+        # The fast path may go from prev to b next time: prev ran whole and was committed plainly
+        # (no REP, no mapping change), and b is no self-loop (bulk_retire's).  A table that grew
+        # moved every block.
+        if prev != NULL and self.blocks.slots == slots and b.loop_kind == LOOP_NONE and \
+                not (prev.flags & (STARTS_WITH_REP | ENDS_WITH_REP | CHANGES_MAPPING)):
+            prev.next = b
 
     # -- Python side (cold paths) ---------------------------------------------------------
     cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
+        self.settle()
         self.cycle_budget = 0       # a device may reach the PMU (host-side calls)
         try:
             return self.handler.handle(Exit(EXIT_KINDS[kind], address, size, value, self.vcpu_id))
@@ -503,6 +576,7 @@ cdef class UcVcpu:
     cdef void _py_attention(self) noexcept:
         """Queued work, on_attention, then the work that queued: all of it before the guest goes on
         (or, in the HLT wait, before the machine decides whether anything can wake the vCPU)."""
+        self.settle()
         self.cycle_budget = 0
         try:
             self._run_work()

@@ -19,6 +19,11 @@
 #   bytes are those there now; else the decode of the bytes there is taken (kept ones are reused:
 #   MAX_VARIANTS per key), the engine's translation is dropped too and the block restarts.  The cost
 #   on the hot path is two compares per block.
+# * Each block remembers the block entered right after it last time (``next``, set by
+#   UcVcpu.on_block_slow), so that the block hook's fast path finds the next block without the
+#   table: it checks that one's key and generation itself.  A block's own ``next`` is dropped when it
+#   is decoded again, links to a block that becomes a self-loop are dropped (the fast path must not
+#   enter one: bulk_retire), and the table's growth (which moves every block) drops them all.
 # * classify_loop() recognises the self-loops whose iterations can be retired in bulk: exactly
 #   ``loop .`` (either address size), ``1: dec reg; jnz 1b`` (any GPR, 16/32/64-bit, jnz rel8/rel32)
 #   or ``jmp .``.
@@ -45,6 +50,13 @@ if (decode.ENDS_IN_BRANCH, decode.STARTS_WITH_REP, decode.ENDS_WITH_REP, decode.
 # ---------------------------------------------------------------------------------------
 # Decoded-block cache: open addressing keyed by (address, size).
 
+# UcVcpu.pending packs three counts of 21 bits: instructions, branches, conditional branches
+# (stop_at_overflow keeps fewer than PENDING_MAX instructions pending).
+DEF PENDING_BRANCH = 1 << 21
+DEF PENDING_COND = 1 << 42
+DEF PENDING_MASK = PENDING_BRANCH - 1
+DEF PENDING_MAX = 1 << 20
+
 cdef struct Block:
     uint64_t addr
     uint32_t size
@@ -56,7 +68,9 @@ cdef struct Block:
     uint8_t loop_reg      # its counter register (RCX for LOOP, the DEC's register)
     uint8_t loop_bits     # the counter's width: LOOP's address size, DEC's operand size
     uint32_t checked      # the code generation (UcVcpu.code_gen) it was last found current in
-# (32 bytes: every block entry probes the table, so what is needed only to compare a block with the
+    Block *next           # the block entered right after this one last time (UcVcpu.on_block's fast path)
+    uint64_t tally        # what its commit adds to UcVcpu.pending: n, its final branch, a conditional one
+# (48 bytes: every block entry probes the table, so what is needed only to compare a block with the
 # code is kept out of it, in its BlockCode.)
 
 
@@ -211,7 +225,19 @@ cdef class BlockTable:
             tmp = first[0]
             first[0] = b[0]
             b[0] = tmp
+            if first.loop_kind:
+                self.unlink(first)
+            if b.loop_kind:
+                self.unlink(b)
         return first
+
+    cdef void unlink(self, Block *b) noexcept nogil:
+        """Drop every link to ``b``: it holds a self-loop now, which the fast path must not enter
+        (rare: code changed under a key)."""
+        cdef size_t i
+        for i in range(self.cap):
+            if self.slots[i].next == b:
+                self.slots[i].next = NULL
 
     cdef Block* insert(self, uint64_t addr, uint32_t size, offsets, uint8_t flags, const uint8_t *code) except NULL:
         if (self.count + 1) * 2 > self.cap:
@@ -235,6 +261,10 @@ cdef class BlockTable:
             free(block_code(b))
         b.n = len(offsets)
         b.flags = flags
+        b.next = NULL       # (links to b stay: the fast path checks what it enters)
+        b.tally = b.n
+        if flags & ENDS_IN_BRANCH:
+            b.tally += PENDING_BRANCH + (PENDING_COND if flags & BRANCH_CONDITIONAL else 0)
         c = <BlockCode*> calloc(1, sizeof(BlockCode) + sizeof(uint16_t) * b.n + b.size)
         if c == NULL:
             b.offs = NULL
@@ -261,6 +291,7 @@ cdef class BlockTable:
                 # Blocks with one key may come out in another order: which one find() gives must
                 # be compared again.
                 self.slots[j].checked = 0
+                self.slots[j].next = NULL
                 block_code(&self.slots[j]).host = NULL
         free(old)
 
@@ -400,6 +431,8 @@ cdef bint decode_into(UcVcpu vcpu, uint64_t address, uint32_t size, const uint8_
         else:
             b = vcpu.blocks.promote(vcpu.blocks.insert(address, size, d.offsets, d.flags, code))
         classify_loop(b, code, vcpu.code_bits())
+        if b.loop_kind:
+            vcpu.blocks.unlink(b)
         mark_current(vcpu, b, host)
         for off in d.hooked_offsets:
             a = address + off

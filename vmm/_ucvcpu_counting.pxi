@@ -6,6 +6,9 @@
 #   last instruction, the block is re-translated to end right after the overflowing instruction (an
 #   engine "exit"), so status and PMI land before the next instruction (stop_at_overflow,
 #   truncate_after; run() disarms the exit when it is reached).
+# * The budget of the block hook's fast path (stop_at_overflow): how many instructions may retire
+#   with their PMU counts left pending before a counter could overflow or the instruction limit
+#   be reached, and whether the fast path may run at all (slow_only).
 # * Bulk retirement of self-loops (the forms classify_loop() marks): at its block hook, once every
 #   check found nothing to do, as many iterations as run one by one would retire before any hook had
 #   something to do are retired at once (up to the iteration before the loop falls through, the
@@ -20,7 +23,7 @@
 #   counter runs.  Overflows of LLC and branch-miss counters raise their PMI at the next block
 #   boundary (the instruction/cycle/branch counters have zero skid).
 #
-# Not here: the exact accounting of a block's instructions (UcVcpu.commit, on_block), the PMU's
+# Not here: the exact accounting of a block's instructions (UcVcpu.commit, on_block, settle), the PMU's
 # registers (pmu._core), CLFLUSH/WBINVD reported to the LLC model (_ucvcpu_insns.pxi).
 
 # Generic PMU events (pmu/events.py) the block accounting feeds.
@@ -162,20 +165,46 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
     re-translate the block to end right after the overflowing one (zero skid).  An overflow on
     the last instruction needs nothing: the next block hook commits it before anything runs.
 
-    ``cycle_budget`` caches a lower bound, valid at any CPL, of the cycle-type events left
-    before any overflow: commits lower it, and anything outside the hook layer that may touch
-    the PMU (an exit, device work, a PMU MSR write, run()) clears it.  The exact distance is
-    computed only when a block could reach the bound."""
+    ``cycle_budget`` caches where a budget ends: a retired-instruction count, valid at any CPL,
+    below which no counter of instructions, cycles or branches overflows (a block has at least
+    one instruction and at most one branch) and the instruction limit is not reached, at most
+    PENDING_MAX ahead.  Anything outside the hook layer that may touch the PMU or the limit (an
+    exit, device work, a PMU MSR write, run()) clears it.  The exact distances are computed only
+    when a block could reach it.  It also bounds what on_block's fast path may leave pending (so
+    nothing it leaves can overflow, and the limit is seen in time); ``slow_only`` turns the fast
+    path off while the PMU needs each block's counts as the block retires -- a branch-miss counter
+    (the predictor sees each branch), a CMASK/INV/EDGE counter of a block event (the order of a
+    block's cycles matters), a PMI request outstanding (each commit asks for attention) -- while
+    data breakpoints are armed (a hit is trapped at the next block hook), and with ``fast_blocks``
+    off (tests/test_block_fast_path.py runs guests both ways)."""
     cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == vcpu.rep_addr) else 0
-    cdef uint64_t need = b.n - skip, budget, other
-    if vcpu.cycle_budget > need:
+    cdef uint64_t need = b.n - skip, budget = PENDING_MAX, d
+    cdef int ring, other
+    cdef bint slow = vcpu.db_mem_hook != 0 or not vcpu.fast_blocks
+    if vcpu.retired + need < vcpu.cycle_budget:
         return
-    budget = cycle_events_to_overflow(vcpu, vcpu.cur_cpl)
-    if budget < need:
-        truncate_after(vcpu, b, <int> budget + skip)
-        return
-    other = cycle_events_to_overflow(vcpu, 3 if vcpu.cur_cpl == 0 else 0)
-    vcpu.cycle_budget = other if other < budget else budget
+    if vcpu.max_insns != <uint64_t> -1:
+        budget = min(budget, vcpu.max_insns - vcpu.retired if vcpu.max_insns > vcpu.retired else 0)
+    if vcpu.pmu is not None and vcpu.pmu.active_events:
+        d = cycle_events_to_overflow(vcpu, vcpu.cur_cpl)
+        if d < need:
+            truncate_after(vcpu, b, <int> d + skip)
+            return
+        other = 3 if vcpu.cur_cpl == 0 else 0
+        budget = min(budget, d, cycle_events_to_overflow(vcpu, other),
+                     vcpu.pmu.events_to_overflow(EV_BRANCHES, vcpu.cur_cpl),
+                     vcpu.pmu.events_to_overflow(EV_BRANCHES, other),
+                     vcpu.pmu.events_to_overflow(EV_COND_BRANCHES, vcpu.cur_cpl),
+                     vcpu.pmu.events_to_overflow(EV_COND_BRANCHES, other))
+        if (vcpu.pmu.active_events & (1 << EV_BRANCH_MISSES)) or vcpu.pmu.pmi_requested:
+            slow = True
+        for ring in range(2):
+            if vcpu.pmu.special[EV_CORE_CYCLES][ring] | vcpu.pmu.special[EV_INSTRUCTIONS][ring] \
+                    | vcpu.pmu.special[EV_REF_CYCLES][ring] | vcpu.pmu.special[EV_BRANCHES][ring] \
+                    | vcpu.pmu.special[EV_COND_BRANCHES][ring]:
+                slow = True
+    vcpu.slow_only = slow       # (with the budget: both stand until the budget is cleared)
+    vcpu.cycle_budget = vcpu.retired + budget
 
 
 cdef void truncate_after(UcVcpu vcpu, Block *b, int k) noexcept:
