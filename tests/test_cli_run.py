@@ -50,6 +50,17 @@ def test_signal_stops_a_spinning_guest_keeping_its_output_and_report(signum):
     assert report["reason"] == "signal" and report["status"] == 128 + signum and report["instructions"] > 0
 
 
+def test_signal_stops_a_guest_spinning_after_a_wake_up_without_exits():
+    """Woken from HLT by its LAPIC timer, acknowledged through the xAPIC page (no exit), then spinning:
+    the run loop still comes back to Python, where the signal is handled."""
+    proc = _start("run", "spin", "--append", "wake=1")
+    assert proc.stdout.readline() == b"spinning with interrupts off\n"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+
+
 def test_qemu_front_end_says_terminating_on_signal():
     proc = _start("qemu", "-kernel", str(firmware.image("spin")))
     assert proc.stdout.readline() == b"spinning with interrupts off\n"
