@@ -81,3 +81,18 @@ def test_kernels_same_on_both_paths(kernel, config):
 def test_every_byte_reaches_the_sink_however_the_run_ends(kernel, config, reason, tail):
     result, _, _ = _same_on_both_paths(kernel, **config)
     assert result.reason == reason and result.serial.endswith(tail)
+
+
+def test_every_uart_hands_its_partial_line_to_the_sink_and_a_fifth_stays_an_exit():
+    # (-device isa-serial replaces the board's: COM1 comes first again, the console)
+    bases = (0x3F8, 0x2F8, 0x3E8, 0x2E8, 0x238)
+    uarts = [DeviceSpec("isa-serial", {"iobase": hex(base), "irq": "3"}) for base in bases]
+    sink = io.BytesIO()
+    machine = Machine(MachineConfig(serial=sink, timeout=60, devices=uarts))
+    machine.load(str(firmware.image("hello64")))
+    for n, uart in enumerate(machine.uarts[1:]):
+        machine.pio.write(uart.iobase, 1, ord("a") + n)        # a byte with no newline after it
+    result = machine.run()
+    assert sink.getvalue() == result.serial + b"abcd"          # the console's line, then the others'
+    # The vCPU layer answers four UARTs in C; the fifth's ports stay exits (the same device answers).
+    assert machine.vcpu.set_uart(0x1000, machine.uarts[0].core) is False

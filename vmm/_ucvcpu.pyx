@@ -688,7 +688,8 @@ cdef class UcVcpu:
     def set_uart(self, uint32_t base, UartCore core):
         """IN/OUT inside ports [base, base + 8) that are exits (set_port_exits) are answered by
         ``core``, a UART's C state, instead of the handler; None: by the handler again.  The
-        machine keeps this equal to its port bus's UARTs (vmm.machine: Bus.on_change)."""
+        machine keeps this equal to its port bus's UARTs (vmm.machine: Bus.on_change).  False if
+        there is no room for another (its ports stay exits: the same answers, at an exit's cost)."""
         cdef int i
         for i in range(self.n_uarts):
             if self.uarts[i].base == base:
@@ -697,15 +698,16 @@ cdef class UcVcpu:
                 del self.uart_refs[base]
                 break
         if core is None:
-            return
+            return True
         if self.n_uarts >= MAX_UARTS:
-            raise RuntimeError(f"more than {MAX_UARTS} UARTs answered in C")
+            return False
         if base + UART_PORTS > 0x10000:
             raise ValueError(f"UART ports {base:#x}+{UART_PORTS} are beyond 0xffff")
         self.uarts[self.n_uarts].base = base
         self.uarts[self.n_uarts].core = <void*> core
         self.uart_refs[base] = core
         self.n_uarts += 1
+        return True
 
     def attach_lapic(self, Lapic lapic, bint xapic_page=True):
         """Route x2APIC MSR accesses through this LAPIC's C path, and (``xapic_page``) accesses to

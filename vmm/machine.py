@@ -219,7 +219,8 @@ class Machine:
         except PropertyError as e:
             raise VmmError(str(e)) from None
         self.timers = [d for d in self.devices if hasattr(d, "next_deadline")]
-        self.uart = next(d for d in self.devices if isinstance(d, Uart16550))
+        self.uarts = [d for d in self.devices if isinstance(d, Uart16550)]
+        self.uart = self.uarts[0]       # the console: RunResult.serial is its transcript
         self.tracer = None
         categories = (*config.trace, *(("exits",) if config.trace_exits else ()))
         if categories:
@@ -449,7 +450,7 @@ class Machine:
         try:
             return self._run()
         finally:
-            self.uart.flush()
+            self._flush_serial()
             if self.tracer is not None:
                 self.tracer.finish()
 
@@ -663,8 +664,13 @@ class Machine:
                 return True
         return False
 
+    def _flush_serial(self) -> None:
+        """Every UART hands what it holds (a partial line) to the sink, however the run ends."""
+        for uart in self.uarts:
+            uart.flush()
+
     def _result(self, status: int, reason: str, detail: str = "") -> RunResult:
-        self.uart.flush()
+        self._flush_serial()
         if self.debugger is not None:
             self.debugger.ended(status)
         return RunResult(status, reason, detail, self.retired, bytes(self.uart.output))
