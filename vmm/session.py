@@ -249,7 +249,7 @@ class _Ticker:
         return self.next
 
     def _runnable(self) -> bool:
-        from vmm.cpu import CpuState     # (the machine has imported it: no cost)
+        from vmm.cpu import CpuState  # (the machine has imported it: no cost)
 
         return any(cpu.state is CpuState.RUNNABLE for cpu in self.machine.cpus)
 
