@@ -195,7 +195,7 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
         if not write:       # no device there: all-ones, as the dispatcher would answer
             r[R_RAX] = mask if size == 4 else (r[R_RAX] | mask)
     elif vcpu.n_uarts and uart_io(vcpu, port, size, write):
-        pass
+        pass                # a UART's C core answered it
     elif write:
         vcpu._py_exit(ExitKind.IO_OUT, port, size, r[R_RAX] & mask)
     else:
