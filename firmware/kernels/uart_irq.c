@@ -11,6 +11,7 @@
  *   console output in between;
  * - the xAPIC timer's current count read twice, and how many instructions after an xAPIC ICR
  *   self-IPI its handler runs (both reported: they must not depend on the path);
+ * - the xAPIC page moved (IA32_APIC_BASE) over a RAM page and back;
  * - with several CPUs (--smp N), every CPU prints lines at once, byte by byte without a lock.
  */
 #include "apic.h"
@@ -161,6 +162,30 @@ static void test_xapic_timing(void)
 	report_info("self-IPI handler ran %lu TSC ticks after the write", (unsigned long)(ipi_tsc - t0));
 }
 
+static volatile uint8_t shadowed[4096] __attribute__((aligned(4096)));
+
+/* the xAPIC page moved over a RAM page (which it hides) and back */
+static void test_xapic_relocation(void)
+{
+	uint64_t apic_base = rdmsr(MSR_IA32_APICBASE);
+	uintptr_t page = (uintptr_t)shadowed;
+	volatile uint32_t *tpr = (volatile uint32_t *)(page + APIC_TPR);
+	uint32_t at_new, at_old;
+	bool back;
+
+	shadowed[APIC_TPR] = 0x5a;
+	wrmsr(MSR_IA32_APICBASE, page | (apic_base & 0xfff));
+	*tpr = 0x20;
+	at_new = *tpr;
+	at_old = *(volatile uint32_t *)(APIC_DEFAULT_BASE + APIC_TPR);
+	wrmsr(MSR_IA32_APICBASE, apic_base);
+	back = xapic_read(APIC_TPR) == 0x20 && shadowed[APIC_TPR] == 0x5a;
+	xapic_write(APIC_TPR, 0);
+	report(at_new == 0x20, "moved xAPIC page: TPR written and read at its new place (0x%x)", at_new);
+	report(at_old == 0xffffffff, "moved xAPIC page: nothing left at the old place (0x%x)", at_old);
+	report(back, "moved xAPIC page: back home with its TPR, the RAM it hid untouched");
+}
+
 static void print_lines(void *arg)
 {
 	char line[80];
@@ -201,6 +226,7 @@ int main(struct multiboot_info *mbi)
 	test_loopback();
 	test_scratch_among_exits();
 	test_xapic_timing();
+	test_xapic_relocation();
 	test_smp_output();
 	return report_summary();
 }
