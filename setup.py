@@ -31,6 +31,7 @@ extensions = [
     Extension("pmu._core", ["pmu/_core.pyx"], extra_compile_args=["-O2"]),
     Extension("vmm._uarch", ["vmm/_uarch.pyx"], extra_compile_args=["-O2"]),
     Extension("devices.lapic", ["devices/lapic.pyx"], extra_compile_args=["-O2"]),
+    Extension("devices._uart", ["devices/_uart.pyx"], extra_compile_args=["-O2"]),
     Extension("vmm._trace", ["vmm/_trace.pyx"], extra_compile_args=["-O2"]),
 ]
 

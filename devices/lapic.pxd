@@ -12,7 +12,20 @@
 # the MSR is outside 0x800-0x8FF -- take the Python bus path, which gives the architectural answer).
 # Every x2APIC register is handled in C, with the same code the Python bus path runs.
 #
-# The C path never calls Python: no on_wakeup(), no on_write().  After a fast-path access the
+# Fast path for the xAPIC page (an access of ``size`` bytes at ``offset`` in the page, made by the
+# MMIO callbacks of the window at the LAPIC's base), the same code as the Python bus path's:
+#
+#     cdef uint64_t xapic_read(self, uint32_t offset, uint32_t size, uint64_t now) noexcept
+#     cdef int xapic_write(self, uint32_t offset, uint32_t size, uint64_t value, uint64_t now) noexcept
+#
+# A read is always answered (all-ones outside xAPIC mode, 0 for other sizes than 4, misaligned or
+# reserved offsets).  A write returns LAPIC_DONE (applied or ignored, as the page ignores it),
+# LAPIC_UNHANDLED (the LVT timer, whose write samples CPUID in Python: use the bus), or
+# LAPIC_SETTLE (3: applied, but an EOI of a level-triggered vector must reach the I/O APIC now:
+# call settle_write(), which runs what the bus path runs after a write -- on_wakeup() per newly
+# pending event, then on_write() -- and skip the steps below).
+#
+# The C paths never call Python: no on_wakeup(), no on_write().  After a fast-path write the
 # caller must do what on_write() would have made the machine do:
 #   * re-read c_next_deadline() (absolute virtual ns, 0xFFFFFFFFFFFFFFFF when no timer is armed)
 #     -- TMICT, LVT timer, TDCR writes may arm, move or disarm the timer (and may fire an overdue
@@ -41,6 +54,7 @@ cdef enum:
     LAPIC_DONE = 0
     LAPIC_GP = 1
     LAPIC_UNHANDLED = 2
+    LAPIC_SETTLE = 3
     LAPIC_LVT_COUNT = 6
 
 
@@ -96,6 +110,9 @@ cdef class Lapic:
     # -- the C API for the hook layer --
     cdef int x2apic_write(self, uint32_t msr, uint64_t value, uint64_t now) noexcept
     cdef int x2apic_read(self, uint32_t msr, uint64_t *value, uint64_t now) noexcept
+    cdef uint64_t xapic_read(self, uint32_t offset, uint32_t size, uint64_t now) noexcept
+    cdef int xapic_write(self, uint32_t offset, uint32_t size, uint64_t value, uint64_t now) noexcept
+    cdef int settle_write(self) except -1
     cdef bint c_interrupt_pending(self) noexcept
     cdef uint64_t c_next_deadline(self) noexcept
 
@@ -105,6 +122,8 @@ cdef class Lapic:
     cdef void c_tick(self, uint64_t now) noexcept
     cdef bint c_deliver_local(self, int lvt) noexcept
     cdef int x2apic_write_core(self, uint32_t msr, uint64_t value, uint64_t now) noexcept
+    cdef bint xapic_write_core(self, uint32_t offset, uint32_t size, uint64_t value, uint64_t now) noexcept
+    cdef void wakeups_to_flag(self, uint64_t remote_before) noexcept
     cdef void reset_registers(self) noexcept
     cdef int pending_vector(self) noexcept
     cdef uint32_t c_ppr(self) noexcept

@@ -484,6 +484,11 @@ cdef class Lapic:
     cdef int x2apic_write(self, uint32_t msr, uint64_t value, uint64_t now) noexcept:
         cdef uint64_t remote_before = self.bus.remote_events if self.bus is not None else 0
         cdef int result = self.x2apic_write_core(msr, value, now)
+        self.wakeups_to_flag(remote_before)
+        return result
+
+    cdef void wakeups_to_flag(self, uint64_t remote_before) noexcept:
+        """After a C-path write: newly pending events are reported in wake_pending, not on_wakeup()."""
         if self.wakeups:
             self.wakeups = 0
             self.wake_pending = True
@@ -492,7 +497,42 @@ cdef class Lapic:
             # wake_pending already; our own tells the hook layer to let the machine see it now.
             self.bus.forget_wakeups()
             self.wake_pending = True
-        return result
+
+    cdef uint64_t xapic_read(self, uint32_t offset, uint32_t size, uint64_t now) noexcept:
+        """A read of ``size`` bytes at ``offset`` in the xAPIC page (the module docstring says what
+        answers: all-ones unless in xAPIC mode, 0 for other sizes, misaligned and reserved offsets)."""
+        cdef uint64_t value = 0
+        if ((self.apic_base >> 10) & 3) != 2:
+            return 0xFFFFFFFFFFFFFFFFULL if size >= 8 else (1ULL << (8 * size)) - 1
+        if size != 4 or offset & 0xF or not self.read_register(offset, False, now, &value):
+            return 0
+        return value
+
+    cdef int xapic_write(self, uint32_t offset, uint32_t size, uint64_t value, uint64_t now) noexcept:
+        cdef uint64_t remote_before = self.bus.remote_events if self.bus is not None else 0
+        if offset == O_LVT_TIMER:
+            return LAPIC_UNHANDLED      # the Python path samples CPUID's TSC-deadline bit first
+        if not self.xapic_write_core(offset, size, value, now):
+            return LAPIC_DONE
+        if offset == O_EOI and (self.level_eois[0] | self.level_eois[1] | self.level_eois[2] | self.level_eois[3]):
+            return LAPIC_SETTLE         # the I/O APIC must hear of it now (settle_write)
+        self.wakeups_to_flag(remote_before)
+        return LAPIC_DONE
+
+    cdef bint xapic_write_core(self, uint32_t offset, uint32_t size, uint64_t value, uint64_t now) noexcept:
+        """Apply a write to the xAPIC page; False if it is ignored (not in xAPIC mode, another size than
+        4, a misaligned offset).  Reserved offsets and read-only registers ignore it too."""
+        if ((self.apic_base >> 10) & 3) != 2 or size != 4 or offset & 0xF:
+            return False
+        self.write_register(offset, value & LOW32, False, now)
+        return True
+
+    cdef int settle_write(self) except -1:
+        """What write() does after every write: report newly pending events through on_wakeup(),
+        then call on_write()."""
+        self.report_wakeups()
+        self.on_write()
+        return 0
 
     cdef int x2apic_write_core(self, uint32_t msr, uint64_t value, uint64_t now) noexcept:
         if ((self.apic_base >> 10) & 3) != 3 or msr < C_X2APIC_MSR_BASE or msr >= C_X2APIC_MSR_END:
@@ -523,6 +563,14 @@ cdef class Lapic:
         cdef uint64_t value = 0
         cdef int result = self.x2apic_read(msr, &value, now)
         return result, value
+
+    def xapic_write_py(self, offset: int, size: int, value: int, now: int) -> int:
+        """Test wrapper of the C API xapic_write(): 0 done, 2 not handled, 3 settle (no callbacks run)."""
+        return self.xapic_write(offset, size, value, now)
+
+    def xapic_read_py(self, offset: int, size: int, now: int) -> int:
+        """Test wrapper of the C API xapic_read()."""
+        return self.xapic_read(offset, size, now)
 
     def c_state_py(self) -> tuple:
         """Test wrapper: (c_interrupt_pending(), c_next_deadline())."""
@@ -586,14 +634,6 @@ cdef class Lapic:
         self._write_mmio(access, value)
         return None
 
-    def _page_decoded(self) -> bool:
-        """The xAPIC page answers only in xAPIC mode (disabled and x2APIC: nothing is there)."""
-        return ((self.apic_base >> 10) & 3) == ApicMode.XAPIC
-
-    @staticmethod
-    def _register_access(access) -> bool:
-        return access.size == 4 and not access.offset & 0xF
-
     def _now_for(self, offset: int) -> int:
         """clock.now() for the registers whose access depends on time, else 0 (saves a clock call)."""
         if offset in (REG_LVT_TIMER, REG_TIMER_INITIAL, REG_TIMER_CURRENT, REG_TIMER_DIVIDE):
@@ -601,22 +641,13 @@ cdef class Lapic:
         return 0
 
     def _read_mmio(self, access) -> int:
-        cdef uint64_t value = 0
-        if not self._page_decoded():
-            return (1 << (8 * access.size)) - 1
-        if not self._register_access(access):
-            return 0
-        offset = access.offset
-        if not self.read_register(offset, False, self._now_for(offset), &value):
-            return 0
-        return value
+        return self.xapic_read(access.offset, access.size, self._now_for(access.offset))
 
     def _write_mmio(self, access, value: int) -> None:
-        if self._page_decoded() and self._register_access(access):
-            offset = access.offset
-            if offset == REG_LVT_TIMER:
-                self._sample_cpuid()
-            self.write_register(offset, value & 0xFFFFFFFF, False, self._now_for(offset))
+        offset = access.offset
+        if offset == REG_LVT_TIMER:
+            self._sample_cpuid()
+        self.xapic_write_core(offset, access.size, value, self._now_for(offset))
 
     def _read_x2apic(self, msr: int):
         cdef uint64_t value = 0

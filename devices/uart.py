@@ -34,6 +34,11 @@ accesses act on their low byte.
 Deliberately not supported: baud-rate timing, parity/framing errors and breaks (LCR's break bit is
 only stored), a transmit FIFO (it would always be empty), DMA mode signalling, and modem lines other
 than "DCD, DSR and CTS up" outside loopback.
+
+Implementation: the registers, receiver and transcript are the C state of a
+:class:`devices._uart.UartCore`; this device owns the bus range and hands every access to it.  The
+vCPU hook layer answers IN/OUT at the UART's ports from the same core without an exit
+(vmm/_ucvcpu_insns.pxi), so both paths behave alike, byte for byte.
 """
 
 from __future__ import annotations
@@ -41,61 +46,13 @@ from __future__ import annotations
 import sys
 from typing import BinaryIO
 
+from devices._uart import UartCore
 from devices.device import BusRange, Device, DeviceContext, Prop, PropertyError
 
 COM1_BASE = 0x3F8
 COM1_IRQ = 4
 UART_PORTS = 8
-FIFO_SIZE = 16
 ISA_IRQS = 16
-
-# Register offsets from the base port.
-RBR_THR_DLL = 0
-IER_DLM = 1
-IIR_FCR = 2
-LCR = 3
-MCR = 4
-LSR = 5
-MSR = 6
-SCR = 7
-
-IER_RX_DATA = 0x01          # ERBFI
-IER_THR_EMPTY = 0x02        # ETBEI
-IER_LINE_STATUS = 0x04      # ELSI
-IER_MODEM_STATUS = 0x08     # EDSSI
-IER_BITS = 0x0F
-
-# IIR interrupt identification, highest priority first.
-IIR_LINE_STATUS = 0x06
-IIR_RX_DATA = 0x04
-IIR_RX_TIMEOUT = 0x0C
-IIR_THR_EMPTY = 0x02
-IIR_MODEM_STATUS = 0x00
-IIR_NO_INTERRUPT = 0x01
-IIR_FIFOS_ENABLED = 0xC0
-
-FCR_FIFO_ENABLE = 0x01
-FCR_CLEAR_RX = 0x02
-FCR_TRIGGER_SHIFT = 6
-FCR_STORED = 0xC1           # enable and trigger level; the other bits are commands or DMA mode
-RX_TRIGGER_LEVELS = (1, 4, 8, 14)
-
-LCR_DLAB = 0x80
-MCR_OUT2 = 0x08
-MCR_LOOPBACK = 0x10
-MCR_BITS = 0x1F
-
-LSR_DATA_READY = 0x01
-LSR_OVERRUN = 0x02
-LSR_THRE = 0x20
-LSR_TEMT = 0x40
-
-MSR_RING = 0x40
-MSR_TRAILING_RING = 0x04
-# Delta bits 0, 1 and 3 (DCTS, DDSR, DDCD) flag any change of status bits 4, 5 and 7 (CTS, DSR, DCD).
-MSR_DELTA_TRACKED = 0xB0
-# Modem status lines a cable-less port shows outside loopback: DCD, DSR and CTS asserted (as QEMU).
-MSR_LINES_UP = 0xB0
 
 
 class Uart16550(Device):
@@ -115,209 +72,60 @@ class Uart16550(Device):
             raise PropertyError(f"isa-serial: irq {irq} is not an ISA interrupt line (0-{ISA_IRQS - 1})")
         self.iobase = iobase
         self.irq = irq
-        self._irq_line = ctx.irq(irq)
-        self._irq_level = False
-        self.output = bytearray()
         # ``console`` is not in every DeviceContext yet (tests' FakeContext lacks it): none means stdout.
         console: BinaryIO | None = ctx.console
-        self._sink = sys.stdout.buffer if console is None else console
-        self._pending = bytearray()     # bytes written since the last newline, not yet in the sink
-        self._input = bytearray()       # fed bytes the receiver has had no room for yet
-        self._received = bytearray()    # RBR, or the receive FIFO: what LSR.DR reports
-        self._overrun = False
-        self._thr_empty_interrupt = False
-        self._modem_lines = MSR_LINES_UP
-        self._modem_deltas = 0
-        self.divisor = 0
-        self.ier = 0
-        self.fcr = 0
-        self.lcr = 0
-        self.mcr = 0
-        self.scr = 0
+        #: The registers and state, in C; the vCPU layer reaches it directly (vmm.machine wires it).
+        self.core = UartCore(ctx.irq(irq), sys.stdout.buffer if console is None else console)
 
     def bus_ranges(self) -> list[BusRange]:
         return [BusRange("pio", self.iobase, UART_PORTS)]
 
     # -- port I/O ------------------------------------------------------------------------------
     def read(self, access) -> int:
-        offset = access.offset
-        dlab = self.lcr & LCR_DLAB
-        if offset == RBR_THR_DLL:
-            value = self.divisor & 0xFF if dlab else self._read_rbr()
-        elif offset == IER_DLM:
-            value = self.divisor >> 8 if dlab else self.ier
-        elif offset == IIR_FCR:
-            value = self._read_iir()
-        elif offset == LCR:
-            value = self.lcr
-        elif offset == MCR:
-            value = self.mcr
-        elif offset == LSR:
-            value = self._read_lsr()
-        elif offset == MSR:
-            value = self._modem_lines | self._modem_deltas
-            self._modem_deltas = 0
-        else:
-            value = self.scr
-        self._update_irq()
-        return value
+        return self.core.read(access.offset)
 
     def write(self, access, value: int) -> None:
-        offset = access.offset
-        value &= 0xFF
-        dlab = self.lcr & LCR_DLAB
-        if offset == RBR_THR_DLL:
-            if dlab:
-                self.divisor = (self.divisor & 0xFF00) | value
-            else:
-                self._write_thr(value)
-        elif offset == IER_DLM:
-            if dlab:
-                self.divisor = (self.divisor & 0x00FF) | (value << 8)
-            else:
-                self._write_ier(value)
-        elif offset == IIR_FCR:
-            self._write_fcr(value)
-        elif offset == LCR:
-            self.lcr = value
-        elif offset == MCR:
-            self._write_mcr(value)
-        elif offset == SCR:
-            self.scr = value
-        # LSR and MSR writes (factory test modes) are ignored.
-        self._update_irq()
+        self.core.write(access.offset, value)
 
     # -- the machine's side --------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         """Queue ``data`` as input arriving on the serial line."""
-        self._input += data
-        self._take_input()
-        self._update_irq()
+        self.core.feed(data)
 
     def flush(self) -> None:
         """Hand every byte written so far to the sink and flush it."""
-        if self._pending and self._sink is not None:
-            self._sink.write(self._pending)
-            self._sink.flush()
-        self._pending.clear()
+        self.core.flush()
 
     def close(self) -> None:
         """Flush, then detach from the sink (later bytes only reach ``output``); the sink stays open."""
-        self.flush()
-        self._sink = None
+        self.core.close()
 
-    # -- registers -----------------------------------------------------------------------------
-    def _read_rbr(self) -> int:
-        if not self._received:
-            return 0
-        byte = self._received.pop(0)
-        self._take_input()
-        return byte
+    @property
+    def output(self) -> bytes:
+        """The transcript: every byte the guest transmitted (not looped back)."""
+        return self.core.output
 
-    def _read_iir(self) -> int:
-        source = self._interrupt_source()
-        if source == IIR_THR_EMPTY:
-            self._thr_empty_interrupt = False
-        return source | (IIR_FIFOS_ENABLED if self._fifo_enabled() else 0)
+    # -- registers the guest programs (read-only views, for tests and tools) -------------------
+    @property
+    def divisor(self) -> int:
+        return self.core.divisor
 
-    def _read_lsr(self) -> int:
-        value = LSR_THRE | LSR_TEMT
-        if self._received:
-            value |= LSR_DATA_READY
-        if self._overrun:
-            value |= LSR_OVERRUN
-            self._overrun = False
-        return value
+    @property
+    def ier(self) -> int:
+        return self.core.ier
 
-    def _write_thr(self, byte: int) -> None:
-        if self.mcr & MCR_LOOPBACK:
-            self._loop_back(byte)
-        else:
-            self._transmit(byte)
-        # The byte left at once: THR is empty again before the guest can look.
-        self._thr_empty_interrupt = True
+    @property
+    def fcr(self) -> int:
+        return self.core.fcr
 
-    def _write_ier(self, value: int) -> None:
-        if value & IER_THR_EMPTY and not self.ier & IER_THR_EMPTY:
-            self._thr_empty_interrupt = True    # enabling it while THR is empty raises it
-        self.ier = value & IER_BITS
+    @property
+    def lcr(self) -> int:
+        return self.core.lcr
 
-    def _write_fcr(self, value: int) -> None:
-        # Without the enable bit the other bits are not programmed; toggling it empties the FIFOs.
-        new_fcr = value & FCR_STORED if value & FCR_FIFO_ENABLE else 0
-        toggled = (new_fcr ^ self.fcr) & FCR_FIFO_ENABLE
-        if toggled or (new_fcr and value & FCR_CLEAR_RX):
-            self._received.clear()
-        self.fcr = new_fcr
-        self._take_input()
+    @property
+    def mcr(self) -> int:
+        return self.core.mcr
 
-    def _write_mcr(self, value: int) -> None:
-        self.mcr = value & MCR_BITS
-        lines = self._current_modem_lines()
-        changed = lines ^ self._modem_lines
-        self._modem_deltas |= (changed & MSR_DELTA_TRACKED) >> 4
-        if changed & self._modem_lines & MSR_RING:
-            self._modem_deltas |= MSR_TRAILING_RING     # RI went from on to off
-        self._modem_lines = lines
-        self._take_input()                              # leaving loopback reconnects the line
-
-    # -- receiver, transmitter and interrupt output --------------------------------------------
-    def _fifo_enabled(self) -> bool:
-        return bool(self.fcr & FCR_FIFO_ENABLE)
-
-    def _receiver_room(self) -> int:
-        return (FIFO_SIZE if self._fifo_enabled() else 1) - len(self._received)
-
-    def _take_input(self) -> None:
-        """Move fed bytes into the receiver while it has room and is connected to the line."""
-        if self.mcr & MCR_LOOPBACK:
-            return
-        room = self._receiver_room()
-        if room > 0 and self._input:
-            self._received += self._input[:room]
-            del self._input[:room]
-
-    def _loop_back(self, byte: int) -> None:
-        if self._receiver_room() > 0:
-            self._received.append(byte)
-            return
-        self._overrun = True
-        if not self._fifo_enabled():
-            self._received[0] = byte    # RBR is overwritten; a full FIFO keeps its bytes instead
-
-    def _transmit(self, byte: int) -> None:
-        self.output.append(byte)
-        if self._sink is None:
-            return
-        self._pending.append(byte)
-        if byte == 0x0A:
-            self.flush()
-
-    def _current_modem_lines(self) -> int:
-        if not self.mcr & MCR_LOOPBACK:
-            return MSR_LINES_UP
-        # Loopback wiring: DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD.
-        mcr = self.mcr
-        return ((mcr & 0x01) << 5) | ((mcr & 0x02) << 3) | ((mcr & 0x04) << 4) | ((mcr & 0x08) << 4)
-
-    def _interrupt_source(self) -> int:
-        """The IIR identification of the highest-priority enabled pending interrupt."""
-        ier = self.ier
-        if ier & IER_LINE_STATUS and self._overrun:
-            return IIR_LINE_STATUS
-        if ier & IER_RX_DATA and self._received:
-            if self._fifo_enabled() and len(self._received) < RX_TRIGGER_LEVELS[self.fcr >> FCR_TRIGGER_SHIFT]:
-                return IIR_RX_TIMEOUT
-            return IIR_RX_DATA
-        if ier & IER_THR_EMPTY and self._thr_empty_interrupt:
-            return IIR_THR_EMPTY
-        if ier & IER_MODEM_STATUS and self._modem_deltas:
-            return IIR_MODEM_STATUS
-        return IIR_NO_INTERRUPT
-
-    def _update_irq(self) -> None:
-        gated_on = (self.mcr & (MCR_OUT2 | MCR_LOOPBACK)) == MCR_OUT2
-        level = gated_on and self._interrupt_source() != IIR_NO_INTERRUPT
-        if level != self._irq_level:
-            self._irq_level = level
-            self._irq_line.set_level(level)
+    @property
+    def scr(self) -> int:
+        return self.core.scr

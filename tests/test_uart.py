@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from devices._uart import UartCore
 from devices.bus import Access, Bus
 from devices.device import BusRange, PropertyError
 from devices.uart import COM1_BASE, Uart16550
@@ -368,3 +369,35 @@ def test_loopback_modem_lines_set_delta_bits_and_the_modem_interrupt(bus, ctx):
     out(bus, MCR, LOOPBACK | 0x01)             # DTR -> DSR
     assert inb(bus, MSR) == 0x22
     assert inb(bus, MSR) == 0x20
+
+
+# -- the C core on its own (devices/_uart.pyx: what the vCPU layer drives) --------------------
+class CountingLine:
+    def __init__(self):
+        self.levels: list[bool] = []
+
+    def set_level(self, level: bool) -> None:
+        self.levels.append(level)
+
+
+def test_the_core_drives_its_line_only_when_the_level_changes():
+    line = CountingLine()
+    core = UartCore(line, None)
+    core.write(4, 0x08)             # OUT2
+    core.write(1, 0x02)             # ETBEI: THR empty is pending
+    for byte in b"many bytes":
+        core.write(0, byte)         # each THR write keeps it pending: no new level
+    assert line.levels == [True]
+    assert core.read(2) == 0x02     # reading IIR clears it
+    assert line.levels == [True, False] and core.irq_level is False
+
+
+def test_a_core_without_a_sink_keeps_the_transcript_and_takes_input():
+    core = UartCore(CountingLine(), None)
+    for byte in b"out\n":
+        core.write(0, byte)
+    core.flush()
+    core.feed(b"in")
+    assert core.output == b"out\n"
+    assert core.read(5) & 0x01 and core.read(0) == ord("i") and core.read(0) == ord("n")
+    assert not core.read(5) & 0x01

@@ -55,10 +55,11 @@ not do):
                               triple fault, RDPMC from the engine's #UD/#GP
 * ``_ucvcpu_debug.pxi``       the #DB traps the engine does not raise: single-step after emulated
                               instructions, I/O and data breakpoints
+* ``_ucvcpu_lapic.pxi``       the LAPIC's C paths: x2APIC MSRs and the xAPIC page
 * ``_ucvcpu_msr.pxi``         RDMSR/WRMSR: native MSRs, the PMU's and x2APIC's C paths, TSC and
                               TSC_ADJUST, exits
-* ``_ucvcpu_insns.pxi``       port I/O (and the TSS I/O bitmap), CR8, LTR, IRET to itself, cache
-                              maintenance
+* ``_ucvcpu_insns.pxi``       port I/O (the TSS I/O bitmap, UARTs' C cores), CR8, LTR, IRET to
+                              itself, cache maintenance
 * ``_ucvcpu_cpuid.pxi``       CPUID (C copy of the CPUID model), RDTSC/RDTSCP, SYSCALL
 * ``_ucvcpu_control.pxi``     the SDM's #GP checks of MOV to CR0/CR3/CR4 and WRMSR to EFER,
                               SYSENTER (emulated) and SYSEXIT (checked)
@@ -98,7 +99,8 @@ from unicorn import unicorn_const as ucc
 from unicorn import x86_const as uxc
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
-from devices.lapic cimport LAPIC_DONE, LAPIC_GP, LAPIC_UNHANDLED, Lapic
+from devices._uart cimport UartCore
+from devices.lapic cimport LAPIC_DONE, LAPIC_GP, LAPIC_SETTLE, LAPIC_UNHANDLED, Lapic
 from pmu._core cimport PmuCore
 from vmm._trace cimport TraceBuffer
 from vmm._tracering cimport (TF_CR2, TF_ERROR_CODE, TF_FAULT, TF_NMI, TF_SOFTWARE, TF_WRITE, TK_EXC, TK_IO, TK_IRQ,
@@ -135,6 +137,7 @@ include "_ucvcpu_blocks.pxi"
 include "_ucvcpu_counting.pxi"
 include "_ucvcpu_interrupts.pxi"
 include "_ucvcpu_debug.pxi"
+include "_ucvcpu_lapic.pxi"
 include "_ucvcpu_msr.pxi"
 include "_ucvcpu_insns.pxi"
 include "_ucvcpu_cpuid.pxi"
@@ -218,6 +221,7 @@ cdef class UcVcpu:
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting
     cdef PmuCore pmu
     cdef Lapic lapic                        # x2APIC MSRs take its C path (None: all through the bus)
+    cdef bint xapic_page                    # ... and so does its xAPIC page (attach_lapic)
     cdef public CacheModel cache            # feeds LLC references/misses while a counter needs them
     cdef public BranchPredictor predictor   # feeds branch misses while a counter needs them
     cdef size_t mem_hook                    # the memory-access hook, 0 while no LLC event is counted
@@ -244,6 +248,9 @@ cdef class UcVcpu:
     cdef public uint64_t bulk_iterations  # iterations retired in bulk so far (tests, statistics)
     cdef int lapic_status             # status of the last x2APIC access through the LAPIC's C path
     cdef uint8_t port_exits[PORT_MAP_BYTES]  # bit set: IN/OUT at that port is an exit (set_port_exits)
+    cdef UartPorts uarts[MAX_UARTS]   # ... unless a UART's C core answers it (set_uart)
+    cdef int n_uarts
+    cdef dict uart_refs               # base -> the UartCore of uarts[], kept alive
     # What MOV to CR3/CR4 and WRMSR to EFER refuse (CpuidModel.reserved_bits), for the CPUID model
     # load_cpuid() copied last; without a model: no feature checks, EFER as the engine knows it.
     cdef uint64_t cr4_reserved
@@ -268,6 +275,7 @@ cdef class UcVcpu:
         self.hooked_insns = set()
         self.work = []
         self.voids = []
+        self.uart_refs = {}
         self.deadline = self.timer_deadline = self.timeout_check = <uint64_t> -1
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
@@ -787,9 +795,35 @@ cdef class UcVcpu:
             else:
                 self.port_exits[p >> 3] &= <uint8_t> ~(1 << (p & 7))
 
-    def attach_lapic(self, Lapic lapic):
-        """Route x2APIC MSR accesses through this LAPIC's C path."""
+    def set_uart(self, uint32_t base, UartCore core):
+        """IN/OUT inside ports [base, base + 8) that are exits (set_port_exits) are answered by
+        ``core``, a UART's C state, instead of the handler; None: by the handler again.  The
+        machine keeps this equal to its port bus's UARTs (vmm.machine: Bus.on_change).  False if
+        there is no room for another (its ports stay exits: the same answers, at an exit's cost)."""
+        cdef int i
+        for i in range(self.n_uarts):
+            if self.uarts[i].base == base:
+                self.n_uarts -= 1
+                self.uarts[i] = self.uarts[self.n_uarts]
+                del self.uart_refs[base]
+                break
+        if core is None:
+            return True
+        if self.n_uarts >= MAX_UARTS:
+            return False
+        if base + UART_PORTS > 0x10000:
+            raise ValueError(f"UART ports {base:#x}+{UART_PORTS} are beyond 0xffff")
+        self.uarts[self.n_uarts].base = base
+        self.uarts[self.n_uarts].core = <void*> core
+        self.uart_refs[base] = core
+        self.n_uarts += 1
+        return True
+
+    def attach_lapic(self, Lapic lapic, bint xapic_page=True):
+        """Route x2APIC MSR accesses through this LAPIC's C path, and (``xapic_page``) accesses to
+        its xAPIC page too, in the MMIO window at its base (map_mmio); else those are exits."""
         self.lapic = lapic
+        self.xapic_page = xapic_page and lapic is not None
 
     def attach_pmu(self, PmuCore core):
         """Route this PMU core's MSRs, RDPMC and event counts through the C fast paths."""

@@ -8,6 +8,9 @@
 #   interrupt or NMI they raise is taken right after them; port I/O at CPL > IOPL (and in
 #   virtual-8086 mode) is checked against the TSS I/O bitmap here (the engine does not), VMware
 #   backdoor ports exempt.  INS/OUTS go through the engine's own I/O hooks (on_in, on_out).
+#   An IN/OUT inside a UART's eight ports is answered by its C core (devices/_uart.pxd) with no
+#   exit; what it leaves for Python (the sink at a newline, the IRQ line) is done right after it,
+#   as the exit would have.  Accesses no device owns are answered here too (all-ones, dropped).
 # * LTR of a null selector is a #GP(0) (the engine would load a not-present TR and abort the
 #   process at its next stack switch through the TSS).
 # * An IRET that returns to the next instruction drops this vCPU's translations when another vCPU
@@ -27,6 +30,13 @@ cdef void _on_hooked_insn(void *uc, uint64_t address, uint32_t size, void *ud) n
     on_hooked_insn(<UcVcpu> ud, address)
 
 DEF PORT_MAP_BYTES = 0x10000 // 8     # UcVcpu.port_exits: one bit per I/O port
+DEF MAX_UARTS = 4                     # UcVcpu.uarts: UART cores answered in C (set_uart)
+DEF UART_PORTS = 8
+
+
+cdef struct UartPorts:
+    uint32_t base                     # the UART's first port
+    void *core                        # its UartCore (UcVcpu.uart_refs keeps it alive)
 
 cdef uint32_t _on_in(void *uc, uint32_t port, int size, void *ud) noexcept:
     return on_in(<UcVcpu> ud, port, size)
@@ -184,6 +194,8 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
     if not port_exits(vcpu, port, size):
         if not write:       # no device there: all-ones, as the dispatcher would answer
             r[R_RAX] = mask if size == 4 else (r[R_RAX] | mask)
+    elif vcpu.n_uarts and uart_io(vcpu, port, size, write):
+        pass                # a UART's C core answered it
     elif write:
         vcpu._py_exit(ExitKind.IO_OUT, port, size, r[R_RAX] & mask)
     else:
@@ -206,6 +218,37 @@ cdef inline bint port_exits(UcVcpu vcpu, uint32_t port, uint32_t size) noexcept:
         if p < 0x10000 and vcpu.port_exits[p >> 3] & (1 << (p & 7)):
             return True
     return False
+
+
+cdef bint uart_io(UcVcpu vcpu, uint32_t port, uint32_t size, bint write) noexcept:
+    """IN/OUT through the C core of the UART whose ports hold the whole access (False if none does:
+    an access across a UART's edge is the bus's to split).  A wider access acts on its low byte, as
+    the device does on the bus (a read's upper bytes are 0).  What the access left for Python is
+    done right after it, as the exit would have done it."""
+    cdef uint64_t *r = vcpu.regs()
+    cdef uint64_t mask = (<uint64_t> 1 << (8 * size)) - 1
+    cdef uint32_t value = 0
+    cdef UartCore uart = None
+    cdef int i, flags
+    for i in range(vcpu.n_uarts):
+        if port >= vcpu.uarts[i].base and port + size <= vcpu.uarts[i].base + UART_PORTS:
+            uart = <UartCore> vcpu.uarts[i].core
+            break
+    if uart is None:
+        return False
+    if write:
+        flags = uart.port_write(port - vcpu.uarts[i].base, <uint32_t> r[R_RAX])
+    else:
+        flags = uart.port_read(port - vcpu.uarts[i].base, &value)
+        # A 32-bit IN zero-extends into RAX; 8- and 16-bit INs keep the rest of RAX.
+        r[R_RAX] = value if size == 4 else ((r[R_RAX] & ~mask) | value)
+    if flags:
+        vcpu.cycle_budget = 0       # the interrupt line reaches the LAPICs (host-side calls)
+        try:
+            uart.settle(flags)
+        except BaseException as e:
+            vcpu._fail(f"{'IO_OUT' if write else 'IO_IN'} {port:#x}: {e!r}")
+    return True
 
 
 cdef uint32_t py_in(UcVcpu vcpu, uint32_t port, int size) noexcept:

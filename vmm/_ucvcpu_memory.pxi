@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Physical memory that is not RAM (included by vmm/_ucvcpu.pyx): MMIO windows and void regions.
 #
-# * MMIO windows (UcVcpu.map_mmio) are engine MMIO regions whose callbacks are exits to the handler.
+# * MMIO windows (UcVcpu.map_mmio) are engine MMIO regions whose callbacks are exits to the handler
+#   (the xAPIC page's accesses take the LAPIC's C path instead: _ucvcpu_lapic.pxi).
 # * Physical memory with neither RAM nor a device reads all-ones and drops writes, as on a PC: the
 #   first access maps the gap around it (at most one aligned GiB) as a "void" MMIO region that only
 #   counts accesses; ``strict_memory`` ends the run there instead, and an instruction fetch from
@@ -26,12 +27,19 @@ DEF MAX_VOIDS = 4096
 
 cdef uint64_t _mmio_read(void *uc, uint64_t offset, unsigned size, void *ud) noexcept:
     cdef MmioRegion *r = <MmioRegion*> ud
-    return py_mmio(<UcVcpu> r.vcpu, ExitKind.MMIO_READ, r.base + offset, size, 0)
+    cdef UcVcpu vcpu = <UcVcpu> r.vcpu
+    if on_xapic_page(vcpu, r.base, offset, size):      # the LAPIC's C path (_ucvcpu_lapic.pxi)
+        return xapic_mmio_read(vcpu, r.base + offset, <uint32_t> offset, size)
+    return py_mmio(vcpu, ExitKind.MMIO_READ, r.base + offset, size, 0)
 
 
 cdef void _mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *ud) noexcept:
     cdef MmioRegion *r = <MmioRegion*> ud
-    py_mmio(<UcVcpu> r.vcpu, ExitKind.MMIO_WRITE, r.base + offset, size, value)
+    cdef UcVcpu vcpu = <UcVcpu> r.vcpu
+    if on_xapic_page(vcpu, r.base, offset, size) and \
+            xapic_mmio_write(vcpu, r.base + offset, <uint32_t> offset, size, value):
+        return
+    py_mmio(vcpu, ExitKind.MMIO_WRITE, r.base + offset, size, value)
 
 
 cdef int _on_unmapped(void *uc, int access, uint64_t address, int size, int64_t value, void *ud) noexcept:

@@ -121,28 +121,3 @@ cdef inline void trace_msr(UcVcpu vcpu, uint32_t index, bint write, uint64_t val
     if vcpu.tap.mask & (1 << TK_MSR):
         trace_emit(&vcpu.tap, TK_MSR, (TF_WRITE if write else 0) | (TF_FAULT if fault else 0), index,
                    0 if fault and not write else value, 0)
-
-
-cdef int x2apic_access(UcVcpu vcpu, uint32_t index, bint write, uint64_t *value) noexcept:
-    """An x2APIC MSR through the LAPIC's C path: LAPIC_DONE (a read fills ``value``),
-    LAPIC_GP, or LAPIC_UNHANDLED (not in x2APIC mode: use the bus).  The status is also kept
-    in lapic_status.  After a write the timer deadline and pending interrupts are re-read,
-    as the machine does after a bus access (on_write), since the C path calls no Python."""
-    cdef uint64_t now = vcpu.retired + vcpu.clock_offset, deadline
-    cdef int res = vcpu.lapic.x2apic_write(index, value[0], now) if write else \
-        vcpu.lapic.x2apic_read(index, value, now)
-    vcpu.lapic_status = res
-    if res == LAPIC_DONE and write:
-        # The vCPU's deadline is the earliest of every timer the machine has, not only this
-        # LAPIC's: an earlier LAPIC deadline moves it; a later one costs one early attention,
-        # at which the machine recomputes it.
-        deadline = vcpu.lapic.c_next_deadline()
-        if deadline < vcpu.deadline:
-            vcpu.deadline = deadline
-        if vcpu.lapic.c_interrupt_pending() or vcpu.lapic.wake_pending:
-            vcpu.lapic.wake_pending = False
-            vcpu.irq_pending = True
-            vcpu.nmi_check = True
-        if vcpu.lapic.bus is not None and vcpu.lapic.bus.remote_events:
-            vcpu.attention = True   # another vCPU has something new: the machine ends this slice
-    return res

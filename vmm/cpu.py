@@ -125,7 +125,8 @@ class Cpu:
         self.lapic.on_base_change = self._move_apic_window
         self.lapic.on_write = machine.sync_timers
         self.lapic.attach(self.local_mmio, self.msr)
-        self.vcpu.attach_lapic(self.lapic)
+        # Its xAPIC page is answered in the vCPU layer, except when exits are traced (each is one then).
+        self.vcpu.attach_lapic(self.lapic, xapic_page=not machine.config.exits_traced)
         self.vcpu.map_mmio(self.lapic.base, MMIO_PAGE)
         # The VMware pseudo-PMCs are on by default, like the backdoor port.  Their "real time" is
         # virtual time too, so every counter the guest can read stays deterministic.

@@ -140,6 +140,12 @@ class MachineConfig:
     cpuid_features: dict[str, bool] = field(default_factory=dict)   # vmm.cpuid.FEATURES name -> on/off
     devices: list[DeviceSpec] = field(default_factory=list)   # -device NAME,prop=val (vmm/board.py)
 
+    @property
+    def exits_traced(self) -> bool:
+        """Every exit is traced: the vCPU layer's C answers (unowned ports, UARTs, the xAPIC page)
+        are exits then, so the trace lists them."""
+        return self.trace_exits or "exits" in self.trace
+
 
 @dataclass
 class RunResult:
@@ -201,9 +207,10 @@ class Machine:
         self.devices: list = []
         self._mapped_pages: set[int] = set()
         # Port I/O no device owns is answered in the vCPU layer (all-ones, writes dropped) with no
-        # exit; the bus tells every vCPU what is owned.  Traced exits keep every access an exit.
+        # exit, and so are a UART's ports (its C core); the bus tells every vCPU what is owned.
+        # Traced exits keep every access an exit.
         for cpu in self.cpus:
-            cpu.vcpu.set_port_exits(0, self.pio.limit, config.trace_exits)
+            cpu.vcpu.set_port_exits(0, self.pio.limit, config.exits_traced)
         self.pio.on_change = self._ports_changed
         try:
             for spec in with_user_devices(PC_BOARD, config.devices):
@@ -211,7 +218,8 @@ class Machine:
         except PropertyError as e:
             raise VmmError(str(e)) from None
         self.timers = [d for d in self.devices if hasattr(d, "next_deadline")]
-        self.uart = next(d for d in self.devices if isinstance(d, Uart16550))
+        self.uarts = [d for d in self.devices if isinstance(d, Uart16550)]
+        self.uart = self.uarts[0]       # the console: RunResult.serial is its transcript
         self.tracer = None
         categories = (*config.trace, *(("exits",) if config.trace_exits else ()))
         if categories:
@@ -268,8 +276,12 @@ class Machine:
         return device
 
     def _ports_changed(self, base: int, size: int, owned: bool) -> None:
+        # A UART's ports are answered by its C core in the vCPU layer, except when exits are traced.
+        owner = self.pio.lookup(base) if owned else None
+        uart = owner[1].core if owner is not None and isinstance(owner[1], Uart16550) else None
         for cpu in self.cpus:
-            cpu.vcpu.set_port_exits(base, size, owned or self.config.trace_exits)
+            cpu.vcpu.set_port_exits(base, size, owned or self.config.exits_traced)
+            cpu.vcpu.set_uart(base, None if self.config.exits_traced else uart)
 
     def _claim_mmio(self, base: int, size: int, device) -> None:
         if base < self.config.memory:
@@ -436,7 +448,7 @@ class Machine:
         try:
             return self._run()
         finally:
-            self.uart.flush()
+            self._flush_serial()
             if self.tracer is not None:
                 self.tracer.finish()
 
@@ -648,8 +660,13 @@ class Machine:
                 return True
         return False
 
+    def _flush_serial(self) -> None:
+        """Every UART hands what it holds (a partial line) to the sink, however the run ends."""
+        for uart in self.uarts:
+            uart.flush()
+
     def _result(self, status: int, reason: str, detail: str = "") -> RunResult:
-        self.uart.flush()
+        self._flush_serial()
         if self.debugger is not None:
             self.debugger.ended(status)
         return RunResult(status, reason, detail, self.retired, bytes(self.uart.output))

@@ -11,7 +11,7 @@ never changes what the guest saw.
 Exits are what reached the dispatcher (I/O, MMIO, MSRs and CPUID served in Python) and what ended a
 vCPU's run (HLT, YIELD at the end of an SMP time slice, ...).  Not reported, listed under
 ``not_measured``: the accesses the hook layer serves in C without an exit (PMU MSRs, RDPMC, x2APIC
-MSRs, RDTSC), and the time spent handling exits.
+MSRs, the xAPIC page, UART ports, ports no device owns, RDTSC), and the time spent handling exits.
 
 :class:`ProgressLine` redraws one line in place on a terminal (instructions, MIPS, virtual and wall
 time) and erases itself before other output; it is used only when stderr is a TTY.
@@ -25,7 +25,8 @@ import time
 
 from pmu import events
 
-NOT_MEASURED = ("accesses served in C without an exit (PMU MSRs, RDPMC, x2APIC MSRs, RDTSC)",
+NOT_MEASURED = ("accesses served in C without an exit (PMU MSRs, RDPMC, x2APIC MSRs, the xAPIC page, UART "
+                "ports, ports no device owns, RDTSC)",
                 "time spent handling exits (no per-exit timing)")
 
 

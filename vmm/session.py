@@ -23,9 +23,9 @@ While the guest runs:
 These need the run loop to come back to Python while a guest spins with no exit at all.  Until the
 machine offers a periodic hook, a :class:`_Ticker` joins the machine's timer list: it fires at
 virtual times fixed in advance, like a device timer, so the guest cannot tell (tests/test_cli_run.py
-checks that counts are unchanged).  Not covered: a guest that spins after an x2APIC write with no
-timer armed (the vCPU's x2APIC fast path then re-arms only the LAPIC's deadline, dropping the
-ticker's until the next exit to Python).
+checks that counts are unchanged).  Not covered: a guest that spins after a LAPIC write with no
+timer armed (the vCPU's LAPIC fast paths, x2APIC MSRs and the xAPIC page, then re-arm only the
+LAPIC's deadline, dropping the ticker's until the next exit to Python).
 """
 
 from __future__ import annotations
@@ -231,6 +231,8 @@ class _Ticker:
 
     A tick finding no instruction retired since the previous one means the vCPU is halted: the
     ticker then disarms until it runs again, so it never keeps a halted guest "waiting" for it.
+    It re-arms when the machine next looks at its timers with a vCPU able to run (a wake-up):
+    the guest may make no exit after that (its LAPIC and UART accesses are answered in C).
     """
 
     def __init__(self, machine, period: int, on_tick: Callable[[], None]):
@@ -242,9 +244,14 @@ class _Ticker:
         machine.timers.append(self)
 
     def next_deadline(self) -> int | None:
-        if self.next is None and self.machine.retired != self.retired:
+        if self.next is None and (self.machine.retired != self.retired or self._runnable()):
             self.next = self.machine.clock.now() + self.period
         return self.next
+
+    def _runnable(self) -> bool:
+        from vmm.cpu import CpuState  # (the machine has imported it: no cost)
+
+        return any(cpu.state is CpuState.RUNNABLE for cpu in self.machine.cpus)
 
     def tick(self, now: int) -> None:
         halted = self.machine.retired == self.retired

@@ -26,8 +26,6 @@
 #define IRQ_PORT(line) (0x2000 + (line))
 #define IOMEM ((volatile uint8_t *)0xff000000ul)
 
-#define IOAPIC_BASE 0xfec00000ul
-#define IOAPIC_REDIR(pin) (0x10 + 2 * (pin))
 #define REDIR_LEVEL (1u << 15)
 #define REDIR_REMOTE_IRR (1u << 14)
 #define REDIR_MASKED (1u << 16)
@@ -46,18 +44,6 @@ static void irq_handler(struct ex_regs *regs)
 		outb(0, IRQ_PORT(IRQ_LINE));
 	if (irq_eoi)
 		apic_eoi();
-}
-
-static void ioapic_write(unsigned reg, uint32_t value)
-{
-	*(volatile uint32_t *)IOAPIC_BASE = reg;
-	*(volatile uint32_t *)(IOAPIC_BASE + 0x10) = value;
-}
-
-static uint32_t ioapic_read(unsigned reg)
-{
-	*(volatile uint32_t *)IOAPIC_BASE = reg;
-	return *(volatile uint32_t *)(IOAPIC_BASE + 0x10);
 }
 
 static void irq_window(void)

@@ -96,3 +96,15 @@ bool cpu_is_amd(void)
 	return (c.b == 0x68747541 && c.d == 0x69746e65 && c.c == 0x444d4163) ||
 	       (c.b == 0x6f677948 && c.d == 0x6e65476e && c.c == 0x656e6975);
 }
+
+void ioapic_write(unsigned reg, uint32_t value)
+{
+	*(volatile uint32_t *)IOAPIC_BASE = reg;
+	*(volatile uint32_t *)(IOAPIC_BASE + 0x10) = value;
+}
+
+uint32_t ioapic_read(unsigned reg)
+{
+	*(volatile uint32_t *)IOAPIC_BASE = reg;
+	return *(volatile uint32_t *)(IOAPIC_BASE + 0x10);
+}

@@ -75,4 +75,10 @@ bool cpu_has_x2apic(void);
 bool cpu_has_tsc_deadline(void);
 /* CPUID vendor "AuthenticAMD" (or "HygonGenuine") */
 bool cpu_is_amd(void);
+
+/* the I/O APIC at its default address: indirect registers through IOREGSEL/IOWIN */
+#define IOAPIC_BASE 0xfec00000ul
+#define IOAPIC_REDIR(pin) (0x10 + 2 * (pin))
+void ioapic_write(unsigned reg, uint32_t value);
+uint32_t ioapic_read(unsigned reg);
 #endif

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Type stub of devices._uart (Cython): the Python API of the 16550A UART's core.
+
+What Python sees of devices/_uart.pyx: :class:`UartCore`, its accesses, input, flushing, transcript
+and the registers the guest programs.  The C API the hook layer cimports (devices/_uart.pxd) is not
+callable from Python and is not described here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from typing_extensions import disjoint_base
+
+class _IrqLine(Protocol):
+    def set_level(self, level: bool) -> None: ...
+
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+    def flush(self) -> object: ...
+
+@disjoint_base
+class UartCore:
+    """The state and register logic of one 16550A (devices/uart.py is the device around it)."""
+
+    irq_line: _IrqLine
+    sink: _Sink | None
+    @property
+    def divisor(self) -> int: ...
+    @property
+    def ier(self) -> int: ...
+    @property
+    def fcr(self) -> int: ...
+    @property
+    def lcr(self) -> int: ...
+    @property
+    def mcr(self) -> int: ...
+    @property
+    def scr(self) -> int: ...
+    @property
+    def irq_level(self) -> bool:
+        """The interrupt output, as last driven on irq_line."""
+    def __init__(self, irq_line: _IrqLine, sink: _Sink | None) -> None: ...
+    def read(self, offset: int) -> int: ...
+    def write(self, offset: int, value: int) -> None: ...
+    def feed(self, data: bytes | bytearray) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def output(self) -> bytes: ...
+    @property
+    def iir_source(self) -> int:
+        """The IIR identification of the highest-priority enabled pending interrupt (no side effect)."""
