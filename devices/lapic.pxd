@@ -9,8 +9,9 @@
 # ``now`` is the current virtual time in ns (what clock.now() would return); the caller passes
 # it because the timer registers (TMICT/LVT timer/TDCR writes, TMCCT reads) need it.  Result:
 # LAPIC_DONE (0), LAPIC_GP (1: inject #GP), LAPIC_UNHANDLED (2: the APIC is not in x2APIC mode or
-# the MSR is outside 0x800-0x8FF -- take the Python bus path, which gives the architectural answer).
-# Every x2APIC register is handled in C, with the same code the Python bus path runs.
+# the MSR is outside 0x800-0x8FF -- take the Python bus path, which gives the architectural answer),
+# or, from x2apic_write(), LAPIC_SETTLE (an EOI of a level-triggered vector: as for the xAPIC page
+# below).  Every x2APIC register is handled in C, with the same code the Python bus path runs.
 #
 # Fast path for the xAPIC page (an access of ``size`` bytes at ``offset`` in the page, made by the
 # MMIO callbacks of the window at the LAPIC's base), the same code as the Python bus path's:
@@ -124,6 +125,7 @@ cdef class Lapic:
     cdef int x2apic_write_core(self, uint32_t msr, uint64_t value, uint64_t now) noexcept
     cdef bint xapic_write_core(self, uint32_t offset, uint32_t size, uint64_t value, uint64_t now) noexcept
     cdef void wakeups_to_flag(self, uint64_t remote_before) noexcept
+    cdef bint has_level_eois(self) noexcept
     cdef void reset_registers(self) noexcept
     cdef int pending_vector(self) noexcept
     cdef uint32_t c_ppr(self) noexcept

@@ -484,6 +484,8 @@ cdef class Lapic:
     cdef int x2apic_write(self, uint32_t msr, uint64_t value, uint64_t now) noexcept:
         cdef uint64_t remote_before = self.bus.remote_events if self.bus is not None else 0
         cdef int result = self.x2apic_write_core(msr, value, now)
+        if result == LAPIC_DONE and msr == C_X2APIC_MSR_BASE + (O_EOI >> 4) and self.has_level_eois():
+            return LAPIC_SETTLE         # the I/O APIC must hear of it now (settle_write)
         self.wakeups_to_flag(remote_before)
         return result
 
@@ -514,7 +516,7 @@ cdef class Lapic:
             return LAPIC_UNHANDLED      # the Python path samples CPUID's TSC-deadline bit first
         if not self.xapic_write_core(offset, size, value, now):
             return LAPIC_DONE
-        if offset == O_EOI and (self.level_eois[0] | self.level_eois[1] | self.level_eois[2] | self.level_eois[3]):
+        if offset == O_EOI and self.has_level_eois():
             return LAPIC_SETTLE         # the I/O APIC must hear of it now (settle_write)
         self.wakeups_to_flag(remote_before)
         return LAPIC_DONE
@@ -952,6 +954,9 @@ cdef class Lapic:
                 # through take_level_eois() when it is told something happened.
                 set_bit(self.level_eois, vector)
                 self.wakeups += 1
+
+    cdef bint has_level_eois(self) noexcept:
+        return (self.level_eois[0] | self.level_eois[1] | self.level_eois[2] | self.level_eois[3]) != 0
 
     def take_level_eois(self) -> list:
         """Level-triggered vectors EOIed since the last call (for the IOAPIC's remote IRR), then forget them."""

@@ -65,6 +65,7 @@ def test_uart_interrupts_loopback_and_xapic_same_on_both_paths(smp, quantum):
     ("lapic_timer", {}),
     ("lapic_enable", {}),
     ("pc_testdev", {"devices": [DeviceSpec("pc-testdev")]}),      # level-triggered EOIs to the I/O APIC
+    ("pc_testdev", {"devices": [DeviceSpec("pc-testdev")], "cmdline": "x2apic=1"}),   # ... through the EOI MSR
     ("pmu_msr", {}),
     ("smp_pmu", {"smp": 2}),                            # PMIs through each vCPU's LVTPC, EOIs in the page
     ("smp_ipi", {"smp": 2, "cmdline": "rounds=3"}),

@@ -11,6 +11,14 @@ def test_pc_testdev_kernel():
     assert_all_pass(*boot("pc_testdev", devices=[DeviceSpec("pc-testdev")]))
 
 
+def test_pc_testdev_kernel_with_an_x2apic():
+    """Level-triggered EOIs through the x2APIC EOI MSR reach the I/O APIC as through the xAPIC page."""
+    result, serial = boot("pc_testdev", devices=[DeviceSpec("pc-testdev")], cmdline="x2apic=1")
+    assert_all_pass(result, serial)
+    assert "PASS: x2APIC mode for the IRQ tests" in serial
+    assert "PASS: irq: EOI with the line high delivers again" in serial
+
+
 def test_pc_testdev_with_the_test_hooks_too():
     assert_all_pass(*boot("pc_testdev", devices=[DeviceSpec("pc-testdev"), DeviceSpec("pmu-vmm-test-hooks")]))
 

@@ -325,3 +325,28 @@ def test_random_accesses_match_the_bus_path(ops):
         if fast.lapic.pending_interrupt() is not None and value & 1:
             for h in (bus, fast):
                 h.lapic.accept_interrupt(h.lapic.pending_interrupt())
+
+
+def test_eoi_of_a_level_vector_hands_back_to_python():
+    """The I/O APIC must hear of it before the guest goes on: the C path applies the EOI and leaves
+    the after-write work (on_wakeup, on_write) to settle_write(), as the xAPIC page's does."""
+    bus, fast = pair()
+    for h in (bus, fast):
+        h.lapic.receive(0, 0x50, True)
+        assert h.lapic.accept_interrupt(0x50) == 0x50
+    calls = []
+    fast.lapic.on_write = lambda: calls.append("write")
+    assert c_write(fast, EOI, 0) == 3                               # LAPIC_SETTLE
+    assert bus_write(bus, EOI, 0) == DONE
+    assert fast.lapic.get_state() == bus.lapic.get_state()
+    assert calls == [] and not fast.lapic.wake_pending
+    assert fast.lapic.take_level_eois() == [0x50] == bus.lapic.take_level_eois()
+
+
+def test_eoi_of_an_edge_vector_is_done_in_c():
+    bus, fast = pair()
+    for h in (bus, fast):
+        h.lapic.receive(0, 0x50, False)
+        h.lapic.accept_interrupt(0x50)
+    assert same_write(bus, fast, EOI, 0) == DONE
+    assert fast.lapic.take_level_eois() == [] == bus.lapic.take_level_eois()

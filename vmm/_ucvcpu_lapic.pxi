@@ -4,9 +4,9 @@
 # (devices/lapic.pxd), with no exit and no Python.
 #
 # * A write is followed by what the machine does after a bus write (on_write): the vCPU's deadline
-#   and pending-interrupt flags are re-read (lapic_written).  An xAPIC EOI of a level-triggered
-#   vector is the exception: the I/O APIC must hear of it before the guest goes on, so the LAPIC's
-#   Python after-write work runs (settle_write), as on the bus path.
+#   and pending-interrupt flags are re-read (lapic_written).  An EOI of a level-triggered vector
+#   (xAPIC page or x2APIC MSR) is the exception: the I/O APIC must hear of it before the guest goes
+#   on, so the LAPIC's Python after-write work runs (settle_lapic_write), as on the bus path.
 # * An interrupt an xAPIC access makes pending is taken at the next block boundary, after the
 #   rest of the block, as on the bus path: the MMIO callback runs inside the block.
 # * The xAPIC page is answered here while ``xapic_page`` is set (UcVcpu.attach_lapic: off while
@@ -27,9 +27,23 @@ cdef int x2apic_access(UcVcpu vcpu, uint32_t index, bint write, uint64_t *value)
     cdef int res = vcpu.lapic.x2apic_write(index, value[0], now) if write else \
         vcpu.lapic.x2apic_read(index, value, now)
     vcpu.lapic_status = res
-    if res == LAPIC_DONE and write:
+    if res == LAPIC_SETTLE:
+        settle_lapic_write(vcpu, f"WRMSR {index:#x}")
+    elif res == LAPIC_DONE and write:
         lapic_written(vcpu)
     return res
+
+
+cdef void settle_lapic_write(UcVcpu vcpu, what) noexcept:
+    """A write the I/O APIC must hear of before the guest goes on (an EOI of a level-triggered
+    vector): the LAPIC's Python after-write work, as on the bus path."""
+    vcpu.cycle_budget = 0       # host-side calls, as for an exit
+    try:
+        vcpu.lapic.settle_write()
+    except BaseException as e:
+        vcpu._fail(f"{what}: {e!r}")
+    if vcpu.stop_reason != STOP_NONE:
+        uc_emu_stop(vcpu.uc)
 
 
 cdef void lapic_written(UcVcpu vcpu) noexcept:
@@ -69,13 +83,7 @@ cdef bint xapic_mmio_write(UcVcpu vcpu, uint64_t address, uint32_t offset, unsig
     if res == LAPIC_UNHANDLED:
         return False
     if res == LAPIC_SETTLE:
-        vcpu.cycle_budget = 0       # host-side calls, as for an exit
-        try:
-            vcpu.lapic.settle_write()
-        except BaseException as e:
-            vcpu._fail(f"MMIO_WRITE {address:#x}: {e!r}")
-        if vcpu.stop_reason != STOP_NONE:
-            uc_emu_stop(vcpu.uc)
+        settle_lapic_write(vcpu, f"MMIO_WRITE {address:#x}")
     else:
         lapic_written(vcpu)
     if vcpu.tap.mask & (1 << TK_MMIO):

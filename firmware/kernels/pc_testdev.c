@@ -13,6 +13,9 @@
  *   page boundary, REP MOVSB.
  * Without the device the port checks fail (unclaimed ports read all-ones) and
  * the first scratch memory access ends the run (nothing is mapped there).
+ *
+ * Command line: x2apic=1 runs the IRQ tests with the local APIC in x2APIC mode
+ * (EOIs through the MSR, not the xAPIC page).
  */
 #include "apic.h"
 #include "desc.h"
@@ -178,6 +181,13 @@ static void test_irq_lines(void)
 
 int main(struct multiboot_info *mbi)
 {
+	if (cmdline_u64(mbi_cmdline(mbi), "x2apic", 0)) {
+		bool on = apic_to_x2apic();
+
+		report(on, "x2APIC mode for the IRQ tests");
+		if (!on)
+			return report_summary();
+	}
 	test_data_register();
 	test_string_in_to_iomem();
 	test_flush();
