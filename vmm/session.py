@@ -23,9 +23,9 @@ While the guest runs:
 These need the run loop to come back to Python while a guest spins with no exit at all.  Until the
 machine offers a periodic hook, a :class:`_Ticker` joins the machine's timer list: it fires at
 virtual times fixed in advance, like a device timer, so the guest cannot tell (tests/test_cli_run.py
-checks that counts are unchanged).  Not covered: a guest that spins after a LAPIC write with no
-timer armed (the vCPU's LAPIC fast paths, x2APIC MSRs and the xAPIC page, then re-arm only the
-LAPIC's deadline, dropping the ticker's until the next exit to Python).
+checks that counts are unchanged).  The vCPU's C paths (the LAPIC's x2APIC MSRs and xAPIC page,
+the UART) only ever move its deadline earlier, so they never drop the ticker's; a halted guest
+disarms the ticker, which re-arms at the wake-up (see :class:`_Ticker`).
 """
 
 from __future__ import annotations
