@@ -55,6 +55,11 @@ UART_PORTS = 8
 ISA_IRQS = 16
 
 
+def _core_view(name: str, doc: str) -> property:
+    """A read-only property giving the UART core's register ``name``."""
+    return property(lambda self: getattr(self.core, name), doc=doc)
+
+
 class Uart16550(Device):
     """A 16550A over ``[iobase, iobase + 8)`` with its interrupt on ISA line ``irq``."""
 
@@ -106,26 +111,9 @@ class Uart16550(Device):
         return self.core.output
 
     # -- registers the guest programs (read-only views, for tests and tools) -------------------
-    @property
-    def divisor(self) -> int:
-        return self.core.divisor
-
-    @property
-    def ier(self) -> int:
-        return self.core.ier
-
-    @property
-    def fcr(self) -> int:
-        return self.core.fcr
-
-    @property
-    def lcr(self) -> int:
-        return self.core.lcr
-
-    @property
-    def mcr(self) -> int:
-        return self.core.mcr
-
-    @property
-    def scr(self) -> int:
-        return self.core.scr
+    divisor = _core_view("divisor", "The divisor latch (DLL | DLM << 8).")
+    ier = _core_view("ier", "The interrupt enable register.")
+    fcr = _core_view("fcr", "The FIFO control register as last written.")
+    lcr = _core_view("lcr", "The line control register.")
+    mcr = _core_view("mcr", "The modem control register.")
+    scr = _core_view("scr", "The scratch register.")

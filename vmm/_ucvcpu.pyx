@@ -647,7 +647,7 @@ cdef class UcVcpu:
     @deadline.setter
     def deadline(self, uint64_t value):
         self.timer_deadline = value
-        self.deadline = min(value, self.timeout_check)
+        fold_deadline(self)
 
     def nmi_blocked(self):
         return self.c_nmi_masked()

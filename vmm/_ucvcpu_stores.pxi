@@ -84,8 +84,11 @@ cdef void mark_code(UcVcpu vcpu, uint64_t linear, uint32_t size) noexcept:
     cdef uint64_t first = 0, last = 0
     cdef uint64_t end = linear + (size - 1 if size else 0)
     cdef uint64_t cr2 = vcpu.c_cr(2)
-    cdef bint found = (uc_vmem_translate(vcpu.uc, linear, PROT_EXEC, &first) == 0
-                       and uc_vmem_translate(vcpu.uc, end, PROT_EXEC, &last) == 0)
+    cdef bint found = uc_vmem_translate(vcpu.uc, linear, PROT_EXEC, &first) == 0
+    if found and (end ^ linear) < PAGE_SIZE:
+        last = first                        # one page: one walk
+    elif found:
+        found = uc_vmem_translate(vcpu.uc, end, PROT_EXEC, &last) == 0
     (<uint64_t*> (vcpu.env + OFF_CR))[2] = cr2      # a failed walk would leave its address there
     if not found:
         mark_range(vcpu, 0, PARKED - 1)     # unknown: keep every store slow until the next flush

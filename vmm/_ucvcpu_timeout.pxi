@@ -38,13 +38,18 @@ cdef void arm_timeout(UcVcpu vcpu, double seconds) noexcept:
     """The run about to start ends ``seconds`` from now (0: no timeout)."""
     vcpu.timeout_end = monotonic_s() + seconds if seconds > 0 else 0.0
     vcpu.timeout_check = vcpu.retired + vcpu.clock_offset + TIMEOUT_CHECK_NS if seconds > 0 else <uint64_t> -1
-    vcpu.deadline = min(vcpu.timer_deadline, vcpu.timeout_check)
+    fold_deadline(vcpu)
 
 
 cdef void disarm_timeout(UcVcpu vcpu) noexcept:
     vcpu.timeout_end = 0.0
     vcpu.timeout_check = <uint64_t> -1
-    vcpu.deadline = vcpu.timer_deadline
+    fold_deadline(vcpu)
+
+
+cdef inline void fold_deadline(UcVcpu vcpu) noexcept:
+    """The vCPU's deadline: the machine's timers' or the next clock check, whichever comes first."""
+    vcpu.deadline = min(vcpu.timer_deadline, vcpu.timeout_check)
 
 
 cdef bint timed_out(UcVcpu vcpu) noexcept:
@@ -66,7 +71,7 @@ cdef void check_timeout(UcVcpu vcpu) noexcept:
         return
     timed_out(vcpu)
     vcpu.timeout_check = now + TIMEOUT_CHECK_NS
-    vcpu.deadline = min(vcpu.timer_deadline, vcpu.timeout_check)
+    fold_deadline(vcpu)
 
 
 cdef inline bint timed_out_while_still(UcVcpu vcpu) noexcept:
