@@ -183,6 +183,13 @@ cdef bint io_permitted(UcVcpu vcpu, uint32_t port, uint32_t size) noexcept:
         and ((bits >> (port & 7)) & ((1 << size) - 1)) == 0
 
 
+cdef inline void in_result(uint64_t *r, uint32_t size, uint64_t value) noexcept:
+    """What an IN of ``size`` bytes leaves in RAX: a 32-bit IN zero-extends, 8- and 16-bit INs keep
+    the rest of RAX."""
+    cdef uint64_t mask = (<uint64_t> 1 << (8 * size)) - 1
+    r[R_RAX] = (value & mask) if size == 4 else ((r[R_RAX] & ~mask) | (value & mask))
+
+
 cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint32_t port, uint32_t size,
                           bint write) noexcept:
     """IN/OUT answered here, before the instruction, then stepped over: an interrupt or NMI the
@@ -193,7 +200,7 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
     vcpu.commit_before(address)
     if not port_exits(vcpu, port, size):
         if not write:       # no device there: all-ones, as the dispatcher would answer
-            r[R_RAX] = mask if size == 4 else (r[R_RAX] | mask)
+            in_result(r, size, mask)
     elif vcpu.n_uarts and uart_io(vcpu, port, size, write):
         pass                # a UART's C core answered it
     elif write:
@@ -201,8 +208,7 @@ cdef void emulate_port_io(UcVcpu vcpu, uint64_t address, uint64_t next_rip, uint
     else:
         value = backdoor_in(vcpu, port, size) if (port == 0x5658 or port == 0x5659) else \
             py_in(vcpu, port, size)
-        # A 32-bit IN zero-extends into RAX; 8- and 16-bit INs keep the rest of RAX.
-        r[R_RAX] = (value & mask) if size == 4 else ((r[R_RAX] & ~mask) | (value & mask))
+        in_result(r, size, value)
     if vcpu.tap.mask & (1 << TK_IO):
         trace_emit(&vcpu.tap, TK_IO, TF_WRITE if write else 0, port, r[R_RAX] & mask, size)
     if vcpu.stop_reason != STOP_NONE:
@@ -226,7 +232,6 @@ cdef bint uart_io(UcVcpu vcpu, uint32_t port, uint32_t size, bint write) noexcep
     the device does on the bus (a read's upper bytes are 0).  What the access left for Python is
     done right after it, as the exit would have done it."""
     cdef uint64_t *r = vcpu.regs()
-    cdef uint64_t mask = (<uint64_t> 1 << (8 * size)) - 1
     cdef uint32_t value = 0
     cdef UartCore uart = None
     cdef int i, flags
@@ -240,8 +245,7 @@ cdef bint uart_io(UcVcpu vcpu, uint32_t port, uint32_t size, bint write) noexcep
         flags = uart.port_write(port - vcpu.uarts[i].base, <uint32_t> r[R_RAX])
     else:
         flags = uart.port_read(port - vcpu.uarts[i].base, &value)
-        # A 32-bit IN zero-extends into RAX; 8- and 16-bit INs keep the rest of RAX.
-        r[R_RAX] = value if size == 4 else ((r[R_RAX] & ~mask) | value)
+        in_result(r, size, value)
     if flags:
         vcpu.cycle_budget = 0       # the interrupt line reaches the LAPICs (host-side calls)
         try:
