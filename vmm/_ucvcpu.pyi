@@ -88,6 +88,9 @@ class UcVcpu:
     fast_blocks: bool
     #: Block hooks that took the slow path so far.
     slow_blocks: int
+    #: The engine's stop checks after memory accesses and code hooks, which code hooks added on the engine
+    #: need to stop before their instruction (a debugger's breakpoints); off by default.
+    engine_exit_checks: bool
     #: Decoded blocks compared with the code at their address again (after a store into code, a TLB flush ...).
     code_checks: int
     code_marks: int

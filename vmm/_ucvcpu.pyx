@@ -66,6 +66,8 @@ not do):
 * ``_ucvcpu_memory.pxi``      MMIO windows; unmapped physical memory as void regions
 * ``_ucvcpu_stores.pxi``      which guest stores take the engine's fast path: the unmapped hook
                               over what is not RAM, marker hooks over pages with translated code
+* ``_ucvcpu_exitchecks.pxi``  the engine's stop checks after memory accesses and code hooks: off;
+                              code-hook trampolines leave the block themselves
 * ``_ucvcpu_timeout.pxi``     run()'s wall-clock timeout, read at virtual-time checks, exception
                               deliveries and REP iterations (never the engine's timeout thread)
 
@@ -144,6 +146,7 @@ include "_ucvcpu_cpuid.pxi"
 include "_ucvcpu_control.pxi"
 include "_ucvcpu_memory.pxi"
 include "_ucvcpu_stores.pxi"
+include "_ucvcpu_exitchecks.pxi"
 include "_ucvcpu_timeout.pxi"
 
 
@@ -185,6 +188,10 @@ cdef class UcVcpu:
     cdef int n_code
     cdef uint64_t *code_bounds[MAX_CODE_RANGES]
     cdef bint translations_reported   # the engine has reported a translation (all but its first)
+    # The engine's stop checks inside blocks (_ucvcpu_exitchecks.pxi): its switch, and whether its
+    # owner wants them on (code hooks added on the engine: a debugger's breakpoints)
+    cdef uint8_t *no_exit_request
+    cdef bint exit_checks_wanted
     cdef public uint64_t code_marks   # how often marked pages grew (a TLB flush each): statistics, tests
 
     # accounting
@@ -298,6 +305,8 @@ cdef class UcVcpu:
         self.tap.eip = <uint64_t*> (self.env + OFF_EIP)
         self.tap.cs_base = <uint64_t*> (self.env + OFF_SEGS + SEG_CS * SEG_CACHE_SIZE + SEG_BASE)
         add_hooks(self)
+        self.no_exit_request = locate_exit_switch(self.uc)
+        set_exit_checks(self, False)
         # A CPU leaves reset with TR present (selector 0, base 0, limit 0xFFFF).  The engine starts
         # with TR all zero, "not present", on which its first stack switch through the TSS (a
         # privilege change, an IST gate) aborts the whole process.  The type is an available 32-bit
@@ -700,7 +709,8 @@ cdef class UcVcpu:
 
     def stop_before_this_instruction(self, str text):
         """From a code hook (a debugger's breakpoint): end run() before the instruction the hook
-        fires for, which does not retire (the engine checks for a stop right after code hooks)."""
+        fires for, which does not retire (the engine checks for a stop right after code hooks while
+        ``engine_exit_checks`` is set)."""
         self.stop_mid_block = True
         self.request_stop(text)
 
@@ -723,6 +733,20 @@ cdef class UcVcpu:
             return False
         uc_ctl(self.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), address, address + len(data))
         return True
+
+    @property
+    def engine_exit_checks(self):
+        """Whether the engine compiles its stop check after guest memory accesses and code hooks, as
+        code hooks added on the engine itself need for a stop they ask for to end the run before
+        their instruction (a debugger's breakpoints: the gdb stub sets it while it has some).  Off
+        by default: a stop asked for by an MMIO access then takes effect at the next block boundary
+        (_ucvcpu_exitchecks.pxi).  Changing it drops all translations."""
+        return self.exit_checks_wanted
+
+    @engine_exit_checks.setter
+    def engine_exit_checks(self, bint on):
+        self.exit_checks_wanted = on
+        set_exit_checks(self, on)
 
     def request_yield(self):
         """End this run() at the next block boundary with a YIELD exit (the end of an SMP time
@@ -864,6 +888,9 @@ cdef class UcVcpu:
         as they would have in a free run (one by one: no self-loop is retired in bulk while
         stepping)."""
         cdef bint bulk = self.bulk_loops
+        # The engine's stop checks inside blocks are on where code hooks not of this layer must stop
+        # at once: the engine's instruction counter while stepping, a debugger's breakpoints.
+        set_exit_checks(self, steps != 0 or self.exit_checks_wanted)
         if steps:
             self.bulk_loops = False
             # The engine counts instructions with a code hook compiled into each translation:

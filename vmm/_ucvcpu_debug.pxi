@@ -43,6 +43,7 @@ cdef int _on_data_access(void *uc, int access, uint64_t address, int size, int64
 cdef void _on_data_step(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
     if (<UcVcpu> ud).db_hits:
         data_breakpoint_trap(<UcVcpu> ud, address)
+        exit_if_requested(uc, (<UcVcpu> ud).no_exit_request)    # (no Python reference held here)
 
 
 cdef inline uint64_t breakpoint_length(uint64_t dr7, int n) noexcept nogil:

@@ -8,11 +8,13 @@
 # * The hook layer relies on private engine internals: the CPU state pointer and the field offsets
 #   of QEMU 5.0.1's CPUX86State inside unicorn 2.1.4, CPUState.halted (set by HLT, cleared by each
 #   emu_start) and the count of translations the engine has dropped (TCGContext), found by _locate();
-#   and on two exported engine functions: the page of code its TLB gives for a linear address
-#   (get_page_addr_code_hostp) and that count (tcg_tb_phys_invalidate_count, to check the offset);
-#   and where a hook's address bounds lie in the engine's struct hook (_ucvcpu_stores.pxi rewrites
-#   them).  check_layout() (UcVcpu.self_test) checks every one of them at start-up and fails with a
-#   clear message on a mismatch.
+#   and on three exported engine functions: the page of code its TLB gives for a linear address
+#   (get_page_addr_code_hostp), that count (tcg_tb_phys_invalidate_count, to check the offset) and
+#   the stop check compiled after code hooks (helper_check_exit_request); where a hook's address
+#   bounds lie in the engine's struct hook (_ucvcpu_stores.pxi rewrites them); and where its switch
+#   for stop checks after memory accesses lies in uc_struct (_ucvcpu_exitchecks.pxi sets it).
+#   check_layout() (UcVcpu.self_test) checks every one of them at start-up and fails with a clear
+#   message on a mismatch.
 # * add_hooks() registers the hooks every vCPU has; each hook's trampoline lives with its concern.
 #
 # Not here: what any hook does, and UcVcpu's accessors of that state (regs(), pc(), c_cpl(), ...),
@@ -38,6 +40,7 @@ ctypedef void (*fn_hardirq)(void*, int, int) noexcept nogil
 ctypedef void (*fn_load_seg)(void*, int, int) noexcept nogil
 ctypedef int64_t (*fn_code_page)(void*, uint64_t, void**) noexcept nogil
 ctypedef size_t (*fn_tcg_count)(void*) noexcept nogil
+ctypedef void (*fn_exit_check)(void*, uint32_t) noexcept nogil
 
 cdef fn_hook_add uc_hook_add
 cdef fn_hook_del uc_hook_del
@@ -56,6 +59,7 @@ cdef fn_hardirq x86_hardirq
 cdef fn_load_seg x86_load_seg
 cdef fn_code_page x86_code_page
 cdef fn_tcg_count tcg_invalidations
+cdef fn_exit_check engine_exit_check
 
 
 cdef uintptr_t _sym(lib, str name) except 0:
@@ -66,7 +70,7 @@ cdef void _resolve() except *:
     global uc_hook_add, uc_hook_del, uc_reg_read, uc_reg_write, uc_emu_start, uc_emu_stop, uc_ctl
     global uc_vmem_read, uc_vmem_write, uc_vmem_translate, uc_mmio_map, uc_mem_unmap
     global x86_do_interrupt, x86_hardirq, x86_load_seg
-    global x86_code_page, tcg_invalidations
+    global x86_code_page, tcg_invalidations, engine_exit_check
     lib = _ucmod.uclib
     uc_hook_add = <fn_hook_add> _sym(lib, "uc_hook_add")
     uc_hook_del = <fn_hook_del> _sym(lib, "uc_hook_del")
@@ -87,6 +91,9 @@ cdef void _resolve() except *:
     # page tables on a miss, which can raise the guest's #PF: only called for code being entered).
     x86_code_page = <fn_code_page> _sym(lib, "get_page_addr_code_hostp_x86_64")
     tcg_invalidations = <fn_tcg_count> _sym(lib, "tcg_tb_phys_invalidate_count_x86_64")
+    # What the engine compiles after code hooks to leave the block on a stop or RIP write (longjmp):
+    # _ucvcpu_exitchecks.pxi calls it itself where the compiled call is left out.
+    engine_exit_check = <fn_exit_check> _sym(lib, "helper_check_exit_request_x86_64")
 
 
 _resolve()
@@ -294,6 +301,8 @@ cdef list check_layout(UcVcpu vcpu):
     checks.append(("CPUState.halted set by HLT, not by other stops", _engine_behaviour()[0]))
     checks.append(("TCGContext.tb_phys_invalidate_count counts a store into translated code", _engine_behaviour()[1]))
     checks.append(("struct hook bounds at +24/+32", hook_bounds_where_expected(vcpu)))
+    checks.append(("uc_struct.no_exit_request at +0x7f2 drops the stop checks after memory accesses; "
+                   "code hooks leave the block through helper_check_exit_request", all(exit_switch_behaviour())))
     bad = [name for name, ok in checks if not ok]
     if bad:
         raise RuntimeError("unicorn self-test failed (engine is not the unicorn 2.1.4 layout this VMM "

@@ -28,6 +28,7 @@
 
 cdef void _on_hooked_insn(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
     on_hooked_insn(<UcVcpu> ud, address)
+    exit_if_requested(uc, (<UcVcpu> ud).no_exit_request)    # (no Python reference held here)
 
 DEF PORT_MAP_BYTES = 0x10000 // 8     # UcVcpu.port_exits: one bit per I/O port
 DEF MAX_UARTS = 4                     # UcVcpu.uarts: UART cores answered in C (set_uart)

@@ -346,6 +346,7 @@ class GdbServer:
         hooks = []
         for cpu in self.machine.cpus:
             vcpu = cpu.vcpu
+            vcpu.engine_exit_checks = True  # the hook's stop must end the block before the instruction
             handle = cpu.engine.hook_add(UC_HOOK_CODE, lambda _uc, _a, _s, _d, v=vcpu: v.stop_before_this_instruction(
                 "breakpoint"), begin=address, end=address)
             cpu.engine.ctl_remove_cache(address, address + 1)
@@ -360,6 +361,7 @@ class GdbServer:
         if not self.breakpoints:
             for cpu in self.machine.cpus:
                 cpu.vcpu.bulk_loops = True
+                cpu.vcpu.engine_exit_checks = False
 
     def _remove_all_breakpoints(self) -> None:
         for address in list(self.breakpoints):
