@@ -222,7 +222,8 @@ cdef class UcVcpu:
     cdef int stop_reason
     cdef object stop_text
     cdef bint delivering_df      # set while the engine delivers a #DF; still set later = triple fault
-    cdef bint stop_mid_block     # the engine stops before an instruction inside a block (a debugger's break)
+    cdef bint stop_mid_block     # the run ends where RIP is, maybe inside a block (a debugger's break, a stop
+                                 # asked for by a memory access: stop_at_access)
     cdef public int64_t tsc_adjust   # IA32_TSC_ADJUST: what WRMSRs to the TSC and to it have added
 
     # PMU (None when the machine has none): C fast paths for its MSRs, RDPMC and counting

@@ -12,7 +12,7 @@
 #
 # * memory accesses carry no check: a stop asked for by an MMIO callback (a device that ends the run,
 #   an error) ends the run at the next block boundary, after the rest of its block has run and
-#   retired (an interrupt an MMIO access makes pending was taken there already);
+#   retired (stop_at_access; an interrupt an MMIO access makes pending was taken there already);
 # * code hooks carry none either: this layer's code-hook trampolines end with exit_if_requested(),
 #   the engine's own check called where the compiled one would be, which leaves the block when the
 #   hook moved RIP (an emulated instruction stepped over, a #DB delivered) or asked for a stop;
@@ -48,6 +48,15 @@ cdef void set_exit_checks(UcVcpu vcpu, bint on) noexcept:
     if (vcpu.no_exit_request[0] == 0) != on:
         vcpu.no_exit_request[0] = 0 if on else 1
         flush_translations(vcpu)
+
+
+cdef void stop_at_access(UcVcpu vcpu) noexcept:
+    """A memory callback's work asked for a stop.  The engine ends the run right after the access,
+    rolled back to the access's instruction (checks on), or at the next block boundary once the rest
+    of the block has run (off); either way what retired is what lies before RIP then, as at a
+    debugger's break (the next block's hook, if it ran, committed nothing of it)."""
+    vcpu.stop_mid_block = True
+    uc_emu_stop(vcpu.uc)
 
 
 cdef inline void exit_if_requested(void *uc, uint8_t *no_exit_request) noexcept:

@@ -43,7 +43,7 @@ cdef void settle_lapic_write(UcVcpu vcpu, what) noexcept:
     except BaseException as e:
         vcpu._fail(f"{what}: {e!r}")
     if vcpu.stop_reason != STOP_NONE:
-        uc_emu_stop(vcpu.uc)
+        stop_at_access(vcpu)     # (from the x2APIC MSRs' code hook too: the WRMSR was stepped over)
 
 
 cdef void lapic_written(UcVcpu vcpu) noexcept:

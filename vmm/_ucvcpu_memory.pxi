@@ -60,7 +60,7 @@ cdef void _void_write(void *uc, uint64_t offset, unsigned size, uint64_t value, 
 cdef uint64_t py_mmio(UcVcpu vcpu, int kind, uint64_t address, unsigned size, uint64_t value) noexcept:
     res = vcpu._py_exit(kind, address, size, value)
     if vcpu.stop_reason != STOP_NONE:
-        uc_emu_stop(vcpu.uc)
+        stop_at_access(vcpu)
     if kind == ExitKind.MMIO_READ:
         value = 0 if (res is None or isinstance(res, Fault)) else <uint64_t> res
     if vcpu.tap.mask & (1 << TK_MMIO):
