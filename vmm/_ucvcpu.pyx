@@ -482,8 +482,8 @@ cdef class UcVcpu:
 
     # -- block hook -----------------------------------------------------------------------
     cdef inline void on_block(self, uint64_t address, uint32_t size) noexcept:
-        """The fast path: the block that ran (cur, none of it committed yet) goes on to the block it
-        went on to last time (its ``next``), still current, with nothing to look at: no attention,
+        """The fast path: the block that ran (cur, none of it committed yet) goes on to one of the two
+        blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at: no attention,
         deliverable interrupt, NMI or debug-register business, the deadline not reached, the same
         CPL, and the budget (stop_at_overflow: counter overflows, the instruction limit) big enough
         for it and the next block.  Then the block hook's work is that block's commit: the clock
@@ -497,6 +497,8 @@ cdef class UcVcpu:
         if c != NULL and not (self.slow_only | self.attention | self.nmi_check | self.dr_changed | self.cur_done
                               | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9))):
             b = c.next
+            if b == NULL or b.addr != address or b.size != size:
+                b = c.alt
             if b != NULL and b.addr == address and b.size == size and b.checked == self.code_gen \
                     and self.engine_invalidations[0] == self.invalidations_seen and self.c_cpl() == self.cur_cpl:
                 r = self.retired + c.n
@@ -578,7 +580,8 @@ cdef class UcVcpu:
         # (no REP, no mapping change), and b is no self-loop (bulk_retire's).  A table that grew
         # moved every block.
         if prev != NULL and self.blocks.slots == slots and b.loop_kind == LOOP_NONE and \
-                not (prev.flags & (STARTS_WITH_REP | ENDS_WITH_REP | CHANGES_MAPPING)):
+                not (prev.flags & (STARTS_WITH_REP | ENDS_WITH_REP | CHANGES_MAPPING)) and prev.next != b:
+            prev.alt = prev.next
             prev.next = b
 
     # -- Python side (cold paths) ---------------------------------------------------------

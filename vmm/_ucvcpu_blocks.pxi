@@ -20,10 +20,11 @@
 #   MAX_VARIANTS per key), the engine's translation is dropped too and the block restarts.  The cost
 #   on the hot path is two compares per block.
 # * Each block remembers the block entered right after it last time (``next``, set by
-#   UcVcpu.on_block_slow), so that the block hook's fast path finds the next block without the
-#   table: it checks that one's key and generation itself.  A block's own ``next`` is dropped when it
-#   is decoded again, links to a block that becomes a self-loop are dropped (the fast path must not
-#   enter one: bulk_retire), and the table's growth (which moves every block) drops them all.
+#   UcVcpu.on_block_slow) and the other one before that (``alt``: a conditional branch's two ways),
+#   so that the block hook's fast path finds the next block without the table: it checks that one's
+#   key and generation itself.  A block's own links are dropped when it is decoded again, links to a
+#   block that becomes a self-loop are dropped (the fast path must not enter one: bulk_retire), and
+#   the table's growth (which moves every block) drops them all.
 # * classify_loop() recognises the self-loops whose iterations can be retired in bulk: exactly
 #   ``loop .`` (either address size), ``1: dec reg; jnz 1b`` (any GPR, 16/32/64-bit, jnz rel8/rel32)
 #   or ``jmp .``.
@@ -69,6 +70,7 @@ cdef struct Block:
     uint8_t loop_bits     # the counter's width: LOOP's address size, DEC's operand size
     uint32_t checked      # the code generation (UcVcpu.code_gen) it was last found current in
     Block *next           # the block entered right after this one last time (UcVcpu.on_block's fast path)
+    Block *alt            # ... and the other one entered after it before that
     uint64_t tally        # what its commit adds to UcVcpu.pending: n, its final branch, a conditional one
 # (48 bytes: every block entry probes the table, so what is needed only to compare a block with the
 # code is kept out of it, in its BlockCode.)
@@ -238,6 +240,8 @@ cdef class BlockTable:
         for i in range(self.cap):
             if self.slots[i].next == b:
                 self.slots[i].next = NULL
+            if self.slots[i].alt == b:
+                self.slots[i].alt = NULL
 
     cdef Block* insert(self, uint64_t addr, uint32_t size, offsets, uint8_t flags, const uint8_t *code) except NULL:
         if (self.count + 1) * 2 > self.cap:
@@ -261,7 +265,7 @@ cdef class BlockTable:
             free(block_code(b))
         b.n = len(offsets)
         b.flags = flags
-        b.next = NULL       # (links to b stay: the fast path checks what it enters)
+        b.next = b.alt = NULL       # (links to b stay: the fast path checks what it enters)
         b.tally = b.n
         if flags & ENDS_IN_BRANCH:
             b.tally += PENDING_BRANCH + (PENDING_COND if flags & BRANCH_CONDITIONAL else 0)
@@ -291,7 +295,7 @@ cdef class BlockTable:
                 # Blocks with one key may come out in another order: which one find() gives must
                 # be compared again.
                 self.slots[j].checked = 0
-                self.slots[j].next = NULL
+                self.slots[j].next = self.slots[j].alt = NULL
                 block_code(&self.slots[j]).host = NULL
         free(old)
 
