@@ -138,7 +138,7 @@ class _Command:
         self.serial: str | None = None      # None: stdout
         self.serial_given = False
         self.cpu = "intel"                  # a vmm/cpu_models.py model
-        self.cpuid = CpuidSpec()
+        self.cpuid = CpuidSpec({}, {})
         self.pmu: dict = {}
         self.kvm_accel = False              # -accel kvm, -enable-kvm, -machine accel=kvm
         self.kvm_signature = True           # -cpu ...,kvm=off hides KVM's CPUID leaves
