@@ -35,8 +35,7 @@ processor objects in the DSDT; sleep states other than S5; GPE blocks; NUMA (SRA
 hot-plug.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import struct
 from itertools import pairwise
 from typing import NamedTuple

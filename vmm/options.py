@@ -18,8 +18,7 @@ Not supported: sizes in T or above (the machine takes at most 3 GiB), PMU fields
 cannot describe (AMD PMUs without counters: ``pmu=off`` works for Intel CPUs only).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import dataclasses
 import math
 import re

@@ -28,8 +28,7 @@ the UART) only ever move its deadline earlier, so they never drop the ticker's; 
 disarms the ticker, which re-arms at the wake-up (see :class:`_Ticker`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import os
 import signal
 import stat
