@@ -29,8 +29,7 @@ Not supported: partial overlaps resolved by priority (QEMU-style memory regions)
 ranges registered for only one direction.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import NamedTuple

@@ -55,8 +55,7 @@ MCA and threshold blocks, AMD's fixed-MTRR RdMem/WrMem extension (SYSCFG.MtrrFix
 has no caches): MTRRs only hold what the guest writes.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 from collections.abc import Callable
 from typing import NamedTuple
 

@@ -33,8 +33,7 @@ Not supported: hot-plug and unplug, device buses other than port I/O, MMIO, MSRs
 numbers (no PCI devices), properties of other types than int, bool and str.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 from typing import Any, BinaryIO, ClassVar, NamedTuple, Protocol
 
 

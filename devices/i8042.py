@@ -37,8 +37,7 @@ byte's bit is kept), A20 gating (the output port's A20 bit is kept; the address 
 enabled), the input port (0xC0) and vendor commands (ignored: no answer), parity errors.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 from collections import deque
 from typing import NamedTuple
 

@@ -31,8 +31,7 @@ byte accesses read the addressed port in the low byte (the bus does not split th
 accesses are meaningful on this 8-bit device.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 from typing import NamedTuple
 
 from devices.bus import Access

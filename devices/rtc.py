@@ -41,13 +41,15 @@ access reads the addressed port in its low byte.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from devices.bus import Access
 from devices.device import BusRange, Device, Prop, PropertyError
 from vmm.clock import NS_PER_S, ticks_at, time_of_tick
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 RTC_BASE = 0x70
 RTC_PORTS = 2
@@ -96,9 +98,10 @@ RESET_REG_A = DIVIDER_32K | 0x06   # 32.768 kHz time base, 1024 Hz periodic rate
 RESET_REG_B = HOUR_24              # BCD, 24-hour, no interrupts
 
 SECONDS_PER_DAY = 86_400
-UNIX_EPOCH = datetime(1970, 1, 1)
 #: 2026-01-01 00:00:00 UTC.
 DEFAULT_EPOCH = 1_767_225_600
+#: The dates the clock holds (datetime's years 1-9999), in seconds since 1970-01-01 00:00 UTC.
+FIRST_SECOND, LAST_SECOND = -62_135_596_800, 253_402_300_799
 
 CMOS_SIZE = 128
 BASE_MEMORY = 0x15           # KiB below 640 KiB, 2 bytes
@@ -111,12 +114,19 @@ KIB = 1 << 10
 MIB = 1 << 20
 
 
+# datetime and calendar are imported where the guest reads or sets the date, not with the module:
+# every machine has an RTC, few guests look at its clock, and the two imports were ~1.5% of booting a
+# test kernel from the command line.
 def _date_of(seconds: int) -> datetime:
-    return UNIX_EPOCH + timedelta(seconds=seconds)
+    from datetime import datetime, timedelta
+
+    return datetime(1970, 1, 1) + timedelta(seconds=seconds)
 
 
 def _seconds_of(date: datetime) -> int:
-    return (date - UNIX_EPOCH) // timedelta(seconds=1)
+    from datetime import datetime, timedelta
+
+    return (date - datetime(1970, 1, 1)) // timedelta(seconds=1)
 
 
 def _to_bcd(value: int) -> int:
@@ -165,10 +175,8 @@ class Rtc(Device):
     props = (Prop("epoch", int, DEFAULT_EPOCH, "time at virtual time 0, in seconds since 1970-01-01 00:00 UTC"),)
 
     def __init__(self, ctx, epoch: int = DEFAULT_EPOCH):
-        try:
-            _date_of(epoch)
-        except OverflowError:
-            raise PropertyError(f"property 'epoch': {epoch} is not a date in years 1-9999") from None
+        if not FIRST_SECOND <= epoch <= LAST_SECOND:
+            raise PropertyError(f"property 'epoch': {epoch} is not a date in years 1-9999")
         self.ctx = ctx
         self.irq8 = ctx.irq(8)
         self.index = 0
@@ -312,6 +320,9 @@ class Rtc(Device):
         return self._encode(value)
 
     def _write_time(self, index: int, raw: int, now: int) -> None:
+        import calendar
+        from datetime import datetime
+
         date = _date_of(self._seconds_at(now))
         if index == DAY_OF_WEEK:
             weekday = min(max(self._decode(raw), 1), 7)

@@ -24,8 +24,7 @@ core evaluates the :meth:`EventFilter.compiled` form at reprogram time and must 
 Not supported: per-vCPU filters (a filter is machine-wide, as in KVM) and filtering by CPL.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import struct
 from typing import NamedTuple
 
@@ -101,7 +100,7 @@ class EventFilter:
                 f"flags={self.flags:#x})")
 
     @classmethod
-    def from_kvm_bytes(cls, buf: bytes) -> EventFilter:
+    def from_kvm_bytes(cls, buf: bytes) -> "EventFilter":
         """Parse the kernel's struct kvm_pmu_event_filter (little-endian) with bounds checks."""
         buf = bytes(buf)
         if len(buf) < _KVM_HEADER.size:

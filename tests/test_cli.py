@@ -207,7 +207,7 @@ def test_cpu_setup_merges_pmu_features():
     setup = cpu_setup("amd", parse_cpuid("+perfctr_core,+perfmon_v2,-x2apic"), {"gp_counters": 5})
     assert (setup.pmu.perfctr_core, setup.pmu.perfmon_v2, setup.pmu.gp_counters) == (True, True, 5)
     assert setup.features == {"x2apic": False}      # the PMU's bits are not passed twice
-    assert cpu_setup("intel", CpuidSpec(signature={"model": 0x8F})).signature == (6, 0x8F, 4)
+    assert cpu_setup("intel", CpuidSpec(signature={"model": 0x8F}, features={})).signature == (6, 0x8F, 4)
     assert cpu_setup("intel").pmu is None
 
 

@@ -257,3 +257,9 @@ def test_epoch_out_of_range_is_refused():
     with pytest.raises(PropertyError):
         Rtc(FakeContext(), epoch=10**12)
     assert Rtc.parse_props({"epoch": "0"}) == {"epoch": 0}
+    first, last = epoch_of(1, 1, 1), epoch_of(9999, 12, 31, 23, 59, 59)   # the years datetime holds
+    for epoch in (first, last):
+        Rtc(FakeContext(), epoch=epoch)
+    for epoch in (first - 1, last + 1):
+        with pytest.raises(PropertyError):
+            Rtc(FakeContext(), epoch=epoch)

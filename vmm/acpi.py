@@ -35,10 +35,8 @@ processor objects in the DSDT; sleep states other than S5; GPE blocks; NUMA (SRA
 hot-plug.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import struct
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -144,10 +142,7 @@ MAX_CPUS = 255
 FOUR_GIB = 1 << 32
 
 
-@dataclass(frozen=True)
-class AcpiPlatform:
-    """What the tables describe; the values must match the VMM's devices.  Checked on creation."""
-
+class _AcpiPlatformFields(NamedTuple):
     cpus: int = 1
     ioapic_id: int = 0
     ioapic_address: int = 0xFEC00000
@@ -164,7 +159,25 @@ class AcpiPlatform:
     hpet_block_id: int = DEFAULT_HPET_BLOCK_ID
     oem_id: bytes = b"PMUVMM"
 
-    def __post_init__(self):
+
+class AcpiPlatform(_AcpiPlatformFields):
+    """What the tables describe; the values must match the VMM's devices.  Checked on creation.
+
+    An immutable NamedTuple whose constructor checks, not a frozen dataclass: Python 3.11 compiles a
+    dataclass's methods from source text when the class is created, and every machine imports this."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        platform = super().__new__(cls, *args, **kwargs)
+        platform._check()
+        return platform
+
+    @classmethod
+    def _make(cls, iterable):
+        return cls(*iterable)       # so that _replace checks too
+
+    def _check(self):
         if not 1 <= self.cpus <= MAX_CPUS:
             raise ValueError(f"acpi: cpus must be 1..{MAX_CPUS}, not {self.cpus}")
         if not 0 <= self.ioapic_id <= IO_APIC_MAX_ID:

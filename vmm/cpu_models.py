@@ -34,8 +34,7 @@ sets it.  The Intel models differ from each other only in signature and brand st
 that sets the real parts apart is in the list above.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import re
 from typing import NamedTuple
 

@@ -26,8 +26,7 @@ module loads, so another capstone refuses to load instead of decoding wrongly.
 Not decoded: anything the hook layer does not use (operands, prefixes other than REP).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import ctypes
 import importlib.util
 import os

@@ -49,8 +49,7 @@ ELF32 images, and 8-byte-aligned note padding (notes are read with the 4-byte pa
 use).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import struct
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
@@ -159,10 +158,10 @@ class MemoryRange(NamedTuple):
     def size(self) -> int:
         return self.end - self.start
 
-    def overlaps(self, other: MemoryRange) -> bool:
+    def overlaps(self, other: "MemoryRange") -> bool:
         return self.start < other.end and other.start < self.end
 
-    def contains(self, other: MemoryRange) -> bool:
+    def contains(self, other: "MemoryRange") -> bool:
         return self.start <= other.start and other.end <= self.end
 
     def __str__(self) -> str:

@@ -47,13 +47,14 @@ module, kernel files over 512 MiB, and multiboot header flags bits 3-15 (refused
 requires for unknown requirements).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: BootInfo's fields name Segment and Window, and the
+# constructor a NamedTuple generates lives outside this module, where pdoc could not resolve them
+# as strings.  (BootInfo is a NamedTuple, as Window and Segment are, because a frozen dataclass's
+# methods are compiled from source text when the class is created: 1% of a command-line run.)
 import io
 import os
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from vmm.errors import LoadError
@@ -154,8 +155,7 @@ class Segment(NamedTuple):
         return self.paddr + self.memsz
 
 
-@dataclass(frozen=True)
-class BootInfo:
+class BootInfo(NamedTuple):
     """What the machine needs to enter the kernel: its kind, physical entry point and MBI address."""
 
     kind: str  # "multiboot32", "multiboot64", "elf64", "pvh" or "linux64"

@@ -18,12 +18,11 @@ Not supported: sizes in T or above (the machine takes at most 3 GiB), PMU fields
 cannot describe (AMD PMUs without counters: ``pmu=off`` works for Intel CPUs only).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import dataclasses
 import math
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pmu.config import PmuConfig
 from vmm.cpu_models import cpu_model
@@ -154,17 +153,19 @@ def pmu_help() -> str:
 
 
 # -- --cpuid ---------------------------------------------------------------------------------
-@dataclass
-class CpuidSpec:
-    """A parsed ``--cpuid``: signature fields given, and feature name -> on/off."""
+# CpuidSpec and CpuSetup are NamedTuples, not dataclasses, for the command line's start-up: Python
+# 3.11 compiles a dataclass's methods from source text when the class is created.
+class CpuidSpec(NamedTuple):
+    """A parsed ``--cpuid``: signature fields given, and feature name -> on/off (the QEMU front end
+    fills the dicts option by option)."""
 
-    signature: dict[str, int] = field(default_factory=dict)
-    features: dict[str, bool] = field(default_factory=dict)
+    signature: dict[str, int]
+    features: dict[str, bool]
 
 
 def parse_cpuid(text: str) -> CpuidSpec:
     """``family=6,model=0x55,stepping=4,-x2apic,+pdcm`` -> CpuidSpec (feature names as in ``--cpuid help``)."""
-    spec = CpuidSpec()
+    spec = CpuidSpec({}, {})
     for item in filter(None, (i.strip() for i in text.split(","))):
         if item[0] in "+-":
             name = item[1:].replace("-", "_")
@@ -200,8 +201,7 @@ def cpuid_help() -> str:
 
 
 # -- both together -----------------------------------------------------------------------------
-@dataclass
-class CpuSetup:
+class CpuSetup(NamedTuple):
     """What MachineConfig takes: signature (None = vendor default), CPUID switches, PMU (None = default)."""
 
     signature: tuple[int, int, int] | None
@@ -211,7 +211,7 @@ class CpuSetup:
 
 def cpu_setup(cpu: str, cpuid: CpuidSpec | None = None, pmu: dict | None = None) -> CpuSetup:
     """Combine ``--cpu``, ``--cpuid`` and ``--pmu``; ValueError when they contradict each other."""
-    cpuid = cpuid or CpuidSpec()
+    cpuid = cpuid or CpuidSpec({}, {})
     signature = None
     if cpuid.signature:
         signature = tuple(cpuid.signature.get(k, d) for k, d in zip(SIGNATURE_FIELDS, DEFAULT_SIGNATURE[cpu],

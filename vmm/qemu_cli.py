@@ -138,20 +138,23 @@ class _Command:
         self.serial: str | None = None      # None: stdout
         self.serial_given = False
         self.cpu = "intel"                  # a vmm/cpu_models.py model
-        self.cpuid = CpuidSpec()
+        self.cpuid = CpuidSpec({}, {})
         self.pmu: dict = {}
         self.kvm_accel = False              # -accel kvm, -enable-kvm, -machine accel=kvm
         self.kvm_signature = True           # -cpu ...,kvm=off hides KVM's CPUID leaves
         self.log_file: str | None = None    # -D; None: stderr
+
+    def _set(self, **fields) -> None:
+        self.request = self.request._replace(**fields)
 
     def option(self, name: str, value: str | None) -> str | None:
         """Apply one option; returns text to print (a help listing) and stop, or None."""
         if name == "kernel":
             self.kernel = value
         elif name == "append":
-            self.request.cmdline = value
+            self._set(cmdline=value)
         elif name == "initrd":
-            self.request.initrd = value
+            self._set(initrd=value)
         elif name == "m":
             self._memory(value)
         elif name == "smp":
@@ -171,7 +174,7 @@ class _Command:
         elif name in ("s", "gdb"):
             self._gdb(DEFAULT_GDB if name == "s" else value)
         elif name == "S":
-            self.request.gdb_wait = True
+            self._set(gdb_wait=True)
         elif name == "d":
             return log_help() if value in HELP_WORDS else self._log(value)
         elif name == "D":
@@ -183,7 +186,7 @@ class _Command:
     def _log(self, value: str) -> None:
         words = [word for item in value.split(",") for word in LOG_ALIASES.get(item, (item,))]
         try:
-            self.request.trace = tuple(dict.fromkeys((*self.request.trace, *parse_trace(",".join(words)))))
+            self._set(trace=tuple(dict.fromkeys((*self.request.trace, *parse_trace(",".join(words))))))
         except ValueError:
             bad = next(item for item in value.split(",") if item not in LOG_ALIASES and item not in CATEGORIES)
             raise QemuError(f"-d {value}: log item '{bad}' not supported by pmu-vmm (-d help lists them)") from None
@@ -197,14 +200,14 @@ class _Command:
             parse_listen_address(value)
         except ValueError as e:
             raise QemuError(f"-gdb {value}: {e}") from None
-        self.request.gdb = value
+        self._set(gdb=value)
 
     def _memory(self, value: str) -> None:
         size, *rest = value.split(",")
         if rest:
             raise QemuError(f"-m {value}: slots and maxmem are not supported by pmu-vmm")
         try:
-            self.request.memory = parse_size(size.removeprefix("size="))
+            self._set(memory=parse_size(size.removeprefix("size=")))
         except ValueError as e:
             raise QemuError(f"-m {value}: {e}") from None
 
@@ -224,7 +227,7 @@ class _Command:
                 raise QemuError(f"-smp {value}: {key} must equal the number of CPUs ({cpus}): "
                                 "no CPU hot-plug, one core per CPU")
         try:
-            self.request.smp = parse_cpus(str(cpus))
+            self._set(smp=parse_cpus(str(cpus)))
         except ValueError as e:
             raise QemuError(f"-smp {value}: {e}") from None
 
@@ -299,7 +302,7 @@ class _Command:
                 return device_class(value.split(",")[0]).help_text()
             except ValueError as e:     # devices.device.PropertyError: no such device
                 raise QemuError(f"-device {value}: {e}") from None
-        self.request.devices.append(value)
+        self._set(devices=(*self.request.devices, value))
         return None
 
     def _machine(self, value: str) -> None:
@@ -377,13 +380,13 @@ def run_qemu(argv: list[str], prog: str) -> int:
         if text is not None:
             print(text, flush=True)
             return 0
-        request = command.request
-        request.kernel, request.cpu = command.kernel, command.cpu
+        request = command.request._replace(kernel=command.kernel, cpu=command.cpu)
         if command.kvm_accel and command.kvm_signature and \
                 not any(text.split(",")[0] == "kvm-pv" for text in request.devices):
-            request.devices.append("kvm-pv")    # what a guest of QEMU/KVM sees (devices/kvm_pv.py)
+            # what a guest of QEMU/KVM sees (devices/kvm_pv.py)
+            request = request._replace(devices=(*request.devices, "kvm-pv"))
         try:
-            request.cpu_setup = cpu_setup(command.cpu, command.cpuid, command.pmu or None)
+            request = request._replace(cpu_setup=cpu_setup(command.cpu, command.cpuid, command.pmu or None))
         except ValueError as e:
             raise QemuError(f"-cpu: {e}") from None
         if command.serial is None and sys.stdout is None:
@@ -403,7 +406,8 @@ def run_qemu(argv: list[str], prog: str) -> int:
         sink = SerialSink(serial)
         if command.log_file is not None:
             try:
-                request.trace_file = files.enter_context(open(command.log_file, "w", encoding="utf-8"))
+                request = request._replace(trace_file=files.enter_context(open(command.log_file, "w",
+                                                                                encoding="utf-8")))
             except OSError as e:
                 _say(f"{prog}: -D {command.log_file}: {e.strerror}")
                 return EXIT_QEMU_ERROR

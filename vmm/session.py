@@ -28,16 +28,15 @@ the UART) only ever move its deadline earlier, so they never drop the ticker's; 
 disarms the ticker, which re-arms at the wake-up (see :class:`_Ticker`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import os
 import signal
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import firmware
 from devices.debug_exit import DebugExit
@@ -63,8 +62,12 @@ class InputError(VmmError):
         self.kind, self.path, self.reason = kind, path, reason
 
 
-@dataclass
-class RunRequest:
+# RunRequest and Outcome are NamedTuples, not dataclasses: Python 3.11 compiles a dataclass's methods
+# from source text when the class is created, ~1.4% of a command-line run for these two.
+class RunRequest(NamedTuple):
+    """What to run and how: one per run, built by a front end (the QEMU one option by option, with
+    ``_replace``)."""
+
     kernel: str                       # a path, or a bundled kernel's name (``python -m vmm list``)
     cmdline: str = ""
     initrd: str | None = None
@@ -74,7 +77,7 @@ class RunRequest:
     quantum: int = DEFAULT_QUANTUM    # guest instructions per vCPU time slice when smp > 1
     gdb: str | None = None            # [tcp:][HOST]:PORT for a gdb server (vmm/gdbstub.py), or None
     gdb_wait: bool = False            # the guest waits for gdb before its first instruction
-    cpu_setup: CpuSetup = field(default_factory=lambda: CpuSetup(None, {}, None))
+    cpu_setup: CpuSetup | None = None   # None: the CPU model's own (vmm.options.cpu_setup)
     timeout: float = 0.0              # wall-clock seconds for the whole run, 0 = none
     max_insns: int = 0
     serial: object = None             # a binary file for the guest's serial output; None = stdout
@@ -83,11 +86,12 @@ class RunRequest:
     trace_file: object = None         # a text file for the trace; None = stderr
     forced_emulation: bool = False
     strict_memory: bool = False       # unmapped physical memory ends the run (MachineConfig.strict_memory)
-    devices: list[str] = field(default_factory=list)
+    devices: Sequence[str] = ()       # -device texts
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
+    """How a run ended (:func:`execute`)."""
+
     result: object                    # vmm.machine.RunResult
     machine: object                   # vmm.machine.Machine, for reports
     wall_s: float
@@ -163,7 +167,7 @@ def prepare(request: RunRequest, sink) -> object:
         devices = [parse_device_spec(text) for text in request.devices]
     except PropertyError as e:
         raise InputError(str(e)) from None
-    setup = request.cpu_setup
+    setup = request.cpu_setup or CpuSetup(None, {}, None)
     config = MachineConfig(memory=request.memory, cpu=request.cpu, smp=request.smp, quantum=request.quantum,
                            cmdline=request.cmdline,
                            pmu=setup.pmu, cpu_signature=setup.signature, cpuid_features=setup.features,
@@ -305,11 +309,12 @@ def execute(machine, sink: SerialSink, on_tick: Callable[[], None] | None = None
     run = _Run(machine, sink, on_tick)
     start = time.monotonic()
     result = run.run()
-    outcome = Outcome(result, machine, time.monotonic() - start, signal=run.signal, output_error=sink.error)
+    wall_s = time.monotonic() - start
+    debug_value = None
     if result.reason == "debug-exit":
-        outcome.debug_value = next(d.exit_value for d in machine.devices
-                                   if isinstance(d, DebugExit) and d.exit_value is not None)
-    return outcome
+        debug_value = next(d.exit_value for d in machine.devices
+                           if isinstance(d, DebugExit) and d.exit_value is not None)
+    return Outcome(result, machine, wall_s, debug_value, run.signal, sink.error)
 
 
 def detach_stdout() -> None:
