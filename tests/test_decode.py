@@ -238,6 +238,7 @@ def test_random_bytes_as_bytearray_and_at_every_start(code, bits):
 
 
 def test_python_entry_points():
+    assert decode.decode_block is decode_block
     block = decode_block(bytes.fromhex("f3a40f22d8e800000000"), 0x1000)
     assert isinstance(block, decode.DecodedBlock)
     assert block == decode.DecodedBlock((0, 2, 5), decode.ENDS_IN_BRANCH | decode.STARTS_WITH_REP |
