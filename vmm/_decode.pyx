@@ -353,6 +353,8 @@ def decode_block(code, uint64_t address, int bits=64):
     cdef const uint8_t[::1] view = code
     cdef BlockDecode d
     cdef int k
+    if view.shape[0] > MAX_BLOCK:      # (before the length is narrowed to 32 bits)
+        raise ValueError(f"a block of {view.shape[0]} bytes: at most {MAX_BLOCK}")
     decode_block_c(&view[0] if view.shape[0] else <const uint8_t*> b"", view.shape[0], address, bits, &d)
     return _binding.DecodedBlock(tuple([d.offsets[k] for k in range(d.n)]), d.flags,
                                  tuple([d.hooked[k] for k in range(d.n_hooked)]))
