@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Build: the Cython extensions (vCPU hook layer, PMU core) and the firmware, from source.
 
-The extensions do not link libunicorn: the hook layer resolves the engine's entry points at
-run time from the library the unicorn Python binding has loaded, so both share one engine.
+The extensions do not link libunicorn or libcapstone: the hook layer resolves the engine's entry
+points at run time from the library the unicorn Python binding has loaded, so both share one engine,
+and the block decoder capstone's from the library vmm/decode.py has loaded.
 The firmware (boot trampoline and test kernels) is built with the system gcc/as/ld by
 `make -C firmware` and shipped as package data.
 """
@@ -33,6 +34,9 @@ extensions = [
     Extension("devices.lapic", ["devices/lapic.pyx"], extra_compile_args=["-O2"]),
     Extension("devices._uart", ["devices/_uart.pyx"], extra_compile_args=["-O2"]),
     Extension("vmm._trace", ["vmm/_trace.pyx"], extra_compile_args=["-O2"]),
+    # The block decoder calls capstone through the addresses of the functions in the library
+    # vmm/decode.py loads, as the hook layer does libunicorn's: it links nothing either.
+    Extension("vmm._decode", ["vmm/_decode.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(

@@ -64,7 +64,8 @@ def test_sdist_holds_every_source_a_build_needs(sdist):
                      for pattern in ("*.pyx", "*.pxd", "*.pxi", "*.pyi", "py.typed")))
     assert {"firmware/kernels/hello64.c", "firmware/lib/kernel.ld", "firmware/lib/entry_mb64.S",
             "firmware/trampoline.S"} <= firmware
-    assert {"vmm/_ucvcpu.pyx", "vmm/_ucvcpu_engine.pxi", "devices/lapic.pxd", "pmu/_core.pyi", "vmm/py.typed"} <= cython
+    assert {"vmm/_ucvcpu.pyx", "vmm/_ucvcpu_engine.pxi", "vmm/_decode.pxd", "devices/lapic.pxd", "pmu/_core.pyi",
+            "vmm/py.typed"} <= cython
     assert firmware - members == set()
     assert cython - members == set()
     assert {"LICENSE", "CHANGELOG.md", "README.md", "setup.py", "pyproject.toml", "MANIFEST.in",

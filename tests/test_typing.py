@@ -19,7 +19,8 @@ from vmm._ucvcpu import UcVcpu
 from vmm.fake_vcpu import FakeVcpu
 
 ROOT = Path(__file__).resolve().parent.parent
-STUBBED_MODULES = ("vmm._ucvcpu", "vmm._uarch", "vmm._trace", "pmu._core", "devices.lapic", "devices._uart")
+STUBBED_MODULES = ("vmm._ucvcpu", "vmm._uarch", "vmm._trace", "vmm._decode", "pmu._core", "devices.lapic",
+                   "devices._uart")
 
 
 def _mypy(*args: str, cache: Path) -> subprocess.CompletedProcess:

@@ -2,7 +2,7 @@
 # The decoded-block cache (included by vmm/_ucvcpu.pyx): what the hook layer knows of each
 # translation block the engine runs.
 #
-# * The first time a block is seen (current_block) it is decoded (vmm.decode): its instruction
+# * The first time a block is seen (current_block) it is decoded (vmm/_decode.pyx, in C): its instruction
 #   offsets and branch flags go into the BlockTable, keyed by (address, size), with its bytes.  Each
 #   instruction that must be intercepted (RDMSR/WRMSR, port I/O, CR8, LTR, IRET, cache maintenance
 #   while an LLC event runs) gets a per-address code hook; the block is then dropped from the
@@ -31,6 +31,8 @@
 #
 # Not here: the accounting itself (UcVcpu.commit), bulk retirement (_ucvcpu_counting.pxi), what the
 # code hooks do (_ucvcpu_insns.pxi, _ucvcpu_msr.pxi).
+
+from vmm._decode cimport BlockDecode, decode_block_c
 
 # Block flags as C constants (hot paths must not touch Python names); they are vmm.decode's,
 # which the check below enforces at import.
@@ -243,7 +245,8 @@ cdef class BlockTable:
             if self.slots[i].alt == b:
                 self.slots[i].alt = NULL
 
-    cdef Block* insert(self, uint64_t addr, uint32_t size, offsets, uint8_t flags, const uint8_t *code) except NULL:
+    cdef Block* insert(self, uint64_t addr, uint32_t size, const uint16_t *offsets, uint16_t n, uint8_t flags,
+                       const uint8_t *code) except NULL:
         if (self.count + 1) * 2 > self.cap:
             self._grow()
         cdef size_t i = self._hash(addr, size)
@@ -252,18 +255,17 @@ cdef class BlockTable:
         cdef Block *b = &self.slots[i]
         b.addr = addr
         b.size = size
-        self.fill(b, offsets, flags, code)
+        self.fill(b, offsets, n, flags, code)
         b.used = 1
         self.count += 1
         return b
 
-    cdef void fill(self, Block *b, offsets, uint8_t flags, const uint8_t *code) except *:
-        """(Re)decode ``b``: its instruction offsets, flags and bytes."""
-        cdef int k
+    cdef void fill(self, Block *b, const uint16_t *offsets, uint16_t n, uint8_t flags, const uint8_t *code) except *:
+        """(Re)decode ``b``: its ``n`` instruction offsets, flags and bytes."""
         cdef BlockCode *c
         if b.offs != NULL:
             free(block_code(b))
-        b.n = len(offsets)
+        b.n = n
         b.flags = flags
         b.next = b.alt = NULL       # (links to b stay: the fast path checks what it enters)
         b.tally = b.n
@@ -274,8 +276,7 @@ cdef class BlockTable:
             b.offs = NULL
             raise MemoryError()
         b.offs = <uint16_t*> (c + 1)
-        for k in range(b.n):
-            b.offs[k] = offsets[k]
+        memcpy(b.offs, offsets, sizeof(uint16_t) * b.n)
         memcpy(block_bytes(b), code, b.size)
 
     cdef void _grow(self) except *:
@@ -427,19 +428,21 @@ cdef bint decode_into(UcVcpu vcpu, uint64_t address, uint32_t size, const uint8_
     cdef bint hooked = False
     cdef uint64_t a
     cdef Block *b
+    cdef BlockDecode d
+    cdef int k
     try:
-        d = decode_block((<const char*> code)[:size], address, vcpu.code_bits())
+        decode_block_c(code, size, address, vcpu.code_bits(), &d)
         if reuse != NULL:
             b = reuse
-            vcpu.blocks.fill(b, d.offsets, d.flags, code)
+            vcpu.blocks.fill(b, d.offsets, d.n, d.flags, code)
         else:
-            b = vcpu.blocks.promote(vcpu.blocks.insert(address, size, d.offsets, d.flags, code))
+            b = vcpu.blocks.promote(vcpu.blocks.insert(address, size, d.offsets, d.n, d.flags, code))
         classify_loop(b, code, vcpu.code_bits())
         if b.loop_kind:
             vcpu.blocks.unlink(b)
         mark_current(vcpu, b, host)
-        for off in d.hooked_offsets:
-            a = address + off
+        for k in range(d.n_hooked):         # (d's arrays stay valid: nothing here decodes)
+            a = address + d.hooked[k]
             if a not in vcpu.hooked_insns:
                 vcpu.hooked_insns.add(a)
                 add_hook(vcpu, HOOK_CODE, <void*> _on_hooked_insn, a, a)

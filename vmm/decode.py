@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Decode a translation block once, on the cold path, when the hook layer first sees it.
+"""Capstone for the hook layer: the library, its x86 API and ids, and decoding on cold paths.
 
 The C hook layer needs, per block: the offset of every instruction (to retire exactly the
 instructions before a fault or an emulated instruction), whether the block ends in a branch
@@ -11,8 +11,10 @@ checked or reported to the cache model; port I/O is also checked against the TSS
 bitmap, which the engine does not enforce), whether it ends in an instruction after which linear
 addresses may map other code (INVLPG, INVPCID, far JMP/CALL; MOV to CR0/CR3/CR4 is hooked anyway:
 the hook layer then compares its decoded blocks with the code again), and the kind of the block's
-final branch for the branch predictor model.  Capstone does the decoding; this runs once per new
-block, so its cost is not on any hot path.
+final branch for the branch predictor model.  vmm/_decode.pyx decodes blocks at C level, once per
+new block (:func:`decode_block`, here for Python callers, is its Python entry point); this module
+gives it the library, the block flags (:data:`ENDS_IN_BRANCH` ... :data:`CHANGES_MAPPING`),
+:class:`DecodedBlock` and the ctypes structures it checks its own C layout against.
 
 Capstone is called through its C library (the one the ``capstone`` package ships) with a ctypes
 binding of the x86 part only: ``import capstone`` builds the ctypes structures of all its 18
@@ -21,7 +23,7 @@ binding costs ~2 ms.  The layouts are capstone 5's (API 5.0, which pyproject pin
 API version and the name of every instruction and register id used here are checked when the
 module loads, so another capstone refuses to load instead of decoding wrongly.
 :func:`memory_operand` gives the hook layer the address of an instruction's memory operand
-(CLFLUSH's line, LTR's selector), also on cold paths.
+(CLFLUSH's line, LTR's selector), on cold paths, through ctypes.
 
 Not decoded: anything the hook layer does not use (operands, prefixes other than REP).
 """
@@ -184,30 +186,6 @@ def _disasm(bits: int, code: bytes, address: int, count: int) -> tuple[_InsnArra
     return insns, n
 
 
-_BRANCH_GROUPS = (CS_GRP_JUMP, CS_GRP_CALL, CS_GRP_RET, CS_GRP_INT, CS_GRP_IRET, CS_GRP_BRANCH_RELATIVE)
-_FAR_BRANCHES = {_INS[name] for name in ("syscall", "sysret", "sysenter", "sysexit", "ljmp", "lcall")}
-_STRING_OPS = {_INS[f"{op}{size}"] for op in ("movs", "stos", "lods", "cmps", "scas") for size in "bwdq"} | \
-    {_INS[f"{op}{size}"] for op in ("ins", "outs") for size in "bwd"}
-_REP_PREFIXES = {X86_PREFIX_REP, X86_PREFIX_REPNE}
-_CONDITIONAL = {_INS[name] for name in ("loop", "loope", "loopne", "jrcxz", "jecxz", "jcxz")}
-_JMP = (_INS["jmp"], _INS["ljmp"])
-# Instructions that get per-address code hooks, by mnemonic (lite decoding gives no ids): MSR
-# accesses, port I/O, LTR, cache maintenance, IRET (an IRET to itself serializes, which matters to
-# cross-modifying code on SMP machines) and SYSENTER/SYSEXIT (checked before the engine runs them); MOV
-# to/from CR8, MOV to CR0/CR3/CR4 (checked against the SDM's rules) and MOV to a debug register (data
-# breakpoints may change) are matched on their operands.
-_HOOKED_MNEMONICS = frozenset({"rdmsr", "wrmsr", "in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd",
-                               "ltr", "clflush", "clflushopt", "wbinvd", "invd", "iret", "iretd", "iretq",
-                               "sysenter", "sysexit", "sysexitq"})
-_CR_DR_WRITES = (b"cr0,", b"cr3,", b"cr4,", b"dr")
-# Instructions after which linear addresses may map other code: MOV to CR0/CR3/CR4 (matched on its
-# operands; hooked for its checks, and the hook counts as the change), INVLPG, INVPCID and far
-# JMP/CALL (a task switch loads CR3; "jmp/call ptr [...]" is the far form through memory).  The
-# engine ends a translation block after each, so they are a block's last instruction
-# (CHANGES_MAPPING; one anywhere else gets a code hook instead).
-_MAPPING_MNEMONICS = frozenset({"invlpg", "invpcid", "ljmp", "lcall"})
-_MAPPING_CRS = (b"cr0,", b"cr3,", b"cr4,")
-
 # Operand addressing: capstone register id -> (index in the guest's register file, value mask), for
 # the 64-, 32- and 16-bit names of the sixteen general registers; segment registers by x86 number.
 _GPR_NAMES = {
@@ -223,7 +201,7 @@ _IP_BASES = (_REG["rip"], _REG["eip"])
 SEG_SS = 2
 SEG_DS = 3
 
-# Block flags shared with the C hook layer (vmm/_ucvcpu.pyx).
+# Block flags shared with the C decoder and hook layer (vmm/_decode.pyx, vmm/_ucvcpu.pyx; both check them).
 ENDS_IN_BRANCH = 1
 STARTS_WITH_REP = 2
 ENDS_WITH_REP = 4
@@ -232,7 +210,9 @@ BRANCH_CONDITIONAL = 8      # jcc, loop*, jrcxz: predicted taken / not taken
 BRANCH_INDIRECT = 16        # jmp/call through a register or memory: predicted target
 BRANCH_RETURN = 32          # ret: predicted by the return stack
 BRANCH_CALL = 64            # call (direct or indirect): pushes the return stack
-# The block's last instruction may change what linear addresses map to (see _MAPPING_MNEMONICS).
+# The block's last instruction may change what linear addresses map to: INVLPG, INVPCID, far JMP/CALL
+# (LJMP/LCALL, and "jmp/call ptr [...]", the far form through memory: a task switch loads CR3).  The
+# engine ends a translation block after each; one anywhere else gets a code hook instead.
 CHANGES_MAPPING = 128
 
 
@@ -240,77 +220,17 @@ class DecodedBlock(NamedTuple):
     offsets: tuple[int, ...]        # offset of each instruction from the block start
     flags: int
     hooked_offsets: tuple[int, ...]  # RDMSR/WRMSR, IN/OUT/INS/OUTS, MOV to/from CR8, MOV to CR0/3/4 and DRn, LTR,
-    #                                  CLFLUSH/WBINVD/INVD, IRET, SYSENTER, SYSEXIT
+    #                                  CLFLUSH/WBINVD/INVD, IRET, SYSENTER, SYSEXIT; INVLPG, INVPCID
+    #                                  and far JMP/CALL that do not end the block
 
 
-def _is_rep_string(insn: _CsInsn) -> bool:
-    return insn.id in _STRING_OPS and any(p in _REP_PREFIXES for p in insn.detail[0].arch.x86.prefix)
+def __getattr__(name: str):
+    """``decode_block`` is vmm._decode's (C; it imports this module, so it is looked up on first use)."""
+    if name == "decode_block":
+        from vmm._decode import decode_block
 
-
-def _groups(insn: _CsInsn) -> list[int]:
-    detail = insn.detail[0]
-    return detail.groups[:detail.groups_count]
-
-
-def _is_branch(insn: _CsInsn) -> bool:
-    groups = _groups(insn)
-    return insn.id in _FAR_BRANCHES or any(g in groups for g in _BRANCH_GROUPS)
-
-
-def _branch_kind(insn: _CsInsn) -> int:
-    groups = _groups(insn)
-    if CS_GRP_RET in groups:
-        return BRANCH_RETURN
-    x86 = insn.detail[0].arch.x86
-    direct = any(op.type == X86_OP_IMM for op in x86.operands[:x86.op_count])
-    if CS_GRP_CALL in groups:
-        return BRANCH_CALL | (0 if direct else BRANCH_INDIRECT)
-    if insn.id in _JMP:
-        return 0 if direct else BRANCH_INDIRECT
-    if insn.id in _CONDITIONAL or CS_GRP_JUMP in groups:
-        return BRANCH_CONDITIONAL
-    return 0        # INT n, IRET, SYSCALL/SYSRET: far transfers the model does not predict
-
-
-def _changes_mapping(mnemonic: str, insn: _CsInsn) -> bool:
-    return mnemonic in _MAPPING_MNEMONICS or (mnemonic == "mov" and insn.op_str.startswith(_MAPPING_CRS)) or \
-        (mnemonic in ("jmp", "call") and insn.op_str.startswith(b"ptr "))
-
-
-def decode_block(code: bytes, address: int, bits: int = 64) -> DecodedBlock:
-    """Split ``code`` (one translation block's bytes at ``address``, ``bits`` its code segment's
-    default size: 64, 32 or 16) into instructions: their offsets, the hooked ones (by mnemonic), and
-    from the first and last instructions' details the REP prefixes and the branch kind."""
-    insns, n = _disasm(bits, code, address, 0)
-    if n == 0:
-        return DecodedBlock((0,), 0, ())
-    try:
-        offsets = []
-        hooked = []
-        flags = 0
-        for i in range(n):
-            insn = insns[i]
-            offset = insn.address - address
-            offsets.append(offset)
-            mnemonic = insn.mnemonic.decode("ascii")
-            if mnemonic.rpartition(" ")[2] in _HOOKED_MNEMONICS or \
-                    (mnemonic == "mov" and (b"cr8" in insn.op_str or insn.op_str.startswith(_CR_DR_WRITES))):
-                hooked.append(offset)
-            elif _changes_mapping(mnemonic, insn):
-                if i == n - 1:
-                    flags |= CHANGES_MAPPING
-                else:
-                    hooked.append(offset)
-        first, last = insns[0], insns[n - 1]
-        if _is_branch(last):
-            flags |= ENDS_IN_BRANCH | _branch_kind(last)
-        if _is_rep_string(first):
-            flags |= STARTS_WITH_REP
-        if _is_rep_string(last):
-            flags |= ENDS_WITH_REP
-    finally:
-        _lib.cs_free(insns, n)
-    return DecodedBlock(tuple(offsets), flags, tuple(hooked))
+        return decode_block
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def memory_operand(code: bytes, address: int, bits: int, regs) -> tuple[int, int] | None:
