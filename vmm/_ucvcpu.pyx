@@ -117,7 +117,7 @@ cdef extern from *:
 
 from vmm import cpuid as _cpuid
 from vmm import decode
-from vmm.decode import decode_block, memory_operand
+from vmm.decode import memory_operand
 from vmm.exits import Exit, ExitKind
 
 # Why run() returned.
