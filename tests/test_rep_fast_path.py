@@ -122,7 +122,8 @@ def test_a_timeout_still_ends_a_rep_of_hours_through_the_case(bits):
         from vmm.machine import Machine, MachineConfig
         asm = guest_fuzz.Asm({bits})
         count = (1 << 40) if {bits} == 64 else 0xFFFFFFFF
-        image = guest_fuzz.kernel({bits}, [[Op("raw", (asm.mov_imm(1, count) + asm.mov_imm(7, 0x200000) + b"\\xF3\\xAA",))]])
+        code = asm.mov_imm(1, count) + asm.mov_imm(7, 0x200000) + b"\\xF3\\xAA"     # rep stosb
+        image = guest_fuzz.kernel({bits}, [[Op("raw", (code,))]])
         machine = Machine(MachineConfig(memory=16 << 20, serial=io.BytesIO(), timeout=0.5))
         machine.load(image)
         result = machine.run()
