@@ -86,6 +86,8 @@ class UcVcpu:
     bulk_iterations: int
     #: Let the block hook's fast path run (exact; off: every block takes the slow path).
     fast_blocks: bool
+    #: Let REP string iterations after the first take the fast path's case for them (exact; off: the slow path).
+    fast_rep: bool
     #: Block hooks that took the slow path so far.
     slow_blocks: int
     #: The engine's stop checks after memory accesses and code hooks, which code hooks added on the engine

@@ -17,7 +17,9 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   can see or change its counters or the CPL they belong to: at every other commit, when a block
   is left, before any Python code, at the end of a run; they can never overflow a counter
   meanwhile (the budget of stop_at_overflow), so counts, overflow points and PMIs are those of
-  block-by-block counting.  Everything else goes through on_block_slow.
+  block-by-block counting.  A REP string instruction's block re-entered for its next iteration,
+  after the instruction retired, has its own case there: nothing to commit, only the timeout's
+  look every so many iterations.  Everything else goes through on_block_slow.
 * Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared with
   the code at its address again at its first entry after anything that can change that code (a
   store the engine saw into translated code, a TLB flush or paging change, a translation flush);
@@ -241,6 +243,7 @@ cdef class UcVcpu:
     cdef uint64_t cycle_budget        # retired count the budget ends at (stop_at_overflow); 0 = unknown
     cdef bint slow_only               # on_block's fast path is off (see stop_at_overflow)
     cdef public bint fast_blocks      # on_block's fast path may run; off: every block the slow way (tests)
+    cdef public bint fast_rep         # ... and its case for a REP string instruction's later iterations (tests)
     cdef public uint64_t slow_blocks  # block hooks that took the slow path (statistics, tests)
     cdef uint64_t pending             # retired by on_block's fast path at cur_cpl, not yet counted (settle())
     cdef public bint bulk_loops       # retire self-loop iterations in bulk (bulk_retire); off: one by one
@@ -288,6 +291,7 @@ cdef class UcVcpu:
         self.max_insns = <uint64_t> -1
         self.bulk_loops = True
         self.fast_blocks = True
+        self.fast_rep = True
         memset(self.port_exits, 0xFF, sizeof(self.port_exits))
         self.efer_reserved = ~<uint64_t>EFER_ALLOWED
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
@@ -489,7 +493,16 @@ cdef class UcVcpu:
         for it and the next block.  Then the block hook's work is that block's commit: the clock
         now, the PMU's counts left pending (settle).  Anything else takes on_block_slow(), which
         links what it saw.  (A #DF being delivered, delivering_df, has left the block; data breakpoints,
-        db_hits, turn the fast path off; no block it links to is a self-loop, bulk_retire's.)"""
+        db_hits, turn the fast path off; no block it links to is a self-loop, bulk_retire's.)
+
+        REP string instructions have a case of their own (``fast_rep``; blocks with a REP are never
+        linked): the engine ends a block after a REP instruction's iteration and enters the block
+        made of that one instruction again for the next, so each iteration is a block hook.  Once
+        the instruction has retired (rep_addr: the commit of the block whose iteration ran first),
+        the slow path's work at such a re-entry is a commit of nothing and the same checks as
+        above, with the same block; with the same nothing-to-look-at conditions (the deadline and
+        the budget as the slow path tests them for a block that retires nothing) the case leaves
+        everything as that would and only looks at the run's timeout as commit() does."""
         cdef Block *c = self.cur
         cdef Block *b
         cdef uint64_t r
@@ -509,6 +522,15 @@ cdef class UcVcpu:
                     self.rep_addr = <uint64_t> -1
                     self.cur = b
                     return
+            elif (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr and self.fast_rep \
+                    and c.size == size and c.n == 1 and c.checked == self.code_gen \
+                    and self.engine_invalidations[0] == self.invalidations_seen and self.c_cpl() == self.cur_cpl \
+                    and self.retired + self.clock_offset < self.deadline and self.retired < self.cycle_budget:
+                # Another iteration of the REP string instruction that already retired, re-entering
+                # its own one-instruction block: the slow path's commit would retire nothing and
+                # leave rep_addr as it is, and it would find this same block with nothing to do.
+                timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
+                return
         self.on_block_slow(address, size)
 
     cdef void on_block_slow(self, uint64_t address, uint32_t size) noexcept:

@@ -22,6 +22,12 @@
  *   loopdelay       "1: loop 1b" with RCX = n: one self-looping LOOP
  *   decloop         "1: dec %rcx; jnz 1b" with RCX = n
  *   store           movl to a RAM page with no code in it
+ *   rep_stosb       lea buf, %rdi; mov len, %rcx; mov %edx, %eax; rep stosb
+ *                   (len= bytes, default 4096, at most 65536): one REP
+ *                   instruction of len iterations per loop iteration
+ *   rep_movsb       lea; lea; mov len, %rcx; rep movsb: one buffer into
+ *                   another (filled with a pattern before the loop); both
+ *                   print a checksum of the buffers (INFO sum=)
  *   eoi_mmio, tpr_mmio, timer_mmio          xAPIC MMIO write of EOI, TPR,
  *                                           timer initial count
  *   eoi_x2apic, tpr_x2apic, timer_x2apic    the same as x2APIC WRMSRs
@@ -35,17 +41,21 @@
  *                   before the handler's first instruction
  *
  * Every loop is one inline asm block with a fixed instruction sequence per
- * iteration (body, dec %rsi, jnz), no calls.  counters= programs the PMU
- * (Intel arch events) before the first marker and reads it after the
- * second; the counts are printed as INFO lines.
+ * iteration (body, dec %rsi, jnz; the REP loops count in %rdx), no calls.
+ * counters= programs the PMU (Intel arch events) before the first marker
+ * and reads it after the second; the counts are printed as INFO lines.
  *
  * counters=sample period=P samples the loop like perf record: GP0 counts
  * instructions and GP1 branches, each with a PMI (periods P and P/2 + 3);
  * the loop runs with IF=1 and the PMI handler re-arms the counters that
  * overflowed and folds the interrupted RIP and RCX, the TSC (1 tick = 1
  * retired instruction) and GLOBAL_STATUS into a checksum (INFO pmis=,
- * pmi_sum=, last_rcx=, last_tsc=).  The host compares these runs with
- * the hook layer's bulk retirement of self-loops on and off.
+ * pmi_sum=, last_rcx=, last_tsc=; pmis_mid_rep= for the REP loops: those
+ * that came between two iterations of the REP, 0 < RCX < len).  The host
+ * compares these runs with the hook layer's fast paths on and off.
+ * counters=sample_llc: the same with GP0 counting LLC references (0x4f2e),
+ * whose PMI comes at a block boundary, e.g. between two iterations of a
+ * REP string instruction.
  */
 #include "apic.h"
 #include "desc.h"
@@ -66,7 +76,10 @@ volatile uint32_t bench_irq_tsc, bench_irq_seen;
 #define PMI_VECTOR 0x41
 static volatile uint64_t pmis, pmi_sum, pmi_last_rcx, pmi_last_tsc;
 static uint64_t sample_period[2];
+static uint64_t rep_len, pmis_mid_rep; /* PMIs between two iterations of a REP */
 uint32_t bench_store_buf[1024] __attribute__((aligned(4096)));
+#define REP_BUF 65536
+uint8_t bench_rep_buf[2][REP_BUF] __attribute__((aligned(4096)));
 
 void bench_alu_loop(void);     /* lib/alu_loop.S: RCX iterations of 10 instructions */
 
@@ -176,7 +189,18 @@ static uint64_t selfipi_loop(uint64_t n, bool x2apic)
 	return sum;
 }
 
-static int run_loop(const char *op, uint64_t n, uint64_t *tsc_sum)
+/* what the REP loops left in their buffers */
+static uint64_t rep_checksum(void)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < REP_BUF; i += 8)
+		sum = sum * 31 + *(uint64_t *)&bench_rep_buf[1][i] +
+		      *(uint64_t *)&bench_rep_buf[0][i];
+	return sum;
+}
+
+static int run_loop(const char *op, uint64_t n, uint64_t len, uint64_t *tsc_sum)
 {
 	if (!strcmp(op, "alu"))
 		asm volatile("call bench_alu_loop"
@@ -209,6 +233,20 @@ static int run_loop(const char *op, uint64_t n, uint64_t *tsc_sum)
 	else if (!strcmp(op, "store"))
 		LOOP(n, "lea bench_store_buf(%%rip), %%rdi\n\t",
 		     "movl %%eax, (%%rdi)");
+	else if (!strcmp(op, "rep_stosb"))
+		asm volatile("1:\n\tlea bench_rep_buf(%%rip), %%rdi\n\t"
+			     "mov %[len], %%rcx\n\tmov %%edx, %%eax\n\trep stosb\n\t"
+			     "dec %%rdx\n\tjnz 1b"
+			     : "+d"(n)
+			     : [len] "r"(len)
+			     : "rax", "rcx", "rdi", "memory", "cc");
+	else if (!strcmp(op, "rep_movsb"))
+		asm volatile("1:\n\tlea bench_rep_buf(%%rip), %%rsi\n\t"
+			     "lea bench_rep_buf+" XSTR(REP_BUF) "(%%rip), %%rdi\n\t"
+			     "mov %[len], %%rcx\n\trep movsb\n\tdec %%rdx\n\tjnz 1b"
+			     : "+d"(n)
+			     : [len] "r"(len)
+			     : "rcx", "rsi", "rdi", "memory", "cc");
 	else if (!strcmp(op, "eoi_mmio"))
 		LOOP(n, MOV_EDI(XAPIC(APIC_EOI)) "xor %%eax, %%eax\n\t",
 		     "movl %%eax, (%%rdi)");
@@ -254,6 +292,8 @@ static void sample_pmi(struct ex_regs *regs)
 	pmi_sum = pmi_sum * 31 + regs->rip * 7 + regs->rcx * 3 + tsc + st;
 	pmi_last_rcx = regs->rcx;
 	pmi_last_tsc = tsc;
+	if (regs->rcx && regs->rcx < rep_len)
+		pmis_mid_rep++;
 	for (int i = 0; i < 2; i++)
 		if (st & (1ull << i))
 			write_period(i, sample_period[i]);
@@ -262,7 +302,7 @@ static void sample_pmi(struct ex_regs *regs)
 	apic_eoi();
 }
 
-static int program_sampling(uint64_t period)
+static int program_sampling(uint64_t period, bool llc)
 {
 	if (pmu.amd || pmu.version < 2 || pmu.nr_gp < 2)
 		return -1;
@@ -273,7 +313,7 @@ static int program_sampling(uint64_t period)
 	sample_period[1] = period / 2 + 3;
 	write_period(0, sample_period[0]);
 	write_period(1, sample_period[1]);
-	wrmsr(pmu_sel_msr(0), EN_OS_USR | EVNTSEL_INT | 0xc0);
+	wrmsr(pmu_sel_msr(0), EN_OS_USR | EVNTSEL_INT | (llc ? 0x4f2e : 0xc0));
 	wrmsr(pmu_sel_msr(1), EN_OS_USR | EVNTSEL_INT | 0xc4);
 	wrmsr(pmu.global_ctrl, 3);
 	return 2;
@@ -285,8 +325,8 @@ static int program_counters(const char *which, uint64_t period)
 
 	if (!strcmp(which, "none") || !which[0])
 		return 0;
-	if (!strcmp(which, "sample"))
-		return program_sampling(period);
+	if (!strcmp(which, "sample") || !strcmp(which, "sample_llc"))
+		return program_sampling(period, which[6] != 0);
 	if (pmu.amd || pmu.version < 2)
 		return -1;
 	pmu_reset_all();
@@ -339,6 +379,7 @@ int main(struct multiboot_info *mbi)
 
 	char op[32], which[32];
 	uint64_t n = cmdline_u64(cmd, "n", 1000000), tsc_sum = 0;
+	uint64_t len = cmdline_u64(cmd, "len", 4096);
 	uint32_t calib;
 
 	cmdline_word(cmd, "op", op, sizeof(op));
@@ -347,34 +388,44 @@ int main(struct multiboot_info *mbi)
 		memcpy(op, "alu", 4);
 	if (!n)
 		n = 1;
+	if (len > REP_BUF)
+		len = REP_BUF;
+	if (!strncmp(op, "rep_", 4))
+		rep_len = len;
 	pmu_init();
 	setup_apic(op);
 	/* calibration: TSC delta over "rdtsc; mov" (2 if 1 tick = 1 insn) */
 	asm volatile("rdtsc\n\tmov %%eax, %%ecx\n\trdtsc\n\tsub %%ecx, %%eax"
 		     : "=a"(calib) : : "rcx", "rdx");
+	for (int i = 0; i < REP_BUF; i++)
+		bench_rep_buf[0][i] = (uint8_t)(i * 7 + (i >> 8));
 	int gp = program_counters(which, cmdline_u64(cmd, "period", 1000));
 	if (gp < 0) {
 		report(false, "counters=%s not supported on this PMU", which);
 		return report_summary();
 	}
 
-	bool sampling = !strcmp(which, "sample");
+	bool sampling = !strncmp(which, "sample", 6);
 	outb(1, MARK_PORT);
 	if (sampling)
 		sti();
-	int err = run_loop(op, n, &tsc_sum);
+	int err = run_loop(op, n, len, &tsc_sum);
 	if (sampling)
 		cli();
 	outb(2, MARK_PORT);
 
 	print_counters(gp, which);
 	report_info("op=%s n=%lu counters=%s", op, n, which[0] ? which : "none");
+	if (!strncmp(op, "rep_", 4))
+		report_info("len=%lu sum=%lu", len, rep_checksum());
 	if (!strncmp(op, "selfipi", 7))
 		report_info("tsc_sum=%lu fixed_insns=%d tsc_calib=%u", tsc_sum,
 			    strcmp(op, "selfipi") ? 7 : 5, calib);
 	if (sampling)
 		report_info("pmis=%lu pmi_sum=%lu last_rcx=%lu last_tsc=%lu", pmis,
 			    pmi_sum, pmi_last_rcx, pmi_last_tsc);
+	if (sampling && rep_len)
+		report_info("pmis_mid_rep=%lu", pmis_mid_rep);
 	report(!err, "ran loop %s", op);
 	return report_summary();
 }
