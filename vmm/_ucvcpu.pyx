@@ -487,10 +487,10 @@ cdef class UcVcpu:
     # -- block hook -----------------------------------------------------------------------
     cdef inline void on_block(self, uint64_t address, uint32_t size) noexcept:
         """The fast path: the block that ran (cur, none of it committed yet) goes on to one of the two
-        blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at: no attention,
-        deliverable interrupt, NMI or debug-register business, the deadline not reached, the same
-        CPL, and the budget (stop_at_overflow: counter overflows, the instruction limit) big enough
-        for it and the next block.  Then the block hook's work is that block's commit: the clock
+        blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at:
+        no attention, deliverable interrupt, NMI or debug-register business, the deadline not
+        reached, the same CPL, and the budget (stop_at_overflow: counter overflows, the instruction
+        limit) big enough for it and the next block.  Then the block hook's work is that block's commit: the clock
         now, the PMU's counts left pending (settle).  Anything else takes on_block_slow(), which
         links what it saw.  (A #DF being delivered, delivering_df, has left the block; data breakpoints,
         db_hits, turn the fast path off; no block it links to is a self-loop, bulk_retire's.)
