@@ -9,30 +9,13 @@ left most blocks to the fast path (else the comparison would prove nothing).
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
-import firmware
-from vmm.machine import Machine, MachineConfig
-
-
-def run(kernel: str, fast: bool, cmdline: str = "", **config) -> tuple[tuple, int]:
-    """((status, reason, instructions, serial), slow-path block hooks) of one in-process boot."""
-    machine = Machine(MachineConfig(serial=io.BytesIO(), cmdline=cmdline, timeout=120, **config))
-    for cpu in machine.cpus:
-        cpu.vcpu.fast_blocks = fast
-    machine.load(str(firmware.image(kernel)))
-    result = machine.run()
-    return (result.status, result.reason, result.instructions, result.serial), \
-        sum(cpu.vcpu.slow_blocks for cpu in machine.cpus)
+from tests.guest import boot_both_ways
 
 
 def both(kernel: str, cmdline: str = "", **config) -> tuple[tuple, int, int]:
-    fast, slow_fast = run(kernel, True, cmdline, **config)
-    slow, slow_all = run(kernel, False, cmdline, **config)
-    assert fast == slow
-    return fast, slow_fast, slow_all
+    return boot_both_ways(kernel, "fast_blocks", cmdline, **config)
 
 
 @pytest.mark.parametrize("counters", ["none", "insn_branch", "all"])

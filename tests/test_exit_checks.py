@@ -17,29 +17,19 @@ import io
 import pytest
 from unicorn import x86_const as uxc
 
-import firmware
 from devices.pc_testdev import IOMEM_BASE, PcTestdev
 from devices.registry import DeviceSpec
 from tests.elfgen import Seg, build_elf
+from tests.guest import boot_both_ways
 from vmm.machine import Machine, MachineConfig
 
 
-def boot(image: str, checks: bool, cmdline: str = "", **config) -> tuple[Machine, tuple]:
-    machine = Machine(MachineConfig(serial=io.BytesIO(), cmdline=cmdline, timeout=120, **config))
-    for cpu in machine.cpus:
-        assert cpu.vcpu.engine_exit_checks is False       # the default
-        cpu.vcpu.engine_exit_checks = checks
-    machine.load(image)
-    result = machine.run()
-    return machine, (result.status, result.reason, result.instructions, result.serial)
-
-
 def both(kernel: str, cmdline: str = "", **config) -> tuple:
-    image = str(firmware.image(kernel))
-    _, off = boot(image, False, cmdline, **config)
-    _, on = boot(image, True, cmdline, **config)
-    assert off == on
-    return off
+    return boot_both_ways(kernel, "engine_exit_checks", cmdline, **config)[0]
+
+
+def test_the_checks_are_off_by_default():
+    assert Machine(MachineConfig()).cpus[0].vcpu.engine_exit_checks is False
 
 
 @pytest.mark.parametrize("kernel", ["pmu_count", "pmu_msr", "usermode", "syscall_modes", "lapic_timer", "lapic_irq",

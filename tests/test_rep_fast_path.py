@@ -13,7 +13,6 @@ on must also have left the REP iterations to it (else the comparison would prove
 
 from __future__ import annotations
 
-import io
 import os
 import pathlib
 import re
@@ -23,27 +22,16 @@ import textwrap
 
 import pytest
 
-import firmware
 from devices.registry import DeviceSpec
-from vmm.machine import Machine, MachineConfig
+from tests.guest import boot_both_ways, boot_with
 
 
 def run(kernel: str, fast_rep: bool, cmdline: str = "", **config) -> tuple[tuple, int]:
-    """((status, reason, instructions, serial), slow-path block hooks) of one in-process boot."""
-    machine = Machine(MachineConfig(serial=io.BytesIO(), cmdline=cmdline, timeout=120, **config))
-    for cpu in machine.cpus:
-        cpu.vcpu.fast_rep = fast_rep
-    machine.load(str(firmware.image(kernel)))
-    result = machine.run()
-    return (result.status, result.reason, result.instructions, result.serial), \
-        sum(cpu.vcpu.slow_blocks for cpu in machine.cpus)
+    return boot_with(kernel, "fast_rep", fast_rep, cmdline, **config)
 
 
 def both(kernel: str, cmdline: str = "", **config) -> tuple[tuple, int, int]:
-    fast, slow_fast = run(kernel, True, cmdline, **config)
-    slow, slow_all = run(kernel, False, cmdline, **config)
-    assert fast == slow
-    return fast, slow_fast, slow_all
+    return boot_both_ways(kernel, "fast_rep", cmdline, **config)
 
 
 def info(out: tuple, name: str) -> int:
