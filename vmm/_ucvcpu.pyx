@@ -490,10 +490,11 @@ cdef class UcVcpu:
         blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at:
         no attention, deliverable interrupt, NMI or debug-register business, the deadline not
         reached, the same CPL, and the budget (stop_at_overflow: counter overflows, the instruction
-        limit) big enough for it and the next block.  Then the block hook's work is that block's commit: the clock
-        now, the PMU's counts left pending (settle).  Anything else takes on_block_slow(), which
-        links what it saw.  (A #DF being delivered, delivering_df, has left the block; data breakpoints,
-        db_hits, turn the fast path off; no block it links to is a self-loop, bulk_retire's.)
+        limit) big enough for it and the next block.  Then the block hook's work is that block's
+        commit: the clock now, the PMU's counts left pending (settle).  Anything else takes
+        on_block_slow(), which links what it saw.  (A #DF being delivered, delivering_df, has left
+        the block; data breakpoints, db_hits, turn the fast path off; no block it links to is a
+        self-loop, bulk_retire's.)
 
         REP string instructions have a case of their own (``fast_rep``; blocks with a REP are never
         linked): the engine ends a block after a REP instruction's iteration and enters the block
@@ -512,8 +513,7 @@ cdef class UcVcpu:
             b = c.next
             if b == NULL or b.addr != address or b.size != size:
                 b = c.alt
-            if b != NULL and b.addr == address and b.size == size and b.checked == self.code_gen \
-                    and self.engine_invalidations[0] == self.invalidations_seen and self.c_cpl() == self.cur_cpl:
+            if b != NULL and b.addr == address and b.size == size and self.still_current(b):
                 r = self.retired + c.n
                 if r + self.clock_offset < self.deadline and r + b.n < self.cycle_budget:
                     # commit(c.n) of a block with no REP or mapping change, and leave_block()
@@ -523,8 +523,7 @@ cdef class UcVcpu:
                     self.cur = b
                     return
             elif (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr and self.fast_rep \
-                    and c.size == size and c.n == 1 and c.checked == self.code_gen \
-                    and self.engine_invalidations[0] == self.invalidations_seen and self.c_cpl() == self.cur_cpl \
+                    and c.size == size and c.n == 1 and self.still_current(c) \
                     and self.retired + self.clock_offset < self.deadline and self.retired < self.cycle_budget:
                 # Another iteration of the REP string instruction that already retired, re-entering
                 # its own one-instruction block: the slow path's commit would retire nothing and
@@ -532,6 +531,12 @@ cdef class UcVcpu:
                 timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
                 return
         self.on_block_slow(address, size)
+
+    cdef inline bint still_current(self, Block *b) noexcept nogil:
+        """The fast path may enter ``b`` as decoded: its code was found current in this generation,
+        the engine has dropped no translation since, and the CPL its counts belong to is unchanged."""
+        return b.checked == self.code_gen and self.engine_invalidations[0] == self.invalidations_seen \
+            and self.c_cpl() == self.cur_cpl
 
     cdef void on_block_slow(self, uint64_t address, uint32_t size) noexcept:
         cdef Block *b
