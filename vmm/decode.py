@@ -30,9 +30,10 @@ Not decoded: anything the hook layer does not use (operands, prefixes other than
 
 # No `from __future__ import annotations`: see docs/design.md, "Start-up cost".
 import ctypes
-import importlib.util
 import os
 from typing import NamedTuple
+
+from vmm.native_libs import packaged_library
 
 # --- capstone 5 C API (capstone.h, x86.h), x86 only ----------------------------------------------
 CS_API = (5, 0)
@@ -110,11 +111,9 @@ class _CsInsn(ctypes.Structure):
 def _library_path() -> str:
     """libcapstone as the capstone package ships it, found without importing the package; where it
     is not there (a distribution's build), the package says which library it loaded."""
-    spec = importlib.util.find_spec("capstone")
-    if spec is not None and spec.origin is not None:
-        path = os.path.join(os.path.dirname(spec.origin), "lib", "libcapstone.so")
-        if os.path.exists(path):
-            return path
+    path = packaged_library("capstone", "lib", "libcapstone.so")
+    if path is not None:
+        return path
     import capstone  # the slow import, only for a library installed elsewhere
 
     return capstone._cs._name
