@@ -19,6 +19,7 @@ from devices.lapic import Lapic
 from pmu._core import PmuCore
 from vmm._trace import TraceBuffer
 from vmm._uarch import BranchPredictor, CacheModel
+from vmm.engine import Engine
 from vmm.exits import Exit
 
 class _ExitHandler(Protocol):
@@ -44,7 +45,8 @@ class BlockTable:
 
 @final
 class UcVcpu:
-    """One vCPU on a unicorn engine.  ``handler`` answers exits (vmm.dispatch.Dispatcher)."""
+    """One vCPU on a unicorn engine: a vmm.engine.Engine, or the binding's ``Uc``.  ``handler``
+    answers exits (vmm.dispatch.Dispatcher)."""
 
     handler: _ExitHandler | None
     platform: _Platform | None
@@ -102,7 +104,7 @@ class UcVcpu:
     code_changes: int
     cache: CacheModel
     predictor: BranchPredictor
-    def __init__(self, engine: Uc, handler: _ExitHandler | None = None, vcpu_id: int = 0) -> None: ...
+    def __init__(self, engine: Engine | Uc, handler: _ExitHandler | None = None, vcpu_id: int = 0) -> None: ...
     def self_test(self) -> list[str]: ...
     def now(self) -> int: ...
     def nmi_blocked(self) -> bool: ...

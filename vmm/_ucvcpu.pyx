@@ -96,12 +96,8 @@ from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t,
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 
-import ctypes
-
-import unicorn
-from unicorn import unicorn_const as ucc
-from unicorn import x86_const as uxc
-from unicorn.unicorn_py3 import unicorn as _ucmod
+from vmm import engine as ucapi
+from vmm.engine import EngineError, as_engine
 
 from devices._uart cimport UartCore
 from devices.lapic cimport LAPIC_DONE, LAPIC_GP, LAPIC_SETTLE, LAPIC_UNHANDLED, Lapic
@@ -154,13 +150,14 @@ include "_ucvcpu_timeout.pxi"
 
 @cython.final
 cdef class UcVcpu:
-    """One vCPU on a unicorn engine.  ``handler`` answers exits (vmm.dispatch.Dispatcher)."""
+    """One vCPU on a unicorn engine: a vmm.engine.Engine, or the binding's ``Uc``.  ``handler``
+    answers exits (vmm.dispatch.Dispatcher)."""
 
     cdef void *uc
     cdef char *env
     cdef void *cpu
     cdef uint32_t *engine_halted  # the engine's CPUState.halted: set by HLT, cleared by each emu_start
-    cdef object engine           # the binding's Uc, kept alive
+    cdef object engine           # its vmm.engine.Engine (a view of a binding Uc it was given), kept alive
     cdef public object handler   # .handle(Exit) -> int | Fault | tuple | None (vmm.dispatch.Dispatcher)
     cdef public object platform  # .backdoor(port, regs), .read_cr8(), .write_cr8(value)
     cdef public object intc      # interrupt source: .next_injection() -> (vector, is_nmi) | None
@@ -301,8 +298,8 @@ cdef class UcVcpu:
         free(self.cpuid_table)
 
     def __init__(self, engine, handler=None, vcpu_id=0):
-        self.engine = engine
-        self.uc = <void*> <uintptr_t> engine._uch.value
+        engine = self.engine = as_engine(engine)
+        self.uc = <void*> <uintptr_t> engine.handle
         self.handler = handler
         self.vcpu_id = vcpu_id
         _locate(self.uc, &self.cpu, &self.env, &self.engine_halted, &self.engine_invalidations)
@@ -317,10 +314,10 @@ cdef class UcVcpu:
         # privilege change, an IST gate) aborts the whole process.  The type is an available 32-bit
         # TSS: how the engine caches every TSS it loads, and the only form its 32-bit stack switch
         # accepts.  (LTR of a null selector, the other way to a not-present TR, is a #GP here.)
-        engine.reg_write(uxc.UC_X86_REG_TR, (0, 0, TR_RESET_LIMIT, TR_RESET_FLAGS))
+        engine.reg_write(ucapi.UC_X86_REG_TR, (0, 0, TR_RESET_LIMIT, TR_RESET_FLAGS))
         # The engine also starts with CR4.FSGSBASE and CR4.OSXSAVE set: bits no CPU leaves reset with,
         # which the CPUID model may not back (every later MOV to CR4 that keeps them would be a #GP).
-        engine.reg_write(uxc.UC_X86_REG_CR4, engine.reg_read(uxc.UC_X86_REG_CR4) & ~CR4_ENGINE_START)
+        engine.reg_write(ucapi.UC_X86_REG_CR4, engine.reg_read(ucapi.UC_X86_REG_CR4) & ~CR4_ENGINE_START)
 
     # -- CPU state and guest memory, as every unit reads them -----------------------------
     cdef inline uint64_t *regs(self) noexcept nogil:
@@ -817,7 +814,7 @@ cdef class UcVcpu:
         reg.base = base
         err = uc_mmio_map(self.uc, base, size, <void*> _mmio_read, reg, <void*> _mmio_write, reg)
         if err:
-            raise RuntimeError(f"mapping MMIO at {base:#x}: {unicorn.UcError(err)}")
+            raise RuntimeError(f"mapping MMIO at {base:#x}: {EngineError(err)}")
         self.n_mmio += 1
 
     @property
@@ -975,7 +972,7 @@ cdef class UcVcpu:
                 return Exit(ExitKind.INTERNAL_ERROR, reason=f"guest fetched an instruction from MMIO at {rip:#x}",
                             vcpu_id=self.vcpu_id)
             if err:
-                return Exit(ExitKind.INTERNAL_ERROR, reason=f"engine error: {unicorn.UcError(err)}",
+                return Exit(ExitKind.INTERNAL_ERROR, reason=f"engine error: {EngineError(err)}",
                             vcpu_id=self.vcpu_id)
             # The engine's own halted state says HLT ran (RIP is after it); a stop at an exit
             # address sets it too, but those were taken above.

@@ -88,7 +88,7 @@ cdef void check_cr_write(UcVcpu vcpu, uint64_t address, uint64_t next_pc, int cr
             # The engine would store bit 63 and walk page tables from a wrong address.
             v &= ~<uint64_t>CR3_NOFLUSH
             vcpu.commit_before(address)
-            uc_reg_write(vcpu.uc, uxc.UC_X86_REG_CR3, &v)
+            uc_reg_write(vcpu.uc, ucapi.UC_X86_REG_CR3, &v)
             vcpu.step_over(next_pc)
             return
     elif cr == 4:

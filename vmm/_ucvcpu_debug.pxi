@@ -27,7 +27,7 @@ DEF DR7_RW_WRITE = 1
 DEF DR7_RW_IO = 2
 DEF DR7_RW_ACCESS = 3
 
-cdef int MEM_WRITE = ucc.UC_MEM_WRITE
+cdef int MEM_WRITE = ucapi.UC_MEM_WRITE
 
 
 cdef int _on_data_access(void *uc, int access, uint64_t address, int size, int64_t value, void *ud) noexcept:

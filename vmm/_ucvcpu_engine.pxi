@@ -2,9 +2,10 @@
 # The engine under the hook layer (included by vmm/_ucvcpu.pyx): libunicorn's entry points, its
 # constants, the private layout of its CPU state, and hook registration.
 #
-# * libunicorn's C entry points are resolved at run time from the library the unicorn Python binding
-#   has loaded (same engine instance, no link-time path to get wrong); hook kinds, instruction and
-#   register ids come from the binding too, so a renumbering cannot slip by.
+# * libunicorn's C entry points are resolved at run time from the library vmm/engine.py has loaded
+#   (the one the unicorn binding loads: same engine instance, no link-time path to get wrong); hook
+#   kinds, instruction and register ids are vmm/engine.py's (tests/test_engine.py compares them with
+#   the binding's, so a renumbering cannot slip by).
 # * The hook layer relies on private engine internals: the CPU state pointer and the field offsets
 #   of QEMU 5.0.1's CPUX86State inside unicorn 2.1.4, CPUState.halted (set by HLT, cleared by each
 #   emu_start) and the count of translations the engine has dropped (TCGContext), found by _locate();
@@ -21,8 +22,8 @@
 # which stay on the class as the vocabulary every unit shares.
 
 # ---------------------------------------------------------------------------------------
-# libunicorn entry points, resolved at run time from the library the Python binding loaded
-# (same engine instance, no link-time path to get wrong).
+# libunicorn entry points, resolved at run time from the library vmm/engine.py loaded (same engine
+# instance, no link-time path to get wrong).
 
 ctypedef int (*fn_hook_add)(void*, size_t*, int, void*, void*, uint64_t, uint64_t, ...) noexcept nogil
 ctypedef int (*fn_hook_del)(void*, size_t) noexcept nogil
@@ -62,8 +63,8 @@ cdef fn_tcg_count tcg_invalidations
 cdef fn_exit_check engine_exit_check
 
 
-cdef uintptr_t _sym(lib, str name) except 0:
-    return <uintptr_t> ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+cdef uintptr_t _sym(str name) except 0:
+    return <uintptr_t> ucapi.address_of(name)
 
 
 cdef void _resolve() except *:
@@ -71,66 +72,65 @@ cdef void _resolve() except *:
     global uc_vmem_read, uc_vmem_write, uc_vmem_translate, uc_mmio_map, uc_mem_unmap
     global x86_do_interrupt, x86_hardirq, x86_load_seg
     global x86_code_page, tcg_invalidations, engine_exit_check
-    lib = _ucmod.uclib
-    uc_hook_add = <fn_hook_add> _sym(lib, "uc_hook_add")
-    uc_hook_del = <fn_hook_del> _sym(lib, "uc_hook_del")
-    uc_reg_read = <fn_reg> _sym(lib, "uc_reg_read")
-    uc_reg_write = <fn_reg> _sym(lib, "uc_reg_write")
-    uc_emu_start = <fn_emu_start> _sym(lib, "uc_emu_start")
-    uc_emu_stop = <fn_emu_stop> _sym(lib, "uc_emu_stop")
-    uc_ctl = <fn_ctl> _sym(lib, "uc_ctl")
-    uc_vmem_read = <fn_vmem_read> _sym(lib, "uc_vmem_read")
-    uc_vmem_write = <fn_vmem_write> _sym(lib, "uc_vmem_write")
-    uc_vmem_translate = <fn_vmem_translate> _sym(lib, "uc_vmem_translate")
-    uc_mmio_map = <fn_mmio_map> _sym(lib, "uc_mmio_map")
-    uc_mem_unmap = <fn_mem_unmap> _sym(lib, "uc_mem_unmap")
-    x86_do_interrupt = <fn_do_interrupt> _sym(lib, "x86_cpu_do_interrupt_x86_64")
-    x86_hardirq = <fn_hardirq> _sym(lib, "do_interrupt_x86_hardirq_x86_64")
-    x86_load_seg = <fn_load_seg> _sym(lib, "cpu_x86_load_seg_x86_64")
+    uc_hook_add = <fn_hook_add> _sym("uc_hook_add")
+    uc_hook_del = <fn_hook_del> _sym("uc_hook_del")
+    uc_reg_read = <fn_reg> _sym("uc_reg_read")
+    uc_reg_write = <fn_reg> _sym("uc_reg_write")
+    uc_emu_start = <fn_emu_start> _sym("uc_emu_start")
+    uc_emu_stop = <fn_emu_stop> _sym("uc_emu_stop")
+    uc_ctl = <fn_ctl> _sym("uc_ctl")
+    uc_vmem_read = <fn_vmem_read> _sym("uc_vmem_read")
+    uc_vmem_write = <fn_vmem_write> _sym("uc_vmem_write")
+    uc_vmem_translate = <fn_vmem_translate> _sym("uc_vmem_translate")
+    uc_mmio_map = <fn_mmio_map> _sym("uc_mmio_map")
+    uc_mem_unmap = <fn_mem_unmap> _sym("uc_mem_unmap")
+    x86_do_interrupt = <fn_do_interrupt> _sym("x86_cpu_do_interrupt_x86_64")
+    x86_hardirq = <fn_hardirq> _sym("do_interrupt_x86_hardirq_x86_64")
+    x86_load_seg = <fn_load_seg> _sym("cpu_x86_load_seg_x86_64")
     # Where guest RAM holds the code at a linear address, through the engine's TLB (filling it from the
     # page tables on a miss, which can raise the guest's #PF: only called for code being entered).
-    x86_code_page = <fn_code_page> _sym(lib, "get_page_addr_code_hostp_x86_64")
-    tcg_invalidations = <fn_tcg_count> _sym(lib, "tcg_tb_phys_invalidate_count_x86_64")
+    x86_code_page = <fn_code_page> _sym("get_page_addr_code_hostp_x86_64")
+    tcg_invalidations = <fn_tcg_count> _sym("tcg_tb_phys_invalidate_count_x86_64")
     # What the engine compiles after code hooks to leave the block on a stop or RIP write (longjmp):
     # _ucvcpu_exitchecks.pxi calls it itself where the compiled call is left out.
-    engine_exit_check = <fn_exit_check> _sym(lib, "helper_check_exit_request_x86_64")
+    engine_exit_check = <fn_exit_check> _sym("helper_check_exit_request_x86_64")
 
 
 _resolve()
 
 
 # ---------------------------------------------------------------------------------------
-# Engine constants (from the binding, so a renumbering cannot slip by) and private layout.
+# Engine constants (vmm/engine.py's, checked against the binding's by its tests) and private layout.
 
-cdef int HOOK_INTR = ucc.UC_HOOK_INTR
-cdef int HOOK_INSN = ucc.UC_HOOK_INSN
-cdef int HOOK_CODE = ucc.UC_HOOK_CODE
-cdef int HOOK_BLOCK = ucc.UC_HOOK_BLOCK
-cdef int HOOK_MEM_UNMAPPED = ucc.UC_HOOK_MEM_UNMAPPED
-cdef int HOOK_MEM_READ_UNMAPPED = ucc.UC_HOOK_MEM_READ_UNMAPPED
-cdef int HOOK_MEM_ACCESS = ucc.UC_HOOK_MEM_READ | ucc.UC_HOOK_MEM_WRITE
-cdef int HOOK_EDGE_GENERATED = ucc.UC_HOOK_EDGE_GENERATED
-cdef int CTL_TB_FLUSH = ucc.UC_CTL_TB_FLUSH
-cdef int CTL_TLB_FLUSH = ucc.UC_CTL_TLB_FLUSH
-cdef int HOOK_INSN_INVALID = ucc.UC_HOOK_INSN_INVALID
-cdef int INS_IN = uxc.UC_X86_INS_IN
-cdef int INS_OUT = uxc.UC_X86_INS_OUT
-cdef int INS_SYSCALL = uxc.UC_X86_INS_SYSCALL
-cdef int INS_SYSENTER = uxc.UC_X86_INS_SYSENTER
-cdef int INS_CPUID = uxc.UC_X86_INS_CPUID
-cdef int INS_RDTSC = uxc.UC_X86_INS_RDTSC
-cdef int INS_RDTSCP = uxc.UC_X86_INS_RDTSCP
-cdef int REG_RIP = uxc.UC_X86_REG_RIP
-cdef int REG_RFLAGS = uxc.UC_X86_REG_RFLAGS
-cdef int REG_DR0 = uxc.UC_X86_REG_DR0      # DR0-DR3 are consecutive ids
-cdef int REG_DR6 = uxc.UC_X86_REG_DR6
-cdef int REG_DR7 = uxc.UC_X86_REG_DR7
-cdef int REG_MSR = uxc.UC_X86_REG_MSR
-cdef int CTL_IO_WRITE = 1
-cdef int CTL_TB_REMOVE_CACHE = ucc.UC_CTL_TB_REMOVE_CACHE
-cdef int CTL_UC_EXITS = ucc.UC_CTL_UC_EXITS
-cdef int CTL_UC_USE_EXITS = ucc.UC_CTL_UC_USE_EXITS
-cdef int ERR_FETCH_PROT = ucc.UC_ERR_FETCH_PROT
+cdef int HOOK_INTR = ucapi.UC_HOOK_INTR
+cdef int HOOK_INSN = ucapi.UC_HOOK_INSN
+cdef int HOOK_CODE = ucapi.UC_HOOK_CODE
+cdef int HOOK_BLOCK = ucapi.UC_HOOK_BLOCK
+cdef int HOOK_MEM_UNMAPPED = ucapi.UC_HOOK_MEM_UNMAPPED
+cdef int HOOK_MEM_READ_UNMAPPED = ucapi.UC_HOOK_MEM_READ_UNMAPPED
+cdef int HOOK_MEM_ACCESS = ucapi.UC_HOOK_MEM_READ | ucapi.UC_HOOK_MEM_WRITE
+cdef int HOOK_EDGE_GENERATED = ucapi.UC_HOOK_EDGE_GENERATED
+cdef int CTL_TB_FLUSH = ucapi.UC_CTL_TB_FLUSH
+cdef int CTL_TLB_FLUSH = ucapi.UC_CTL_TLB_FLUSH
+cdef int HOOK_INSN_INVALID = ucapi.UC_HOOK_INSN_INVALID
+cdef int INS_IN = ucapi.UC_X86_INS_IN
+cdef int INS_OUT = ucapi.UC_X86_INS_OUT
+cdef int INS_SYSCALL = ucapi.UC_X86_INS_SYSCALL
+cdef int INS_SYSENTER = ucapi.UC_X86_INS_SYSENTER
+cdef int INS_CPUID = ucapi.UC_X86_INS_CPUID
+cdef int INS_RDTSC = ucapi.UC_X86_INS_RDTSC
+cdef int INS_RDTSCP = ucapi.UC_X86_INS_RDTSCP
+cdef int REG_RIP = ucapi.UC_X86_REG_RIP
+cdef int REG_RFLAGS = ucapi.UC_X86_REG_RFLAGS
+cdef int REG_DR0 = ucapi.UC_X86_REG_DR0      # DR0-DR3 are consecutive ids
+cdef int REG_DR6 = ucapi.UC_X86_REG_DR6
+cdef int REG_DR7 = ucapi.UC_X86_REG_DR7
+cdef int REG_MSR = ucapi.UC_X86_REG_MSR
+cdef int CTL_IO_WRITE = ucapi.UC_CTL_IO_WRITE
+cdef int CTL_TB_REMOVE_CACHE = ucapi.UC_CTL_TB_REMOVE_CACHE
+cdef int CTL_UC_EXITS = ucapi.UC_CTL_UC_EXITS
+cdef int CTL_UC_USE_EXITS = ucapi.UC_CTL_UC_USE_EXITS
+cdef int ERR_FETCH_PROT = ucapi.UC_ERR_FETCH_PROT
 
 cdef inline int ctl_write(int ctl, int nargs) noexcept nogil:
     return ctl | (nargs << 26) | (CTL_IO_WRITE << 30)
@@ -205,10 +205,9 @@ cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted, size_t **i
     CPUState.halted, which sits just before CPUState's back pointer to the engine, and the count of
     translations the engine has dropped (in its TCGContext, which points back to the engine)."""
     cdef uint64_t rax = 0
-    uc_reg_read(uc, uxc.UC_X86_REG_RAX, &rax)   # the engine initialises lazily
-    lib = _ucmod.uclib
-    cdef uintptr_t rr = _sym(lib, "reg_read_x86_64")
-    cdef uintptr_t rw = _sym(lib, "reg_write_x86_64")
+    uc_reg_read(uc, ucapi.UC_X86_REG_RAX, &rax)   # the engine initialises lazily
+    cdef uintptr_t rr = _sym("reg_read_x86_64")
+    cdef uintptr_t rw = _sym("reg_write_x86_64")
     cdef uintptr_t *words = <uintptr_t*> uc
     cdef int i, slot = -1
     for i in range(512):
@@ -254,15 +253,15 @@ cdef tuple _engine_behaviour():
     cdef size_t *invalidations
     cdef size_t before
     if _scratch_checks is None:
-        scratch = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        scratch = ucapi.Engine()
         scratch.mem_map(0x1000, PAGE_SIZE)
         scratch.mem_write(0x1000, b"\x90\xf4")     # nop; hlt
         scratch.mem_write(0x1010, b"\xc6\x05\xe9\xff\xff\xff\x90\xf4")    # movb $0x90, 0x1000(%rip); hlt
-        _locate(<void*> <uintptr_t> scratch._uch.value, &cpu, &env, &halted, &invalidations)
+        _locate(<void*> <uintptr_t> scratch.handle, &cpu, &env, &halted, &invalidations)
         scratch.emu_start(0x1000, 0x2000, count=1)
         stopped_by_count = halted[0] == 0
         scratch.emu_start(0x1001, 0x2000)
-        hlt = stopped_by_count and halted[0] == 1 and scratch.reg_read(uxc.UC_X86_REG_RIP) == 0x1002
+        hlt = stopped_by_count and halted[0] == 1 and scratch.reg_read(ucapi.UC_X86_REG_RIP) == 0x1002
         scratch.emu_start(0x1000, 0x2000)      # translated ...
         before = invalidations[0]
         scratch.emu_start(0x1010, 0x2000)      # ... and stored into
@@ -275,29 +274,29 @@ cdef list check_layout(UcVcpu vcpu):
     mismatch, else return the names of the checks."""
     eng = vcpu.engine
     checks = []
-    eng.reg_write(uxc.UC_X86_REG_RAX, 0x1122334455667788)
-    eng.reg_write(uxc.UC_X86_REG_RCX, 0x99AABBCCDDEEFF00)
+    eng.reg_write(ucapi.UC_X86_REG_RAX, 0x1122334455667788)
+    eng.reg_write(ucapi.UC_X86_REG_RCX, 0x99AABBCCDDEEFF00)
     checks.append(("general registers at env+0", vcpu.regs()[0] == 0x1122334455667788
                    and vcpu.regs()[1] == 0x99AABBCCDDEEFF00))
-    old_rip = eng.reg_read(uxc.UC_X86_REG_RIP)
-    eng.reg_write(uxc.UC_X86_REG_RIP, 0x123456)
+    old_rip = eng.reg_read(ucapi.UC_X86_REG_RIP)
+    eng.reg_write(ucapi.UC_X86_REG_RIP, 0x123456)
     checks.append(("EIP at env+128", vcpu.eip() == 0x123456))
-    eng.reg_write(uxc.UC_X86_REG_RIP, old_rip)
-    old_flags = eng.reg_read(uxc.UC_X86_REG_RFLAGS)
-    eng.reg_write(uxc.UC_X86_REG_RFLAGS, 0x202)
+    eng.reg_write(ucapi.UC_X86_REG_RIP, old_rip)
+    old_flags = eng.reg_read(ucapi.UC_X86_REG_RFLAGS)
+    eng.reg_write(ucapi.UC_X86_REG_RFLAGS, 0x202)
     checks.append(("EFLAGS.IF at env+136", ((<uint64_t*> (vcpu.env + OFF_EFLAGS))[0] & EFLAGS_IF) != 0))
-    eng.reg_write(uxc.UC_X86_REG_RFLAGS, old_flags)
-    checks.append(("CR0 at env+424", vcpu.c_cr(0) == eng.reg_read(uxc.UC_X86_REG_CR0)))
-    checks.append(("CR4 at env+456", vcpu.c_cr(4) == eng.reg_read(uxc.UC_X86_REG_CR4)))
+    eng.reg_write(ucapi.UC_X86_REG_RFLAGS, old_flags)
+    checks.append(("CR0 at env+424", vcpu.c_cr(0) == eng.reg_read(ucapi.UC_X86_REG_CR0)))
+    checks.append(("CR4 at env+456", vcpu.c_cr(4) == eng.reg_read(ucapi.UC_X86_REG_CR4)))
     checks.append(("hflags LMA bit at env+176", (vcpu.hflags() & HF_LMA) != 0))
     checks.append(("no exception in flight at env+5496", (<int*> (vcpu.env + OFF_OLD_EXCEPTION))[0] == -1))
-    old_tr = eng.reg_read(uxc.UC_X86_REG_TR)
-    eng.reg_write(uxc.UC_X86_REG_TR, (0x28, 0x12345000, 0x2067, 0x8900))
+    old_tr = eng.reg_read(ucapi.UC_X86_REG_TR)
+    eng.reg_write(ucapi.UC_X86_REG_TR, (0x28, 0x12345000, 0x2067, 0x8900))
     checks.append(("TR base/limit at env+360/368", (<uint64_t*> (vcpu.env + OFF_TR_BASE))[0] == 0x12345000
                    and (<uint32_t*> (vcpu.env + OFF_TR_LIMIT))[0] == 0x2067))
-    eng.reg_write(uxc.UC_X86_REG_TR, old_tr)
-    eng.reg_write(uxc.UC_X86_REG_RAX, 0)
-    eng.reg_write(uxc.UC_X86_REG_RCX, 0)
+    eng.reg_write(ucapi.UC_X86_REG_TR, old_tr)
+    eng.reg_write(ucapi.UC_X86_REG_RAX, 0)
+    eng.reg_write(ucapi.UC_X86_REG_RCX, 0)
     checks.append(("CPUState.halted set by HLT, not by other stops", _engine_behaviour()[0]))
     checks.append(("TCGContext.tb_phys_invalidate_count counts a store into translated code", _engine_behaviour()[1]))
     checks.append(("struct hook bounds at +24/+32", hook_bounds_where_expected(vcpu)))

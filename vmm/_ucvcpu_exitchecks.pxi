@@ -84,6 +84,16 @@ cdef void _skip_incs(void *uc, uint64_t address, uint32_t size, void *ud) noexce
 cdef object _switch_checks = None
 
 
+cdef uint64_t _scratch_mmio_read(void *uc, uint64_t offset, unsigned size, void *ud) noexcept:
+    return 0
+
+
+cdef void _scratch_mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *ud) noexcept:
+    """The scratch MMIO page: a store asks for a stop while ``ud`` (a flag) is set."""
+    if (<uint8_t*> ud)[0]:
+        uc_emu_stop(uc)
+
+
 cdef tuple exit_switch_behaviour():
     """On a scratch engine, once per process: (1) a store whose MMIO callback asks for a stop ends
     the block at once with the checks on, (2) runs on to the block's end with them off, (3) with
@@ -92,25 +102,26 @@ cdef tuple exit_switch_behaviour():
     cdef void *uc
     cdef uint8_t *switch
     cdef size_t h = 0
+    cdef uint8_t stop_in_mmio = 1
     if _switch_checks is None:
-        scratch = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        scratch = ucapi.Engine()
         scratch.mem_map(SCRATCH_CODE, PAGE_SIZE)
         scratch.mem_write(SCRATCH_CODE, SCRATCH_STORE_INC_INC_HLT)
-        stop_in_mmio = [True]
-        scratch.mmio_map(SCRATCH_MMIO, PAGE_SIZE, lambda *a: 0, None,
-                         lambda eng, *a: eng.emu_stop() if stop_in_mmio[0] else None, None)
-        uc = <void*> <uintptr_t> scratch._uch.value
+        uc = <void*> <uintptr_t> scratch.handle
+        if uc_mmio_map(uc, SCRATCH_MMIO, PAGE_SIZE, <void*> _scratch_mmio_read, NULL, <void*> _scratch_mmio_write,
+                       &stop_in_mmio):
+            raise RuntimeError("unicorn self-test: uc_mmio_map failed on a scratch engine")
         switch = locate_exit_switch(uc)
         incs = []
         for checks in (True, False, False):
             if len(incs) == 2:
-                stop_in_mmio[0] = False
+                stop_in_mmio = 0
                 uc_hook_add(uc, &h, HOOK_CODE, <void*> _skip_incs, <void*> switch, SCRATCH_CODE + 7,
                             SCRATCH_CODE + 7)
             switch[0] = 0 if checks else 1
             scratch.ctl_remove_cache(SCRATCH_CODE, SCRATCH_CODE + PAGE_SIZE)
-            scratch.reg_write(uxc.UC_X86_REG_RBX, 0)
+            scratch.reg_write(ucapi.UC_X86_REG_RBX, 0)
             scratch.emu_start(SCRATCH_CODE, 0)
-            incs.append(scratch.reg_read(uxc.UC_X86_REG_RBX))
+            incs.append(scratch.reg_read(ucapi.UC_X86_REG_RBX))
         _switch_checks = (incs[0] == 0, incs[1] == 2, incs[2] == 0)
     return _switch_checks

@@ -74,7 +74,7 @@ cdef bint on_unmapped(UcVcpu vcpu, int access, uint64_t address, int size) noexc
     on.  Under strict_memory it ends the run instead; an instruction fetch from there always
     does (as one from an MMIO window).  ``address`` is physical (the engine reports it after
     translation)."""
-    if access == ucc.UC_MEM_FETCH_UNMAPPED:
+    if access == ucapi.UC_MEM_FETCH_UNMAPPED:
         vcpu.stop_reason = STOP_ERROR
         vcpu.stop_text = f"guest fetched an instruction from unmapped physical memory at {address:#x}"
         return False
@@ -110,7 +110,7 @@ cdef bint map_void(UcVcpu vcpu, uint64_t address) noexcept:
         err = uc_mmio_map(vcpu.uc, lo, hi - lo, <void*> _void_read, <void*> vcpu, <void*> _void_write,
                           <void*> vcpu)
         if err:
-            vcpu._fail(f"mapping unmapped physical memory {lo:#x}-{hi - 1:#x}: {unicorn.UcError(err)}")
+            vcpu._fail(f"mapping unmapped physical memory {lo:#x}-{hi - 1:#x}: {EngineError(err)}")
             return False
         vcpu.voids.append((lo, hi))
         return True

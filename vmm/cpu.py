@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import enum
 
-import unicorn
-from unicorn import x86_const as uxc
-
 from devices.bus import Bus
 from devices.cpu_msrs import CpuMsrs
 from devices.lapic import Lapic
 from devices.speculation import SpeculationControl
 from pmu.pmu import Pmu
+from vmm import engine as ucapi
 from vmm._ucvcpu import UcVcpu
 from vmm.cpuid import CpuidError, CpuidModel
 from vmm.dispatch import Dispatcher
+from vmm.engine import UC_PROT_ALL, Engine
 from vmm.errors import VmmError
 
 MMIO_PAGE = 0x1000
@@ -48,10 +47,10 @@ INIT_DR7 = 0x400
 REAL_MODE_TABLE = (0, 0, 0xFFFF, 0)          # GDTR/IDTR: base 0, limit 0xFFFF
 INIT_LDTR = (0, 0, 0xFFFF, 0x8200)           # present LDT, base 0, limit 0xFFFF
 INIT_TR = (0, 0, 0xFFFF, 0x8900)             # as the hook layer starts TR (see UcVcpu.__init__)
-GENERAL_REGISTERS = (uxc.UC_X86_REG_RAX, uxc.UC_X86_REG_RBX, uxc.UC_X86_REG_RCX, uxc.UC_X86_REG_RSI,
-                     uxc.UC_X86_REG_RDI, uxc.UC_X86_REG_RBP, uxc.UC_X86_REG_RSP, uxc.UC_X86_REG_R8,
-                     uxc.UC_X86_REG_R9, uxc.UC_X86_REG_R10, uxc.UC_X86_REG_R11, uxc.UC_X86_REG_R12,
-                     uxc.UC_X86_REG_R13, uxc.UC_X86_REG_R14, uxc.UC_X86_REG_R15)
+GENERAL_REGISTERS = (ucapi.UC_X86_REG_RAX, ucapi.UC_X86_REG_RBX, ucapi.UC_X86_REG_RCX, ucapi.UC_X86_REG_RSI,
+                     ucapi.UC_X86_REG_RDI, ucapi.UC_X86_REG_RBP, ucapi.UC_X86_REG_RSP, ucapi.UC_X86_REG_R8,
+                     ucapi.UC_X86_REG_R9, ucapi.UC_X86_REG_R10, ucapi.UC_X86_REG_R11, ucapi.UC_X86_REG_R12,
+                     ucapi.UC_X86_REG_R13, ucapi.UC_X86_REG_R14, ucapi.UC_X86_REG_R15)
 MSR_EFER = 0xC0000080
 
 
@@ -83,17 +82,21 @@ class CpuMmio:
 
 
 class Cpu:
-    """vCPU ``index`` (= its APIC id) of ``machine``; the machine maps the board's MMIO windows."""
+    """vCPU ``index`` (= its APIC id) of ``machine``; the machine maps the board's MMIO windows.
+
+    ``uc_engine`` is its unicorn engine (:class:`vmm.engine.Engine`, libunicorn driven directly);
+    ``engine`` the unicorn binding's ``Uc`` over that engine, made on first use (the binding's import
+    is a quarter of a short command-line run, which never needs it)."""
 
     def __init__(self, machine, index: int, ram_address: int):
         config = machine.config
         self.machine = machine
         self.index = index
         self.state = CpuState.RUNNABLE if index == 0 else CpuState.WAIT_FOR_SIPI
-        self.engine = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        self.uc_engine = Engine()
         self._ram_address = ram_address
-        self.engine.mem_map_ptr(0, config.memory, unicorn.UC_PROT_ALL, ram_address)
-        self.vcpu = UcVcpu(self.engine, vcpu_id=index)
+        self.uc_engine.mem_map_ptr(0, config.memory, UC_PROT_ALL, ram_address)
+        self.vcpu = UcVcpu(self.uc_engine, vcpu_id=index)
         self.vcpu.self_test()
         self.vcpu.forced_emulation = config.forced_emulation
         self.vcpu.sync_translations = config.smp > 1
@@ -118,6 +121,12 @@ class Cpu:
         self.vcpu.platform = self
         self.vcpu.intc = self
         self.vcpu.on_attention = self._attention
+
+    @property
+    def engine(self):
+        """The unicorn binding's ``Uc`` over this vCPU's engine (hooks with Python callbacks, the
+        binding's whole API)."""
+        return self.uc_engine.uc
 
     def _build_parts(self, machine) -> None:
         """The local APIC, PMU, speculation-control and architectural MSRs of this vCPU."""
@@ -147,9 +156,9 @@ class Cpu:
         ram_size = self.machine.config.memory
         self.vcpu.unmap_mmio(old, MMIO_PAGE)
         if old < ram_size:
-            self.engine.mem_map_ptr(old, MMIO_PAGE, unicorn.UC_PROT_ALL, self._ram_address + old)
+            self.uc_engine.mem_map_ptr(old, MMIO_PAGE, UC_PROT_ALL, self._ram_address + old)
         if new < ram_size:
-            self.engine.mem_unmap(new, MMIO_PAGE)
+            self.uc_engine.mem_unmap(new, MMIO_PAGE)
         self.vcpu.map_mmio(new, MMIO_PAGE)
 
     # -- what the hook layer asks of its platform and interrupt source -----------------------
@@ -189,25 +198,25 @@ class Cpu:
     def start_at_sipi(self, vector: int) -> None:
         """Start a CPU waiting for SIPI in real mode at ``vector`` * 4 KiB (CS = vector << 8, IP 0)
         with the register state INIT leaves; EDX holds the CPU signature."""
-        eng = self.engine
+        eng = self.uc_engine
         # Leave long mode first.  The engine clears EFER.LMA (read-only to WRMSR) only when CR0.PG
         # goes from 1 to 0, and a 64-bit engine starts with LMA set and PG clear: so PG is set
         # for a moment (nothing is fetched in between) and then cleared with the rest of CR0.
-        eng.reg_write(uxc.UC_X86_REG_CR0, eng.reg_read(uxc.UC_X86_REG_CR0) | CR0_PG | CR0_PE)
-        eng.reg_write(uxc.UC_X86_REG_CR0, INIT_CR0)
-        eng.reg_write(uxc.UC_X86_REG_MSR, (MSR_EFER, 0))
-        for reg in (uxc.UC_X86_REG_CR4, uxc.UC_X86_REG_CR3, uxc.UC_X86_REG_CR2):
+        eng.reg_write(ucapi.UC_X86_REG_CR0, eng.reg_read(ucapi.UC_X86_REG_CR0) | CR0_PG | CR0_PE)
+        eng.reg_write(ucapi.UC_X86_REG_CR0, INIT_CR0)
+        eng.reg_write(ucapi.UC_X86_REG_MSR, (MSR_EFER, 0))
+        for reg in (ucapi.UC_X86_REG_CR4, ucapi.UC_X86_REG_CR3, ucapi.UC_X86_REG_CR2):
             eng.reg_write(reg, 0)
         for reg in GENERAL_REGISTERS:
             eng.reg_write(reg, 0)
-        eng.reg_write(uxc.UC_X86_REG_RDX, self.cpuid.signature())
-        eng.reg_write(uxc.UC_X86_REG_RFLAGS, INIT_RFLAGS)
-        eng.reg_write(uxc.UC_X86_REG_GDTR, REAL_MODE_TABLE)
-        eng.reg_write(uxc.UC_X86_REG_IDTR, REAL_MODE_TABLE)
-        eng.reg_write(uxc.UC_X86_REG_LDTR, INIT_LDTR)
-        eng.reg_write(uxc.UC_X86_REG_TR, INIT_TR)
-        eng.reg_write(uxc.UC_X86_REG_DR6, INIT_DR6)
-        eng.reg_write(uxc.UC_X86_REG_DR7, INIT_DR7)
+        eng.reg_write(ucapi.UC_X86_REG_RDX, self.cpuid.signature())
+        eng.reg_write(ucapi.UC_X86_REG_RFLAGS, INIT_RFLAGS)
+        eng.reg_write(ucapi.UC_X86_REG_GDTR, REAL_MODE_TABLE)
+        eng.reg_write(ucapi.UC_X86_REG_IDTR, REAL_MODE_TABLE)
+        eng.reg_write(ucapi.UC_X86_REG_LDTR, INIT_LDTR)
+        eng.reg_write(ucapi.UC_X86_REG_TR, INIT_TR)
+        eng.reg_write(ucapi.UC_X86_REG_DR6, INIT_DR6)
+        eng.reg_write(ucapi.UC_X86_REG_DR7, INIT_DR7)
         self.vcpu.load_real_mode_segments(vector << 8)
-        eng.reg_write(uxc.UC_X86_REG_RIP, 0)
+        eng.reg_write(ucapi.UC_X86_REG_RIP, 0)
         self.state = CpuState.RUNNABLE

@@ -61,8 +61,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from unicorn import x86_const as uxc
-
 import firmware
 from devices.acpi_pm import AcpiPm
 from devices.bus import Bus, BusError
@@ -80,6 +78,7 @@ from vmm.acpi import build_acpi_tables
 from vmm.board import PC_BOARD, acpi_platform, with_user_devices
 from vmm.clock import VirtualClock
 from vmm.cpu import MMIO_PAGE, Cpu, CpuState
+from vmm.engine import UC_X86_REG_RIP
 from vmm.errors import VmmError
 from vmm.exits import Exit, ExitKind
 from vmm.firmware_area import (
@@ -190,7 +189,7 @@ class Machine:
             self.cpus.append(cpu)
         bsp = self.cpus[0]
         # The BSP's parts, by their single-CPU names (tools and tests look at these).
-        self.engine, self.vcpu, self.cpuid, self.lapic, self.pmu = bsp.engine, bsp.vcpu, bsp.cpuid, bsp.lapic, bsp.pmu
+        self.vcpu, self.cpuid, self.lapic, self.pmu = bsp.vcpu, bsp.cpuid, bsp.lapic, bsp.pmu
         self.msr, self.dispatcher = bsp.msr, bsp.dispatcher
         self.current = bsp
         self.clock.switch_to(bsp.vcpu)
@@ -309,6 +308,11 @@ class Machine:
             self._mapped_pages.update(range(page, end + 1))
             page = end + 1
 
+    @property
+    def engine(self):
+        """The unicorn binding's ``Uc`` over the BSP's engine (made on first use: Cpu.engine)."""
+        return self.cpus[0].engine
+
     # -- loading ----------------------------------------------------------------------
     def load(self, kernel) -> object:
         """Load a kernel file (or bytes); raises vmm.errors.LoadError with a one-line reason."""
@@ -318,7 +322,7 @@ class Machine:
                            reserved=windows, e820=self.e820, rsdp_address=self.acpi.rsdp_address)
         mode = {"elf64": MODE_ELF64, "linux64": MODE_LINUX64}.get(boot.kind, MODE_PROTECTED32)
         write_entry_parameters(self.ram, entry=boot.entry, boot_info=boot.boot_info_address, mode=mode)
-        self.engine.reg_write(uxc.UC_X86_REG_RIP, TRAMPOLINE_ADDRESS)
+        self.cpus[0].uc_engine.reg_write(UC_X86_REG_RIP, TRAMPOLINE_ADDRESS)
         self.boot = boot
         if self.tracer is not None:
             self.tracer.load_symbols(kernel)
