@@ -133,6 +133,27 @@ DEF STOP_YIELD = 5      # the lowest priority: any other reason replaces it
 # ExitKind members by value: building an enum from an int on every exit costs more than the exit.
 cdef tuple EXIT_KINDS = tuple(sorted(ExitKind, key=int))
 
+
+cdef struct Holds:
+    # What keeps UcVcpu.on_block's fast path off while it is not 0: packed into 8 bytes that the fast
+    # path reads as one word (holds_any), so that checking them all costs one load.
+    uint8_t slow_only         # the PMU needs each block's counts as it retires (see stop_at_overflow)
+    uint8_t attention         # kick()ed: timers, PMIs, queued work (the ``attention`` property)
+    uint8_t nmi_check         # an NMI may be waiting: deliverable whatever RFLAGS.IF says (``nmi_check``)
+    uint8_t dr_changed        # a MOV to DR0-DR7 ran: re-read them at the next block
+    uint16_t cur_done         # instructions of the current block already committed (Block.n is 16 bits)
+    uint16_t spare            # (0: makes the struct the word holds_any reads)
+
+if sizeof(Holds) != sizeof(uint64_t):
+    raise ImportError("UcVcpu's Holds must be one 64-bit word")
+
+
+cdef inline uint64_t holds_any(const Holds *h) noexcept nogil:
+    """Non-zero if any of the holds is set (one 64-bit load: memcpy is how C reads a struct as a word)."""
+    cdef uint64_t word
+    memcpy(&word, h, sizeof(word))
+    return word
+
 # The concerns, each as C functions over a UcVcpu (see the list above).  They come before the class
 # because its state is made of their types; their order matters only for DEF constants, which must
 # be defined before they are used (the engine's layout first).
@@ -198,7 +219,6 @@ cdef class UcVcpu:
 
     # accounting
     cdef Block *cur
-    cdef int cur_done            # instructions of cur already committed
     cdef int cur_cpl
     cdef uint64_t rep_addr       # address of the REP string instruction the last block ended in
     cdef public uint64_t retired
@@ -206,9 +226,8 @@ cdef class UcVcpu:
 
     # control
     cdef public bint in_guest
-    cdef public bint attention
-    cdef public bint irq_pending
-    cdef public bint nmi_check        # an NMI may be waiting: deliverable whatever RFLAGS.IF says
+    cdef Holds holds                  # attention, nmi_check, ...: on_block's fast path runs while all are 0
+    cdef uint64_t irq_if              # EFLAGS_IF while an interrupt may be pending (``irq_pending``), else 0
     cdef public bint forced_emulation
     cdef public bint sync_translations  # an IRET to itself drops translations (SMP: other vCPUs write code)
     cdef public uint64_t translation_flushes   # how often it did
@@ -219,7 +238,8 @@ cdef class UcVcpu:
     cdef double timeout_end           # run()'s wall-clock end (monotonic s), 0 = none (_ucvcpu_timeout.pxi)
     cdef uint64_t timeout_check       # virtual ns of the next look at the clock
     cdef uint64_t still_events        # deliveries and REP iterations during runs with a timeout
-    cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
+    cdef uint64_t c_clock_offset      # machine time not retired by this vCPU (the ``clock_offset`` property)
+    cdef uint64_t fast_until          # on_block's fast path keeps retired below it (fold_fast_until)
     cdef public uint64_t max_insns
     cdef int stop_reason
     cdef object stop_text
@@ -241,7 +261,6 @@ cdef class UcVcpu:
     cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
     cdef uint64_t cycle_budget        # retired count the budget ends at (stop_at_overflow); 0 = unknown
-    cdef bint slow_only               # on_block's fast path is off (see stop_at_overflow)
     cdef public bint fast_blocks      # on_block's fast path may run; off: every block the slow way (tests)
     cdef public bint fast_rep         # ... and its case for a REP string instruction's later iterations (tests)
     cdef public uint64_t slow_blocks  # block hooks that took the slow path (statistics, tests)
@@ -271,7 +290,6 @@ cdef class UcVcpu:
     cdef TraceTap tap
     cdef TraceBuffer trace_buffer
     # Data breakpoints (_ucvcpu_debug.pxi): those DR7 enables, as of the last MOV to a debug register
-    cdef bint dr_changed              # a MOV to DR0-DR7 ran: re-read them at the next block
     cdef uint64_t db_hits             # B0-B3 of those the instruction under way has hit
     cdef uint64_t db_base[4]
     cdef uint64_t db_len[4]           # 0: not a data breakpoint
@@ -395,10 +413,10 @@ cdef class UcVcpu:
         cdef Block *b = self.cur
         cdef int k
         self.settle()
-        if b == NULL or upto <= self.cur_done:
+        if b == NULL or upto <= self.holds.cur_done:
             return
-        k = upto - self.cur_done
-        if self.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
+        k = upto - self.holds.cur_done
+        if self.holds.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
             k -= 1      # another iteration of the REP instruction that already retired
             timed_out_while_still(self)     # (the engine stops after this iteration if so)
         cdef uint64_t branch = 0, conditional = 0
@@ -413,7 +431,7 @@ cdef class UcVcpu:
                     self.rep_addr = b.addr + b.offs[b.n - 1]
                 else:
                     code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
-        self.cur_done = upto
+        self.holds.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl, conditional)
             if branch and (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
@@ -423,7 +441,7 @@ cdef class UcVcpu:
                 self.br_flags = b.flags
                 self.br_cpl = self.cur_cpl
             if self.pmu.pmi_requested:
-                self.attention = True
+                self.holds.attention = True
 
     cdef inline void settle(self) noexcept:
         """Give the PMU the counts on_block's fast path left pending.  Before anything looks at the
@@ -439,19 +457,32 @@ cdef class UcVcpu:
             self.pmu.count_block(self.pending & PENDING_MASK, (self.pending >> 21) & PENDING_MASK, self.cur_cpl,
                                  self.pending >> 42)
             if self.pmu.pmi_requested:
-                self.attention = True
+                self.holds.attention = True
         self.pending = 0
+
+    cdef inline void drop_budget(self) noexcept:
+        """Forget the budget (stop_at_overflow works it out again when a block could reach it):
+        something outside the hook layer may have changed the PMU or the instruction limit."""
+        self.cycle_budget = 0
+        self.fast_until = 0
+
+    cdef void fold_fast_until(self) noexcept:
+        """on_block's fast path bound, after the deadline, the clock offset or the budget changed:
+        one retired count below which neither the deadline (in virtual ns, retired + clock offset)
+        nor the budget is reached."""
+        cdef uint64_t until = self.deadline - self.c_clock_offset if self.deadline > self.c_clock_offset else 0
+        self.fast_until = until if until < self.cycle_budget else self.cycle_budget
 
     cdef void retire_one(self) noexcept:
         """An instruction emulated outside any block (RDPMC in the engine's #UD/#GP path) retires."""
         cdef int cpl = self.c_cpl()
         self.settle()
         self.retired += 1
-        self.cycle_budget = 0
+        self.drop_budget()
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(1, 0, cpl)
             if self.pmu.pmi_requested:
-                self.attention = True
+                self.holds.attention = True
 
     cdef inline void commit_before(self, uint64_t rip) noexcept:
         if self.cur != NULL:
@@ -461,7 +492,7 @@ cdef class UcVcpu:
         """The current block is abandoned at this point: later instructions never ran."""
         self.settle()
         self.cur = NULL
-        self.cur_done = 0
+        self.holds.cur_done = 0
 
     cdef void finish_block(self) noexcept:
         if self.cur != NULL:
@@ -488,10 +519,12 @@ cdef class UcVcpu:
     cdef inline void on_block(self, uint64_t address, uint32_t size) noexcept:
         """The fast path: the block that ran (cur, none of it committed yet) goes on to one of the two
         blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at:
-        no attention, deliverable interrupt, NMI or debug-register business, the deadline not
-        reached, the same CPL, and the budget (stop_at_overflow: counter overflows, the instruction
-        limit) big enough for it and the next block.  Then the block hook's work is that block's
-        commit: the clock now, the PMU's counts left pending (settle).  Anything else takes
+        no hold (attention, NMI or debug-register business, slow_only, part of the block committed
+        already: one word, ``holds``), no deliverable interrupt (``irq_if`` against RFLAGS), the
+        same CPL, and both the deadline and the budget (stop_at_overflow: counter overflows, the
+        instruction limit) beyond it and the next block (one bound, ``fast_until``).  Then the block
+        hook's work is that block's commit: the clock now, the PMU's counts left pending (settle).
+        Anything else takes
         on_block_slow(), which links what it saw.  (A #DF being delivered, delivering_df, has left
         the block; data breakpoints, db_hits, turn the fast path off; no block it links to is a
         self-loop, bulk_retire's.)
@@ -507,15 +540,14 @@ cdef class UcVcpu:
         cdef Block *c = self.cur
         cdef Block *b
         cdef uint64_t r
-        # (the flags first: while slow_only is set, the slow path is all there is)
-        if c != NULL and not (self.slow_only | self.attention | self.nmi_check | self.dr_changed | self.cur_done
-                              | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9))):
+        # (the holds first: while slow_only is set, the slow path is all there is)
+        if c != NULL and not (holds_any(&self.holds) | ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & self.irq_if)):
             b = c.next
             if b == NULL or b.addr != address or b.size != size:
                 b = c.alt
             if b != NULL and b.addr == address and b.size == size and self.still_current(b):
                 r = self.retired + c.n
-                if r + self.clock_offset < self.deadline and r + b.n < self.cycle_budget:
+                if r + b.n < self.fast_until:
                     # commit(c.n) of a block with no REP or mapping change, and leave_block()
                     self.retired = r
                     self.pending += c.tally
@@ -524,7 +556,7 @@ cdef class UcVcpu:
                     return
             elif (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr and self.fast_rep \
                     and c.size == size and c.n == 1 and self.still_current(c) \
-                    and self.retired + self.clock_offset < self.deadline and self.retired < self.cycle_budget:
+                    and self.retired < self.fast_until:
                 # Another iteration of the REP string instruction that already retired, re-entering
                 # its own one-instruction block: the slow path's commit would retire nothing and
                 # leave rep_addr as it is, and it would find this same block with nothing to do.
@@ -548,16 +580,16 @@ cdef class UcVcpu:
         if self.cur != NULL:
             self.commit(self.cur.n)     # (nothing is pending without a current block: leave_block settles)
         self.cur = NULL
-        self.cur_done = 0
+        self.holds.cur_done = 0
         if self.br_flags:
             resolve_branch(self, address)
         if self.db_hits:
             data_breakpoint_trap(self, address)     # the last block's final instruction hit one
             return
-        if self.dr_changed:
-            self.dr_changed = False
+        if self.holds.dr_changed:
+            self.holds.dr_changed = False
             if arm_data_breakpoints(self):
-                self.cycle_budget = 0       # (slow_only follows the data breakpoints)
+                self.drop_budget()       # (slow_only follows the data breakpoints)
                 self.restart(address)       # re-translate with (or without) the data breakpoint hooks
                 return
         if self.pmu is not None and ((self.pmu.active_events & CACHE_EVENTS) != 0) != (self.mem_hook != 0):
@@ -571,19 +603,19 @@ cdef class UcVcpu:
             b = current_block(self, b, address, size)
             if b == NULL:
                 return      # restarted (re-translated), or not decodable
-        if self.attention or (self.retired + self.clock_offset) >= self.deadline:
-            self.attention = False
+        if self.holds.attention or (self.retired + self.c_clock_offset) >= self.deadline:
+            self.holds.attention = False
             self._py_attention()
             if self.stop_reason != STOP_NONE:
                 # The engine stops before this block runs: it is not in flight (the next run()
                 # starts with it), so it must not be committed now.
                 uc_emu_stop(self.uc)
                 return
-        if self.nmi_check and not self.c_nmi_masked():
-            self.nmi_check = False
+        if self.holds.nmi_check and not self.c_nmi_masked():
+            self.holds.nmi_check = False
             if inject_pending(self, False):
                 return
-        if self.irq_pending:
+        if self.irq_if:
             if self.c_interruptible():
                 if inject_pending(self, True):
                     return
@@ -614,7 +646,7 @@ cdef class UcVcpu:
     # -- Python side (cold paths) ---------------------------------------------------------
     cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
         self.settle()
-        self.cycle_budget = 0       # a device may reach the PMU (host-side calls)
+        self.drop_budget()       # a device may reach the PMU (host-side calls)
         try:
             return self.handler.handle(Exit(EXIT_KINDS[kind], address, size, value, self.vcpu_id))
         except BaseException as e:
@@ -625,7 +657,7 @@ cdef class UcVcpu:
         """Queued work, on_attention, then the work that queued: all of it before the guest goes on
         (or, in the HLT wait, before the machine decides whether anything can wake the vCPU)."""
         self.settle()
-        self.cycle_budget = 0
+        self.drop_budget()
         try:
             self._run_work()
             if self.on_attention is not None:
@@ -659,13 +691,42 @@ cdef class UcVcpu:
 
     def kick(self):
         """Something changed for this vCPU (interrupt, timer, deferred work): look at it soon."""
-        self.attention = True
-        self.irq_pending = True
-        self.nmi_check = True
+        self.holds.attention = True
+        self.irq_if = EFLAGS_IF
+        self.holds.nmi_check = True
 
     def queue_work(self, fn):
         self.work.append(fn)
         self.kick()
+
+    # The flags kick() sets, kept where on_block's fast path reads them (holds, irq_if).
+    @property
+    def attention(self):
+        """The vCPU runs queued work and on_attention at the next block boundary."""
+        return self.holds.attention != 0
+
+    @attention.setter
+    def attention(self, bint value):
+        self.holds.attention = value
+
+    @property
+    def irq_pending(self):
+        """A maskable interrupt may be waiting: the interrupt source is asked at the next block
+        boundary where RFLAGS.IF allows one."""
+        return self.irq_if != 0
+
+    @irq_pending.setter
+    def irq_pending(self, bint value):
+        self.irq_if = EFLAGS_IF if value else 0
+
+    @property
+    def nmi_check(self):
+        """An NMI may be waiting: deliverable whatever RFLAGS.IF says."""
+        return self.holds.nmi_check != 0
+
+    @nmi_check.setter
+    def nmi_check(self, bint value):
+        self.holds.nmi_check = value
 
     # -- the machine's controls -----------------------------------------------------------
     def self_test(self):
@@ -675,7 +736,7 @@ cdef class UcVcpu:
     def now(self):
         """The machine's virtual ns as this vCPU sees it: its committed instructions plus its clock
         offset (which the machine sets when it switches vCPUs, so every vCPU reads one clock)."""
-        return self.retired + self.clock_offset
+        return self.retired + self.c_clock_offset
 
     @property
     def deadline(self):
@@ -688,6 +749,17 @@ cdef class UcVcpu:
     def deadline(self, uint64_t value):
         self.timer_deadline = value
         fold_deadline(self)
+
+    @property
+    def clock_offset(self):
+        """Machine time this vCPU did not retire itself (HLT skips, other vCPUs' work): now() is
+        retired + clock_offset.  Set by the machine's clock (vmm.clock.VirtualClock)."""
+        return self.c_clock_offset
+
+    @clock_offset.setter
+    def clock_offset(self, uint64_t value):
+        self.c_clock_offset = value
+        self.fold_fast_until()
 
     def nmi_blocked(self):
         return self.c_nmi_masked()
@@ -902,11 +974,11 @@ cdef class UcVcpu:
         trace records are stamped with its time."""
         if self.tap.ring != NULL:
             self.tap.ring.retired = &self.retired
-            self.tap.ring.clock_offset = &self.clock_offset
+            self.tap.ring.clock_offset = &self.c_clock_offset
 
     def trace_point(self):
         """(virtual ns, linear RIP) as a trace record made now would carry them."""
-        return self.retired + self.clock_offset, self.pc()
+        return self.retired + self.c_clock_offset, self.pc()
 
     # -- running --------------------------------------------------------------------------
     def run(self, double timeout=0.0, uint64_t steps=0):
@@ -940,15 +1012,15 @@ cdef class UcVcpu:
         cdef int err
         while True:
             if self.stop_reason == STOP_NONE and \
-                    (self.work or self.attention or self.deadline <= self.retired + self.clock_offset):
-                self.attention = False
+                    (self.work or self.holds.attention or self.deadline <= self.retired + self.c_clock_offset):
+                self.holds.attention = False
                 self._py_attention()
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
             if timed_out(self):
                 return self._terminal()
             uc_reg_read(self.uc, REG_RIP, &rip)
-            self.cycle_budget = 0       # the host may have changed the PMU between runs
+            self.drop_budget()       # the host may have changed the PMU between runs
             if self.c_cr(0) != self.cr_seen[0] or self.c_cr(3) != self.cr_seen[1] or self.c_cr(4) != self.cr_seen[2]:
                 code_may_have_changed(self, False)  # the host changed the paging state (INIT/SIPI, a debugger)
             self.in_guest = True
@@ -988,7 +1060,7 @@ cdef class UcVcpu:
         """Run queued work and ``on_attention`` while the guest is not running (the machine's HLT
         wait does this instead of run()).  Returns the terminal exit of a stop requested by now,
         or of the instruction limit, else None."""
-        self.attention = False
+        self.holds.attention = False
         self._py_attention()
         check_limit(self)
         return self._terminal() if self.stop_reason != STOP_NONE else None
