@@ -142,7 +142,8 @@ cdef struct Holds:
     uint8_t nmi_check         # an NMI may be waiting: deliverable whatever RFLAGS.IF says (``nmi_check``)
     uint8_t dr_changed        # a MOV to DR0-DR7 ran: re-read them at the next block
     uint16_t cur_done         # instructions of the current block already committed (Block.n is 16 bits)
-    uint16_t spare            # (0: makes the struct the word holds_any reads)
+    uint8_t no_block          # no block is in flight (cur is NULL: the fast path has no block to go on from)
+    uint8_t spare             # (0: makes the struct the word holds_any reads)
 
 if sizeof(Holds) != sizeof(uint64_t):
     raise ImportError("UcVcpu's Holds must be one 64-bit word")
@@ -192,6 +193,7 @@ cdef class UcVcpu:
     cdef size_t *engine_invalidations   # translations the engine has dropped (its TCGContext's count)
     cdef size_t invalidations_seen
     cdef uint32_t code_gen              # moves when any block's code may have changed under it
+    cdef uint32_t gen_bias              # code_gen - invalidations_seen: still_current's one sum (sync_gen_bias)
     cdef uint32_t write_gen             # ... by a store (it moves with code_gen)
     cdef uint64_t cr_seen[3]            # CR0, CR3, CR4 when the last run() ended
     cdef CodePage code_tlb[CODE_TLB_SIZE]
@@ -314,6 +316,7 @@ cdef class UcVcpu:
         self.efer_reserved = ~<uint64_t>EFER_ALLOWED
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
         self.code_gen = 1
+        self.holds.no_block = True
 
     def __dealloc__(self):
         free(self.cpuid_table)
@@ -325,6 +328,7 @@ cdef class UcVcpu:
         self.vcpu_id = vcpu_id
         _locate(self.uc, &self.cpu, &self.env, &self.engine_halted, &self.engine_invalidations)
         self.invalidations_seen = self.engine_invalidations[0]
+        sync_gen_bias(self)
         self.tap.eip = <uint64_t*> (self.env + OFF_EIP)
         self.tap.cs_base = <uint64_t*> (self.env + OFF_SEGS + SEG_CS * SEG_CACHE_SIZE + SEG_BASE)
         add_hooks(self)
@@ -492,6 +496,7 @@ cdef class UcVcpu:
         """The current block is abandoned at this point: later instructions never ran."""
         self.settle()
         self.cur = NULL
+        self.holds.no_block = True
         self.holds.cur_done = 0
 
     cdef void finish_block(self) noexcept:
@@ -516,7 +521,9 @@ cdef class UcVcpu:
         uc_reg_write(self.uc, REG_RIP, &eip)
 
     # -- block hook -----------------------------------------------------------------------
-    cdef inline void on_block(self, uint64_t address, uint32_t size) noexcept:
+    # (Not inline: gcc would inline it into _on_block and there shuffle registers to keep the
+    # arguments for on_block_slow, costing more than _on_block's one move and jump.)
+    cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
         """The fast path: the block that ran (cur, none of it committed yet) goes on to one of the two
         blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at:
         no hold (attention, NMI or debug-register business, slow_only, part of the block committed
@@ -537,38 +544,43 @@ cdef class UcVcpu:
         above, with the same block; with the same nothing-to-look-at conditions (the deadline and
         the budget as the slow path tests them for a block that retires nothing) the case leaves
         everything as that would and only looks at the run's timeout as commit() does."""
-        cdef Block *c = self.cur
+        cdef Block *c = self.cur    # (NULL while no_block is set)
         cdef Block *b
-        cdef uint64_t r
         # (the holds first: while slow_only is set, the slow path is all there is)
-        if c != NULL and not (holds_any(&self.holds) | ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & self.irq_if)):
-            b = c.next
-            if b == NULL or b.addr != address or b.size != size:
+        if not (holds_any(&self.holds) | ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & self.irq_if)):
+            b = c.next          # (NO_LINK if none: it matches no block)
+            if b.addr != address or b.size != size:
                 b = c.alt
-            if b != NULL and b.addr == address and b.size == size and self.still_current(b):
-                r = self.retired + c.n
-                if r + b.n < self.fast_until:
-                    # commit(c.n) of a block with no REP or mapping change, and leave_block()
-                    self.retired = r
-                    self.pending += c.tally
-                    self.rep_addr = <uint64_t> -1
-                    self.cur = b
+                if b.addr != address or b.size != size:
+                    # Not linked (a block with a REP never is): the REP case, or the slow path.
+                    if (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr \
+                            and self.fast_rep and c.size == size and c.n == 1 and self.still_current(c) \
+                            and self.retired < self.fast_until:
+                        # Another iteration of the REP string instruction that already retired,
+                        # re-entering its own one-instruction block: the slow path's commit would
+                        # retire nothing and leave rep_addr as it is, and it would find this same
+                        # block with nothing to do.
+                        timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
+                        return
+                    self.on_block_slow(address, size)
                     return
-            elif (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr and self.fast_rep \
-                    and c.size == size and c.n == 1 and self.still_current(c) \
-                    and self.retired < self.fast_until:
-                # Another iteration of the REP string instruction that already retired, re-entering
-                # its own one-instruction block: the slow path's commit would retire nothing and
-                # leave rep_addr as it is, and it would find this same block with nothing to do.
-                timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
+            if self.still_current(b) and self.retired + c.n + b.n < self.fast_until:
+                # commit(c.n) of a block with no REP or mapping change, and leave_block()
+                self.retired += c.n
+                self.pending += c.tally
+                self.rep_addr = <uint64_t> -1
+                self.cur = b
                 return
         self.on_block_slow(address, size)
 
     cdef inline bint still_current(self, Block *b) noexcept nogil:
         """The fast path may enter ``b`` as decoded: its code was found current in this generation,
-        the engine has dropped no translation since, and the CPL its counts belong to is unchanged."""
-        return b.checked == self.code_gen and self.engine_invalidations[0] == self.invalidations_seen \
-            and self.c_cpl() == self.cur_cpl
+        the engine has dropped no translation since, and the CPL its counts belong to is unchanged.
+        The first two in one compare: b.checked == code_gen + (engine count - invalidations_seen)
+        holds exactly when both differences are 0, as b.checked is never ahead of code_gen and the
+        engine's count never behind invalidations_seen (but for the wrap of the 32-bit generation,
+        as b.checked == code_gen alone)."""
+        return b.checked == <uint32_t> (self.engine_invalidations[0] + self.gen_bias) and self.c_cpl() == self.cur_cpl
 
     cdef void on_block_slow(self, uint64_t address, uint32_t size) noexcept:
         cdef Block *b
@@ -580,6 +592,7 @@ cdef class UcVcpu:
         if self.cur != NULL:
             self.commit(self.cur.n)     # (nothing is pending without a current block: leave_block settles)
         self.cur = NULL
+        self.holds.no_block = True
         self.holds.cur_done = 0
         if self.br_flags:
             resolve_branch(self, address)
@@ -630,6 +643,7 @@ cdef class UcVcpu:
         if b.loop_kind and self.bulk_loops and bulk_retire(self, b):
             return
         self.cur = b
+        self.holds.no_block = False
         self.cur_cpl = self.c_cpl()
         if self.cycle_budget <= self.retired + b.n:
             stop_at_overflow(self, b)    # (it returns at once while the budget exceeds the block)
