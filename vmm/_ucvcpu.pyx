@@ -143,7 +143,7 @@ cdef struct Holds:
     uint8_t dr_changed        # a MOV to DR0-DR7 ran: re-read them at the next block
     uint16_t cur_done         # instructions of the current block already committed (Block.n is 16 bits)
     uint8_t no_block          # no block is in flight (cur is NULL: the fast path has no block to go on from)
-    uint8_t spare             # (0: makes the struct the word holds_any reads)
+    uint8_t rep_armed         # rep_addr is set (set_rep_addr): only the fast path's REP case may run
 
 if sizeof(Holds) != sizeof(uint64_t):
     raise ImportError("UcVcpu's Holds must be one 64-bit word")
@@ -154,6 +154,12 @@ cdef inline uint64_t holds_any(const Holds *h) noexcept nogil:
     cdef uint64_t word
     memcpy(&word, h, sizeof(word))
     return word
+
+cdef Holds _rep_only
+memset(&_rep_only, 0, sizeof(Holds))
+_rep_only.rep_armed = 1
+# The holds word (with no interrupt to deliver) in which on_block's REP case may run: rep_armed alone.
+cdef uint64_t REP_ONLY = holds_any(&_rep_only)
 
 # The concerns, each as C functions over a UcVcpu (see the list above).  They come before the class
 # because its state is made of their types; their order matters only for DEF constants, which must
@@ -317,6 +323,7 @@ cdef class UcVcpu:
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
         self.code_gen = 1
         self.holds.no_block = True
+        self.set_rep_addr(<uint64_t> -1)
 
     def __dealloc__(self):
         free(self.cpuid_table)
@@ -429,10 +436,10 @@ cdef class UcVcpu:
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
                 conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
-            self.rep_addr = <uint64_t> -1
+            self.set_rep_addr(<uint64_t> -1)
             if b.flags & (ENDS_WITH_REP | CHANGES_MAPPING):
                 if b.flags & ENDS_WITH_REP:
-                    self.rep_addr = b.addr + b.offs[b.n - 1]
+                    self.set_rep_addr(b.addr + b.offs[b.n - 1])
                 else:
                     code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
         self.holds.cur_done = upto
@@ -446,6 +453,12 @@ cdef class UcVcpu:
                 self.br_cpl = self.cur_cpl
             if self.pmu.pmi_requested:
                 self.holds.attention = True
+
+    cdef inline void set_rep_addr(self, uint64_t address) noexcept:
+        """``address`` (-1: none) is the REP string instruction that has retired, whose block may be
+        entered again for its next iterations; its hold keeps on_block's fast path to its REP case."""
+        self.rep_addr = address
+        self.holds.rep_armed = address != <uint64_t> -1
 
     cdef inline void settle(self) noexcept:
         """Give the PMU the counts on_block's fast path left pending.  Before anything looks at the
@@ -547,30 +560,29 @@ cdef class UcVcpu:
         cdef Block *c = self.cur    # (NULL while no_block is set)
         cdef Block *b
         # (the holds first: while slow_only is set, the slow path is all there is)
-        if not (holds_any(&self.holds) | ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & self.irq_if)):
+        cdef uint64_t holds = holds_any(&self.holds) | ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & self.irq_if)
+        if holds == 0:
             b = c.next          # (NO_LINK if none: it matches no block)
             if b.addr != address or b.size != size:
                 b = c.alt
                 if b.addr != address or b.size != size:
-                    # Not linked (a block with a REP never is): the REP case, or the slow path.
-                    if (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr \
-                            and self.fast_rep and c.size == size and c.n == 1 and self.still_current(c) \
-                            and self.retired < self.fast_until:
-                        # Another iteration of the REP string instruction that already retired,
-                        # re-entering its own one-instruction block: the slow path's commit would
-                        # retire nothing and leave rep_addr as it is, and it would find this same
-                        # block with nothing to do.
-                        timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
-                        return
-                    self.on_block_slow(address, size)
+                    self.on_block_slow(address, size)   # (written so, gcc compares the size once)
                     return
             if self.still_current(b) and self.retired + c.n + b.n < self.fast_until:
-                # commit(c.n) of a block with no REP or mapping change, and leave_block()
+                # commit(c.n) of a block with no REP or mapping change (so rep_addr stays unset),
+                # and leave_block()
                 self.retired += c.n
                 self.pending += c.tally
-                self.rep_addr = <uint64_t> -1
                 self.cur = b
                 return
+        elif holds == REP_ONLY and (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr \
+                and self.fast_rep and c.size == size and c.n == 1 and self.still_current(c) \
+                and self.retired < self.fast_until:
+            # Another iteration of the REP string instruction that already retired, re-entering its
+            # own one-instruction block: the slow path's commit would retire nothing and leave
+            # rep_addr as it is, and it would find this same block with nothing to do.
+            timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
+            return
         self.on_block_slow(address, size)
 
     cdef inline bint still_current(self, Block *b) noexcept nogil:
@@ -888,7 +900,7 @@ cdef class UcVcpu:
         if self.trunc_exit:
             disarm_truncation(self)
         self.leave_block()
-        self.rep_addr = <uint64_t> -1
+        self.set_rep_addr(<uint64_t> -1)
         self.br_flags = 0
         self.delivering_df = False
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ

@@ -134,7 +134,7 @@ cdef bint bulk_retire(UcVcpu vcpu, Block *b) noexcept:
         vcpu.pmu.count_block(k * n, k * branch, cpl, k * conditional)
         if vcpu.pmu.pmi_requested:
             vcpu.holds.attention = True
-    vcpu.rep_addr = <uint64_t> -1
+    vcpu.set_rep_addr(<uint64_t> -1)
     vcpu.drop_budget()
     vcpu.bulk_iterations += k
     vcpu.restart(b.addr)
