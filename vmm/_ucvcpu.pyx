@@ -11,28 +11,31 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   at.  Leaving early commits exactly the instructions before the exit point, so nothing is
   ever subtracted.  REP string instructions, which re-enter their own block once per
   iteration, are committed once.
-* The block hook's fast path (on_block): when the block that ran goes on to the block it went on
-  to last time and nothing needs a look, the hook commits it to the clock and leaves its PMU
-  counts pending, a few dozen instructions in all.  The PMU gets them (settle) before anything
-  can see or change its counters or the CPL they belong to: at every other commit, when a block
-  is left, before any Python code, at the end of a run; they can never overflow a counter
-  meanwhile (the budget of stop_at_overflow), so counts, overflow points and PMIs are those of
-  block-by-block counting.  A REP string instruction's block re-entered for its next iteration,
-  after the instruction retired, has its own case there: nothing to commit, only the timeout's
-  look every so many iterations.  Everything else goes through on_block_slow.
-* Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared with
-  the code at its address again at its first entry after anything that can change that code (a
-  store the engine saw into translated code, a TLB flush or paging change, a translation flush);
-  patched code and other code mapped at the same linear address are decoded anew (or a decode
-  kept from before is taken), so no block is ever counted by a stale decode.  On the hot path this
-  costs two compares per block.  Code compares as the engine's TLB maps it, and a changed block's
-  translation is dropped with its decode, so what is counted is always what the engine runs; where
-  the SDM leaves open which code runs (another vCPU's store before this one serializes, a
-  page-table entry changed without a TLB flush) that is the old code until a block there is
-  compared again.
-* Interrupt injection and timers: a block hook checks one attention flag and the pending-
-  interrupt flags; a block that starts in a shadow with an interrupt waiting is cut after its
-  first instruction.
+* The block hook's fast path (on_block): when the block that ran goes on to a block it went on to
+  before and nothing needs a look, the hook commits it to the clock and leaves its PMU counts
+  pending, ~33 host instructions in all: one word holds every reason to look (the holds, with
+  RFLAGS.IF against a pending interrupt), one compare says the next block's decode is current, one
+  its CPL is unchanged, one bound stands for the deadline and the budget.  The PMU gets them
+  (settle) before anything can see or change its counters or the CPL they belong to: at every
+  other commit, when a block is left, before any Python code, at the end of a run; they can never
+  overflow a counter meanwhile (the budget of stop_at_overflow), so counts, overflow points and
+  PMIs are those of block-by-block counting.  A REP string instruction's block re-entered for its
+  next iteration, after the instruction retired, has its own case there: nothing to commit, only
+  the timeout's look every so many iterations.  Everything else goes through on_block_slow.
+* Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared
+  with the code at its address again at its first entry after anything that can change that code
+  (a store the engine saw into translated code, a TLB flush or paging change, a translation
+  flush); patched code and other code mapped at the same linear address are decoded anew (or a
+  decode kept from before is taken), so no block is ever counted by a stale decode.  On the hot
+  path this costs one compare per block (the block's generation against the sum of the generation
+  and the engine's count of dropped translations).  Code compares as the engine's TLB maps it, and
+  a changed block's translation is dropped with its decode, so what is counted is always what the
+  engine runs; where the SDM leaves open which code runs (another vCPU's store before this one
+  serializes, a page-table entry changed without a TLB flush) that is the old code until a block
+  there is compared again.
+* Interrupt injection and timers: a block hook checks the attention and NMI flags (in the holds
+  word) and the pending-interrupt flag against RFLAGS.IF; a block that starts in a shadow with an
+  interrupt waiting is cut after its first instruction.
 * Stop requests are kept until reported: one made while the guest is not running (the machine's
   HLT wait, a signal handler) ends the next run() or service().  HLT is the engine's halted state,
   not a look at the byte before RIP.  Reads of guest memory made for the hook layer itself
@@ -538,25 +541,36 @@ cdef class UcVcpu:
     # arguments for on_block_slow, costing more than _on_block's one move and jump.)
     cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
         """The fast path: the block that ran (cur, none of it committed yet) goes on to one of the two
-        blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at:
-        no hold (attention, NMI or debug-register business, slow_only, part of the block committed
-        already: one word, ``holds``), no deliverable interrupt (``irq_if`` against RFLAGS), the
-        same CPL, and both the deadline and the budget (stop_at_overflow: counter overflows, the
-        instruction limit) beyond it and the next block (one bound, ``fast_until``).  Then the block
-        hook's work is that block's commit: the clock now, the PMU's counts left pending (settle).
-        Anything else takes
-        on_block_slow(), which links what it saw.  (A #DF being delivered, delivering_df, has left
-        the block; data breakpoints, db_hits, turn the fast path off; no block it links to is a
-        self-loop, bulk_retire's.)
+        blocks it went on to last (its ``next`` or ``alt``: the key compared, NO_LINK matching none),
+        still current, with nothing to look at.  What it checks, each in as few host instructions
+        as it can be read:
+
+        * one word for every hold (``holds``: a block in flight, none of it committed, no attention,
+          NMI or debug-register business, no slow_only, no REP instruction retired) ORed with
+          RFLAGS & ``irq_if`` (an interrupt may be waiting and could be delivered);
+        * the key of ``next``, else of ``alt``;
+        * still_current(): one compare for the code generation and the engine's dropped
+          translations, one for the CPL its counts belong to;
+        * one bound, ``fast_until``, for the deadline and the budget (stop_at_overflow: counter
+          overflows, the instruction limit): the retired count after it and the next block stays
+          below both.
+
+        Then the block hook's work is that block's commit: the clock now, the PMU's counts left
+        pending (settle).  Anything else takes on_block_slow(), which links what it saw.  (A #DF
+        being delivered, delivering_df, has left the block; data breakpoints, db_hits, turn the fast
+        path off; no block it links to is a self-loop, bulk_retire's.)  Where a check is
+        conservative (fast_until near the deadline, a hold) the slow path runs instead, which is
+        always right, so counts, overflow points and PMIs are those of the slow path alone.
 
         REP string instructions have a case of their own (``fast_rep``; blocks with a REP are never
         linked): the engine ends a block after a REP instruction's iteration and enters the block
         made of that one instruction again for the next, so each iteration is a block hook.  Once
-        the instruction has retired (rep_addr: the commit of the block whose iteration ran first),
-        the slow path's work at such a re-entry is a commit of nothing and the same checks as
-        above, with the same block; with the same nothing-to-look-at conditions (the deadline and
-        the budget as the slow path tests them for a block that retires nothing) the case leaves
-        everything as that would and only looks at the run's timeout as commit() does."""
+        the instruction has retired (rep_addr: the commit of the block whose iteration ran first;
+        the hold rep_armed), the slow path's work at such a re-entry is a commit of nothing and the
+        same checks as above, with the same block; with the same nothing-to-look-at conditions
+        (no hold but rep_armed, the deadline and the budget as the slow path tests them for a block
+        that retires nothing) the case leaves everything as that would and only looks at the
+        run's timeout as commit() does."""
         cdef Block *c = self.cur    # (NULL while no_block is set)
         cdef Block *b
         # (the holds first: while slow_only is set, the slow path is all there is)

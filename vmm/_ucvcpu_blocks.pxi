@@ -18,7 +18,7 @@
 #   the engine's TLB puts it in the same RAM as before and no store has been seen since, or if its
 #   bytes are those there now; else the decode of the bytes there is taken (kept ones are reused:
 #   MAX_VARIANTS per key), the engine's translation is dropped too and the block restarts.  The cost
-#   on the hot path is two compares per block.
+#   on the hot path is one compare per block (UcVcpu.still_current).
 # * Each block remembers the block entered right after it last time (``next``, set by
 #   UcVcpu.on_block_slow) and the other one before that (``alt``: a conditional branch's two ways),
 #   so that the block hook's fast path finds the next block without the table: it checks that one's

@@ -166,18 +166,18 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
     the last instruction needs nothing: the next block hook commits it before anything runs.
 
     ``cycle_budget`` caches where a budget ends: a retired-instruction count, valid at any CPL,
-    below which no counter of instructions, cycles or branches overflows (a block has at least
-    one instruction and at most one branch) and the instruction limit is not reached, at most
+    below which no counter of instructions, cycles or branches overflows (a block has at least one
+    instruction and at most one branch) and the instruction limit is not reached, at most
     PENDING_MAX ahead.  Anything outside the hook layer that may touch the PMU or the limit (an
     exit, device work, a PMU MSR write, run()) clears it.  The exact distances are computed only
     when a block could reach it.  It also bounds what on_block's fast path may leave pending (so
     nothing it leaves can overflow, and the limit is seen in time; the fast path reads it folded
-    with the deadline, UcVcpu.fold_fast_until); ``slow_only`` turns the fast
-    path off while the PMU needs each block's counts as the block retires -- a branch-miss counter
-    (the predictor sees each branch), a CMASK/INV/EDGE counter of a block event (the order of a
-    block's cycles matters), a PMI request outstanding (each commit asks for attention) -- while
-    data breakpoints are armed (a hit is trapped at the next block hook), and with ``fast_blocks``
-    off (tests/test_block_fast_path.py runs guests both ways)."""
+    with the deadline, UcVcpu.fold_fast_until); ``slow_only`` turns the fast path off while the PMU
+    needs each block's counts as the block retires -- a branch-miss counter (the predictor sees each
+    branch), a CMASK/INV/EDGE counter of a block event (the order of a block's cycles matters), a
+    PMI request outstanding (each commit asks for attention) -- while data breakpoints are armed (a
+    hit is trapped at the next block hook), and with ``fast_blocks`` off
+    (tests/test_block_fast_path.py runs guests both ways)."""
     cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == vcpu.rep_addr) else 0
     cdef uint64_t need = b.n - skip, budget = PENDING_MAX, d
     cdef int ring, other
