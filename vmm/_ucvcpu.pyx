@@ -13,15 +13,16 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   iteration, are committed once.
 * The block hook's fast path (on_block): when the block that ran goes on to a block it went on to
   before and nothing needs a look, the hook commits it to the clock and leaves its PMU counts
-  pending, ~33 host instructions in all: one word holds every reason to look (the holds, with
+  pending, ~32 host instructions in all: one word holds every reason to look (the holds, with
   RFLAGS.IF against a pending interrupt), one compare says the next block's decode is current, one
-  its CPL is unchanged, one bound stands for the deadline and the budget.  The PMU gets them
-  (settle) before anything can see or change its counters or the CPL they belong to: at every
-  other commit, when a block is left, before any Python code, at the end of a run; they can never
-  overflow a counter meanwhile (the budget of stop_at_overflow), so counts, overflow points and
-  PMIs are those of block-by-block counting.  A REP string instruction's block re-entered for its
-  next iteration, after the instruction retired, has its own case there: nothing to commit, only
-  the timeout's look every so many iterations.  Everything else goes through on_block_slow.
+  its CPL is unchanged (a byte of the engine's hflags), one bound stands for the deadline and the
+  budget.  The PMU gets them (settle) before anything can see or change its counters or the CPL
+  they belong to: at every other commit, when a block is left, before any Python code, at the end
+  of a run; they can never overflow a counter meanwhile (the budget of stop_at_overflow), so
+  counts, overflow points and PMIs are those of block-by-block counting.  A REP string
+  instruction's block re-entered for its next iteration, after the instruction retired, has its
+  own case there: nothing to commit, only the timeout's look every so many iterations.  Everything
+  else goes through on_block_slow.
 * Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared
   with the code at its address again at its first entry after anything that can change that code
   (a store the engine saw into translated code, a TLB flush or paging change, a translation
@@ -231,6 +232,7 @@ cdef class UcVcpu:
     # accounting
     cdef Block *cur
     cdef int cur_cpl
+    cdef uint8_t cur_hflags      # the low byte of the engine's hflags (CPL and more) where cur was entered
     cdef uint64_t rep_addr       # address of the REP string instruction the last block ended in
     cdef public uint64_t retired
     cdef public uint64_t tsc_offset
@@ -550,7 +552,8 @@ cdef class UcVcpu:
           RFLAGS & ``irq_if`` (an interrupt may be waiting and could be delivered);
         * the key of ``next``, else of ``alt``;
         * still_current(): one compare for the code generation and the engine's dropped
-          translations, one for the CPL its counts belong to;
+          translations, one byte compare for the CPL its counts belong to (with the rest of the
+          engine's hflags' low byte);
         * one bound, ``fast_until``, for the deadline and the budget (stop_at_overflow: counter
           overflows, the instruction limit): the retired count after it and the next block stays
           below both.
@@ -605,8 +608,12 @@ cdef class UcVcpu:
         The first two in one compare: b.checked == code_gen + (engine count - invalidations_seen)
         holds exactly when both differences are 0, as b.checked is never ahead of code_gen and the
         engine's count never behind invalidations_seen (but for the wrap of the 32-bit generation,
-        as b.checked == code_gen alone)."""
-        return b.checked == <uint32_t> (self.engine_invalidations[0] + self.gen_bias) and self.c_cpl() == self.cur_cpl
+        as b.checked == code_gen alone).  The CPL in one byte compare: hflags' low byte, the CPL
+        (bits 0-1) with bits that rarely change (the interrupt shadow, CS/SS sizes, ADDSEG,
+        protected mode), is the one cur was entered with; a change of those others (the block
+        after an STI or MOV SS, and the one after that) only sends a block the slow way."""
+        return b.checked == <uint32_t> (self.engine_invalidations[0] + self.gen_bias) and \
+            (<uint8_t*> (self.env + OFF_HFLAGS))[0] == self.cur_hflags
 
     cdef void on_block_slow(self, uint64_t address, uint32_t size) noexcept:
         cdef Block *b
@@ -671,6 +678,7 @@ cdef class UcVcpu:
         self.cur = b
         self.holds.no_block = False
         self.cur_cpl = self.c_cpl()
+        self.cur_hflags = <uint8_t> self.hflags()
         if self.cycle_budget <= self.retired + b.n:
             stop_at_overflow(self, b)    # (it returns at once while the budget exceeds the block)
             if self.cur == NULL:
