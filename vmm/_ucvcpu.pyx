@@ -11,28 +11,32 @@ What it does (all hot paths are C; Python is reached only on cold paths):
   at.  Leaving early commits exactly the instructions before the exit point, so nothing is
   ever subtracted.  REP string instructions, which re-enter their own block once per
   iteration, are committed once.
-* The block hook's fast path (on_block): when the block that ran goes on to the block it went on
-  to last time and nothing needs a look, the hook commits it to the clock and leaves its PMU
-  counts pending, a few dozen instructions in all.  The PMU gets them (settle) before anything
-  can see or change its counters or the CPL they belong to: at every other commit, when a block
-  is left, before any Python code, at the end of a run; they can never overflow a counter
-  meanwhile (the budget of stop_at_overflow), so counts, overflow points and PMIs are those of
-  block-by-block counting.  A REP string instruction's block re-entered for its next iteration,
-  after the instruction retired, has its own case there: nothing to commit, only the timeout's
-  look every so many iterations.  Everything else goes through on_block_slow.
-* Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared with
-  the code at its address again at its first entry after anything that can change that code (a
-  store the engine saw into translated code, a TLB flush or paging change, a translation flush);
-  patched code and other code mapped at the same linear address are decoded anew (or a decode
-  kept from before is taken), so no block is ever counted by a stale decode.  On the hot path this
-  costs two compares per block.  Code compares as the engine's TLB maps it, and a changed block's
-  translation is dropped with its decode, so what is counted is always what the engine runs; where
-  the SDM leaves open which code runs (another vCPU's store before this one serializes, a
-  page-table entry changed without a TLB flush) that is the old code until a block there is
-  compared again.
-* Interrupt injection and timers: a block hook checks one attention flag and the pending-
-  interrupt flags; a block that starts in a shadow with an interrupt waiting is cut after its
-  first instruction.
+* The block hook's fast path (on_block): when the block that ran goes on to a block it went on to
+  before and nothing needs a look, the hook commits it to the clock and leaves its PMU counts
+  pending, ~32 host instructions in all: one word holds every reason to look (the holds, with
+  RFLAGS.IF against a pending interrupt), one compare says the next block's decode is current, one
+  its CPL is unchanged (a byte of the engine's hflags), one bound stands for the deadline and the
+  budget.  The PMU gets them (settle) before anything can see or change its counters or the CPL
+  they belong to: at every other commit, when a block is left, before any Python code, at the end
+  of a run; they can never overflow a counter meanwhile (the budget of stop_at_overflow), so
+  counts, overflow points and PMIs are those of block-by-block counting.  A REP string
+  instruction's block re-entered for its next iteration, after the instruction retired, has its
+  own case there: nothing to commit, only the timeout's look every so many iterations.  Everything
+  else goes through on_block_slow.
+* Decoded blocks follow the code: each block's decode (instruction offsets, flags) is compared
+  with the code at its address again at its first entry after anything that can change that code
+  (a store the engine saw into translated code, a TLB flush or paging change, a translation
+  flush); patched code and other code mapped at the same linear address are decoded anew (or a
+  decode kept from before is taken), so no block is ever counted by a stale decode.  On the hot
+  path this costs one compare per block (the block's generation against the sum of the generation
+  and the engine's count of dropped translations).  Code compares as the engine's TLB maps it, and
+  a changed block's translation is dropped with its decode, so what is counted is always what the
+  engine runs; where the SDM leaves open which code runs (another vCPU's store before this one
+  serializes, a page-table entry changed without a TLB flush) that is the old code until a block
+  there is compared again.
+* Interrupt injection and timers: a block hook checks the attention and NMI flags (in the holds
+  word) and the pending-interrupt flag against RFLAGS.IF; a block that starts in a shadow with an
+  interrupt waiting is cut after its first instruction.
 * Stop requests are kept until reported: one made while the guest is not running (the machine's
   HLT wait, a signal handler) ends the next run() or service().  HLT is the engine's halted state,
   not a look at the byte before RIP.  Reads of guest memory made for the hook layer itself
@@ -129,6 +133,34 @@ DEF STOP_YIELD = 5      # the lowest priority: any other reason replaces it
 # ExitKind members by value: building an enum from an int on every exit costs more than the exit.
 cdef tuple EXIT_KINDS = tuple(sorted(ExitKind, key=int))
 
+
+cdef struct Holds:
+    # What keeps UcVcpu.on_block's fast path off while it is not 0: packed into 8 bytes that the fast
+    # path reads as one word (holds_any), so that checking them all costs one load.
+    uint8_t slow_only         # the PMU needs each block's counts as it retires (see stop_at_overflow)
+    uint8_t attention         # kick()ed: timers, PMIs, queued work (the ``attention`` property)
+    uint8_t nmi_check         # an NMI may be waiting: deliverable whatever RFLAGS.IF says (``nmi_check``)
+    uint8_t dr_changed        # a MOV to DR0-DR7 ran: re-read them at the next block
+    uint16_t cur_done         # instructions of the current block already committed (Block.n is 16 bits)
+    uint8_t no_block          # no block is in flight (cur is NULL: the fast path has no block to go on from)
+    uint8_t rep_armed         # rep_addr is set (set_rep_addr): only the fast path's REP case may run
+
+if sizeof(Holds) != sizeof(uint64_t):
+    raise ImportError("UcVcpu's Holds must be one 64-bit word")
+
+
+cdef inline uint64_t holds_any(const Holds *h) noexcept nogil:
+    """Non-zero if any of the holds is set (one 64-bit load: memcpy is how C reads a struct as a word)."""
+    cdef uint64_t word
+    memcpy(&word, h, sizeof(word))
+    return word
+
+cdef Holds _rep_only
+memset(&_rep_only, 0, sizeof(Holds))
+_rep_only.rep_armed = 1
+# The holds word (with no interrupt to deliver) in which on_block's REP case may run: rep_armed alone.
+cdef uint64_t REP_ONLY = holds_any(&_rep_only)
+
 # The concerns, each as C functions over a UcVcpu (see the list above).  They come before the class
 # because its state is made of their types; their order matters only for DEF constants, which must
 # be defined before they are used (the engine's layout first).
@@ -168,6 +200,7 @@ cdef class UcVcpu:
     cdef size_t *engine_invalidations   # translations the engine has dropped (its TCGContext's count)
     cdef size_t invalidations_seen
     cdef uint32_t code_gen              # moves when any block's code may have changed under it
+    cdef uint32_t gen_bias              # code_gen - invalidations_seen: still_current's one sum (sync_gen_bias)
     cdef uint32_t write_gen             # ... by a store (it moves with code_gen)
     cdef uint64_t cr_seen[3]            # CR0, CR3, CR4 when the last run() ended
     cdef CodePage code_tlb[CODE_TLB_SIZE]
@@ -195,17 +228,16 @@ cdef class UcVcpu:
 
     # accounting
     cdef Block *cur
-    cdef int cur_done            # instructions of cur already committed
     cdef int cur_cpl
+    cdef uint8_t cur_hflags      # the low byte of the engine's hflags (CPL and more) where cur was entered
     cdef uint64_t rep_addr       # address of the REP string instruction the last block ended in
     cdef public uint64_t retired
     cdef public uint64_t tsc_offset
 
     # control
     cdef public bint in_guest
-    cdef public bint attention
-    cdef public bint irq_pending
-    cdef public bint nmi_check        # an NMI may be waiting: deliverable whatever RFLAGS.IF says
+    cdef Holds holds                  # attention, nmi_check, ...: on_block's fast path runs while all are 0
+    cdef uint64_t irq_if              # EFLAGS_IF while an interrupt may be pending (``irq_pending``), else 0
     cdef public bint forced_emulation
     cdef public bint sync_translations  # an IRET to itself drops translations (SMP: other vCPUs write code)
     cdef public uint64_t translation_flushes   # how often it did
@@ -216,7 +248,8 @@ cdef class UcVcpu:
     cdef double timeout_end           # run()'s wall-clock end (monotonic s), 0 = none (_ucvcpu_timeout.pxi)
     cdef uint64_t timeout_check       # virtual ns of the next look at the clock
     cdef uint64_t still_events        # deliveries and REP iterations during runs with a timeout
-    cdef public uint64_t clock_offset # machine time not retired by this vCPU: HLT skips, other vCPUs' work
+    cdef uint64_t c_clock_offset      # machine time not retired by this vCPU (the ``clock_offset`` property)
+    cdef uint64_t fast_until          # on_block's fast path keeps retired below it (fold_fast_until)
     cdef public uint64_t max_insns
     cdef int stop_reason
     cdef object stop_text
@@ -238,7 +271,6 @@ cdef class UcVcpu:
     cdef int br_cpl
     cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
     cdef uint64_t cycle_budget        # retired count the budget ends at (stop_at_overflow); 0 = unknown
-    cdef bint slow_only               # on_block's fast path is off (see stop_at_overflow)
     cdef public bint fast_blocks      # on_block's fast path may run; off: every block the slow way (tests)
     cdef public bint fast_rep         # ... and its case for a REP string instruction's later iterations (tests)
     cdef public uint64_t slow_blocks  # block hooks that took the slow path (statistics, tests)
@@ -268,7 +300,6 @@ cdef class UcVcpu:
     cdef TraceTap tap
     cdef TraceBuffer trace_buffer
     # Data breakpoints (_ucvcpu_debug.pxi): those DR7 enables, as of the last MOV to a debug register
-    cdef bint dr_changed              # a MOV to DR0-DR7 ran: re-read them at the next block
     cdef uint64_t db_hits             # B0-B3 of those the instruction under way has hit
     cdef uint64_t db_base[4]
     cdef uint64_t db_len[4]           # 0: not a data breakpoint
@@ -293,6 +324,8 @@ cdef class UcVcpu:
         self.efer_reserved = ~<uint64_t>EFER_ALLOWED
         self.cr3_reserved = ~((<uint64_t> 1 << 52) - 1)
         self.code_gen = 1
+        self.holds.no_block = True
+        self.set_rep_addr(<uint64_t> -1)
 
     def __dealloc__(self):
         free(self.cpuid_table)
@@ -304,6 +337,7 @@ cdef class UcVcpu:
         self.vcpu_id = vcpu_id
         _locate(self.uc, &self.cpu, &self.env, &self.engine_halted, &self.engine_invalidations)
         self.invalidations_seen = self.engine_invalidations[0]
+        sync_gen_bias(self)
         self.tap.eip = <uint64_t*> (self.env + OFF_EIP)
         self.tap.cs_base = <uint64_t*> (self.env + OFF_SEGS + SEG_CS * SEG_CACHE_SIZE + SEG_BASE)
         add_hooks(self)
@@ -392,10 +426,10 @@ cdef class UcVcpu:
         cdef Block *b = self.cur
         cdef int k
         self.settle()
-        if b == NULL or upto <= self.cur_done:
+        if b == NULL or upto <= self.holds.cur_done:
             return
-        k = upto - self.cur_done
-        if self.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
+        k = upto - self.holds.cur_done
+        if self.holds.cur_done == 0 and (b.flags & STARTS_WITH_REP) and b.addr == self.rep_addr:
             k -= 1      # another iteration of the REP instruction that already retired
             timed_out_while_still(self)     # (the engine stops after this iteration if so)
         cdef uint64_t branch = 0, conditional = 0
@@ -404,13 +438,13 @@ cdef class UcVcpu:
             if b.flags & ENDS_IN_BRANCH:
                 branch = 1
                 conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
-            self.rep_addr = <uint64_t> -1
+            self.set_rep_addr(<uint64_t> -1)
             if b.flags & (ENDS_WITH_REP | CHANGES_MAPPING):
                 if b.flags & ENDS_WITH_REP:
-                    self.rep_addr = b.addr + b.offs[b.n - 1]
+                    self.set_rep_addr(b.addr + b.offs[b.n - 1])
                 else:
                     code_may_have_changed(self, False)  # MOV to CR0/CR3/CR4, INVLPG, INVPCID, far JMP/CALL
-        self.cur_done = upto
+        self.holds.cur_done = upto
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(k, branch, self.cur_cpl, conditional)
             if branch and (self.pmu.active_events & (1 << EV_BRANCH_MISSES)):
@@ -420,7 +454,13 @@ cdef class UcVcpu:
                 self.br_flags = b.flags
                 self.br_cpl = self.cur_cpl
             if self.pmu.pmi_requested:
-                self.attention = True
+                self.holds.attention = True
+
+    cdef inline void set_rep_addr(self, uint64_t address) noexcept:
+        """``address`` (-1: none) is the REP string instruction that has retired, whose block may be
+        entered again for its next iterations; its hold keeps on_block's fast path to its REP case."""
+        self.rep_addr = address
+        self.holds.rep_armed = address != <uint64_t> -1
 
     cdef inline void settle(self) noexcept:
         """Give the PMU the counts on_block's fast path left pending.  Before anything looks at the
@@ -436,19 +476,32 @@ cdef class UcVcpu:
             self.pmu.count_block(self.pending & PENDING_MASK, (self.pending >> 21) & PENDING_MASK, self.cur_cpl,
                                  self.pending >> 42)
             if self.pmu.pmi_requested:
-                self.attention = True
+                self.holds.attention = True
         self.pending = 0
+
+    cdef inline void drop_budget(self) noexcept:
+        """Forget the budget (stop_at_overflow works it out again when a block could reach it):
+        something outside the hook layer may have changed the PMU or the instruction limit."""
+        self.cycle_budget = 0
+        self.fast_until = 0
+
+    cdef void fold_fast_until(self) noexcept:
+        """on_block's fast path bound, after the deadline, the clock offset or the budget changed:
+        one retired count below which neither the deadline (in virtual ns, retired + clock offset)
+        nor the budget is reached."""
+        cdef uint64_t until = self.deadline - self.c_clock_offset if self.deadline > self.c_clock_offset else 0
+        self.fast_until = until if until < self.cycle_budget else self.cycle_budget
 
     cdef void retire_one(self) noexcept:
         """An instruction emulated outside any block (RDPMC in the engine's #UD/#GP path) retires."""
         cdef int cpl = self.c_cpl()
         self.settle()
         self.retired += 1
-        self.cycle_budget = 0
+        self.drop_budget()
         if self.pmu is not None and self.pmu.active_events:
             self.pmu.count_block(1, 0, cpl)
             if self.pmu.pmi_requested:
-                self.attention = True
+                self.holds.attention = True
 
     cdef inline void commit_before(self, uint64_t rip) noexcept:
         if self.cur != NULL:
@@ -458,7 +511,8 @@ cdef class UcVcpu:
         """The current block is abandoned at this point: later instructions never ran."""
         self.settle()
         self.cur = NULL
-        self.cur_done = 0
+        self.holds.no_block = True
+        self.holds.cur_done = 0
 
     cdef void finish_block(self) noexcept:
         if self.cur != NULL:
@@ -482,58 +536,81 @@ cdef class UcVcpu:
         uc_reg_write(self.uc, REG_RIP, &eip)
 
     # -- block hook -----------------------------------------------------------------------
-    cdef inline void on_block(self, uint64_t address, uint32_t size) noexcept:
+    # (Not inline: gcc would inline it into _on_block and there shuffle registers to keep the
+    # arguments for on_block_slow, costing more than _on_block's one move and jump.)
+    cdef void on_block(self, uint64_t address, uint32_t size) noexcept:
         """The fast path: the block that ran (cur, none of it committed yet) goes on to one of the two
-        blocks it went on to last (its ``next`` or ``alt``), still current, with nothing to look at:
-        no attention, deliverable interrupt, NMI or debug-register business, the deadline not
-        reached, the same CPL, and the budget (stop_at_overflow: counter overflows, the instruction
-        limit) big enough for it and the next block.  Then the block hook's work is that block's
-        commit: the clock now, the PMU's counts left pending (settle).  Anything else takes
-        on_block_slow(), which links what it saw.  (A #DF being delivered, delivering_df, has left
-        the block; data breakpoints, db_hits, turn the fast path off; no block it links to is a
-        self-loop, bulk_retire's.)
+        blocks it went on to last (its ``next`` or ``alt``: the key compared, NO_LINK matching none),
+        still current, with nothing to look at.  What it checks, each in as few host instructions
+        as it can be read:
+
+        * one word for every hold (``holds``: a block in flight, none of it committed, no attention,
+          NMI or debug-register business, no slow_only, no REP instruction retired) ORed with
+          RFLAGS & ``irq_if`` (an interrupt may be waiting and could be delivered);
+        * the key of ``next``, else of ``alt``;
+        * still_current(): one compare for the code generation and the engine's dropped
+          translations, one byte compare for the CPL its counts belong to (with the rest of the
+          engine's hflags' low byte);
+        * one bound, ``fast_until``, for the deadline and the budget (stop_at_overflow: counter
+          overflows, the instruction limit): the retired count after it and the next block stays
+          below both.
+
+        Then the block hook's work is that block's commit: the clock now, the PMU's counts left
+        pending (settle).  Anything else takes on_block_slow(), which links what it saw.  (A #DF
+        being delivered, delivering_df, has left the block; data breakpoints, db_hits, turn the fast
+        path off; no block it links to is a self-loop, bulk_retire's.)  Where a check is
+        conservative (fast_until near the deadline, a hold) the slow path runs instead, which is
+        always right, so counts, overflow points and PMIs are those of the slow path alone.
 
         REP string instructions have a case of their own (``fast_rep``; blocks with a REP are never
         linked): the engine ends a block after a REP instruction's iteration and enters the block
         made of that one instruction again for the next, so each iteration is a block hook.  Once
-        the instruction has retired (rep_addr: the commit of the block whose iteration ran first),
-        the slow path's work at such a re-entry is a commit of nothing and the same checks as
-        above, with the same block; with the same nothing-to-look-at conditions (the deadline and
-        the budget as the slow path tests them for a block that retires nothing) the case leaves
-        everything as that would and only looks at the run's timeout as commit() does."""
-        cdef Block *c = self.cur
+        the instruction has retired (rep_addr: the commit of the block whose iteration ran first;
+        the hold rep_armed), the slow path's work at such a re-entry is a commit of nothing and the
+        same checks as above, with the same block; with the same nothing-to-look-at conditions
+        (no hold but rep_armed, the deadline and the budget as the slow path tests them for a block
+        that retires nothing) the case leaves everything as that would and only looks at the
+        run's timeout as commit() does."""
+        cdef Block *c = self.cur    # (NULL while no_block is set)
         cdef Block *b
-        cdef uint64_t r
-        # (the flags first: while slow_only is set, the slow path is all there is)
-        if c != NULL and not (self.slow_only | self.attention | self.nmi_check | self.dr_changed | self.cur_done
-                              | (self.irq_pending & ((<uint64_t*> (self.env + OFF_EFLAGS))[0] >> 9))):
-            b = c.next
-            if b == NULL or b.addr != address or b.size != size:
+        # (the holds first: while slow_only is set, the slow path is all there is)
+        cdef uint64_t holds = holds_any(&self.holds) | ((<uint64_t*> (self.env + OFF_EFLAGS))[0] & self.irq_if)
+        if holds == 0:
+            b = c.next          # (NO_LINK if none: it matches no block)
+            if b.addr != address or b.size != size:
                 b = c.alt
-            if b != NULL and b.addr == address and b.size == size and self.still_current(b):
-                r = self.retired + c.n
-                if r + self.clock_offset < self.deadline and r + b.n < self.cycle_budget:
-                    # commit(c.n) of a block with no REP or mapping change, and leave_block()
-                    self.retired = r
-                    self.pending += c.tally
-                    self.rep_addr = <uint64_t> -1
-                    self.cur = b
+                if b.addr != address or b.size != size:
+                    self.on_block_slow(address, size)   # (written so, gcc compares the size once)
                     return
-            elif (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr and self.fast_rep \
-                    and c.size == size and c.n == 1 and self.still_current(c) \
-                    and self.retired + self.clock_offset < self.deadline and self.retired < self.cycle_budget:
-                # Another iteration of the REP string instruction that already retired, re-entering
-                # its own one-instruction block: the slow path's commit would retire nothing and
-                # leave rep_addr as it is, and it would find this same block with nothing to do.
-                timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
+            if self.still_current(b) and self.retired + c.n + b.n < self.fast_until:
+                # commit(c.n) of a block with no REP or mapping change (so rep_addr stays unset),
+                # and leave_block()
+                self.retired += c.n
+                self.pending += c.tally
+                self.cur = b
                 return
+        elif holds == REP_ONLY and (c.flags & STARTS_WITH_REP) and c.addr == address and c.addr == self.rep_addr \
+                and self.fast_rep and c.size == size and c.n == 1 and self.still_current(c) \
+                and self.retired < self.fast_until:
+            # Another iteration of the REP string instruction that already retired, re-entering its
+            # own one-instruction block: the slow path's commit would retire nothing and leave
+            # rep_addr as it is, and it would find this same block with nothing to do.
+            timed_out_while_still(self)     # (looked at every so many iterations, as commit() does)
+            return
         self.on_block_slow(address, size)
 
     cdef inline bint still_current(self, Block *b) noexcept nogil:
         """The fast path may enter ``b`` as decoded: its code was found current in this generation,
-        the engine has dropped no translation since, and the CPL its counts belong to is unchanged."""
-        return b.checked == self.code_gen and self.engine_invalidations[0] == self.invalidations_seen \
-            and self.c_cpl() == self.cur_cpl
+        the engine has dropped no translation since, and the CPL its counts belong to is unchanged.
+        The first two in one compare: b.checked == code_gen + (engine count - invalidations_seen)
+        holds exactly when both differences are 0, as b.checked is never ahead of code_gen and the
+        engine's count never behind invalidations_seen (but for the wrap of the 32-bit generation,
+        as b.checked == code_gen alone).  The CPL in one byte compare: hflags' low byte, the CPL
+        (bits 0-1) with bits that rarely change (the interrupt shadow, CS/SS sizes, ADDSEG,
+        protected mode), is the one cur was entered with; a change of those others (the block
+        after an STI or MOV SS, and the one after that) only sends a block the slow way."""
+        return b.checked == <uint32_t> (self.engine_invalidations[0] + self.gen_bias) and \
+            (<uint8_t*> (self.env + OFF_HFLAGS))[0] == self.cur_hflags
 
     cdef void on_block_slow(self, uint64_t address, uint32_t size) noexcept:
         cdef Block *b
@@ -545,16 +622,17 @@ cdef class UcVcpu:
         if self.cur != NULL:
             self.commit(self.cur.n)     # (nothing is pending without a current block: leave_block settles)
         self.cur = NULL
-        self.cur_done = 0
+        self.holds.no_block = True
+        self.holds.cur_done = 0
         if self.br_flags:
             resolve_branch(self, address)
         if self.db_hits:
             data_breakpoint_trap(self, address)     # the last block's final instruction hit one
             return
-        if self.dr_changed:
-            self.dr_changed = False
+        if self.holds.dr_changed:
+            self.holds.dr_changed = False
             if arm_data_breakpoints(self):
-                self.cycle_budget = 0       # (slow_only follows the data breakpoints)
+                self.drop_budget()       # (slow_only follows the data breakpoints)
                 self.restart(address)       # re-translate with (or without) the data breakpoint hooks
                 return
         if self.pmu is not None and ((self.pmu.active_events & CACHE_EVENTS) != 0) != (self.mem_hook != 0):
@@ -568,19 +646,19 @@ cdef class UcVcpu:
             b = current_block(self, b, address, size)
             if b == NULL:
                 return      # restarted (re-translated), or not decodable
-        if self.attention or (self.retired + self.clock_offset) >= self.deadline:
-            self.attention = False
+        if self.holds.attention or (self.retired + self.c_clock_offset) >= self.deadline:
+            self.holds.attention = False
             self._py_attention()
             if self.stop_reason != STOP_NONE:
                 # The engine stops before this block runs: it is not in flight (the next run()
                 # starts with it), so it must not be committed now.
                 uc_emu_stop(self.uc)
                 return
-        if self.nmi_check and not self.c_nmi_masked():
-            self.nmi_check = False
+        if self.holds.nmi_check and not self.c_nmi_masked():
+            self.holds.nmi_check = False
             if inject_pending(self, False):
                 return
-        if self.irq_pending:
+        if self.irq_if:
             if self.c_interruptible():
                 if inject_pending(self, True):
                     return
@@ -595,7 +673,9 @@ cdef class UcVcpu:
         if b.loop_kind and self.bulk_loops and bulk_retire(self, b):
             return
         self.cur = b
+        self.holds.no_block = False
         self.cur_cpl = self.c_cpl()
+        self.cur_hflags = <uint8_t> self.hflags()
         if self.cycle_budget <= self.retired + b.n:
             stop_at_overflow(self, b)    # (it returns at once while the budget exceeds the block)
             if self.cur == NULL:
@@ -611,7 +691,7 @@ cdef class UcVcpu:
     # -- Python side (cold paths) ---------------------------------------------------------
     cdef object _py_exit(self, int kind, uint64_t address, int size, uint64_t value):
         self.settle()
-        self.cycle_budget = 0       # a device may reach the PMU (host-side calls)
+        self.drop_budget()       # a device may reach the PMU (host-side calls)
         try:
             return self.handler.handle(Exit(EXIT_KINDS[kind], address, size, value, self.vcpu_id))
         except BaseException as e:
@@ -622,7 +702,7 @@ cdef class UcVcpu:
         """Queued work, on_attention, then the work that queued: all of it before the guest goes on
         (or, in the HLT wait, before the machine decides whether anything can wake the vCPU)."""
         self.settle()
-        self.cycle_budget = 0
+        self.drop_budget()
         try:
             self._run_work()
             if self.on_attention is not None:
@@ -656,13 +736,42 @@ cdef class UcVcpu:
 
     def kick(self):
         """Something changed for this vCPU (interrupt, timer, deferred work): look at it soon."""
-        self.attention = True
-        self.irq_pending = True
-        self.nmi_check = True
+        self.holds.attention = True
+        self.irq_if = EFLAGS_IF
+        self.holds.nmi_check = True
 
     def queue_work(self, fn):
         self.work.append(fn)
         self.kick()
+
+    # The flags kick() sets, kept where on_block's fast path reads them (holds, irq_if).
+    @property
+    def attention(self):
+        """The vCPU runs queued work and on_attention at the next block boundary."""
+        return self.holds.attention != 0
+
+    @attention.setter
+    def attention(self, bint value):
+        self.holds.attention = value
+
+    @property
+    def irq_pending(self):
+        """A maskable interrupt may be waiting: the interrupt source is asked at the next block
+        boundary where RFLAGS.IF allows one."""
+        return self.irq_if != 0
+
+    @irq_pending.setter
+    def irq_pending(self, bint value):
+        self.irq_if = EFLAGS_IF if value else 0
+
+    @property
+    def nmi_check(self):
+        """An NMI may be waiting: deliverable whatever RFLAGS.IF says."""
+        return self.holds.nmi_check != 0
+
+    @nmi_check.setter
+    def nmi_check(self, bint value):
+        self.holds.nmi_check = value
 
     # -- the machine's controls -----------------------------------------------------------
     def self_test(self):
@@ -672,7 +781,7 @@ cdef class UcVcpu:
     def now(self):
         """The machine's virtual ns as this vCPU sees it: its committed instructions plus its clock
         offset (which the machine sets when it switches vCPUs, so every vCPU reads one clock)."""
-        return self.retired + self.clock_offset
+        return self.retired + self.c_clock_offset
 
     @property
     def deadline(self):
@@ -685,6 +794,17 @@ cdef class UcVcpu:
     def deadline(self, uint64_t value):
         self.timer_deadline = value
         fold_deadline(self)
+
+    @property
+    def clock_offset(self):
+        """Machine time this vCPU did not retire itself (HLT skips, other vCPUs' work): now() is
+        retired + clock_offset.  Set by the machine's clock (vmm.clock.VirtualClock)."""
+        return self.c_clock_offset
+
+    @clock_offset.setter
+    def clock_offset(self, uint64_t value):
+        self.c_clock_offset = value
+        self.fold_fast_until()
 
     def nmi_blocked(self):
         return self.c_nmi_masked()
@@ -799,7 +919,7 @@ cdef class UcVcpu:
         if self.trunc_exit:
             disarm_truncation(self)
         self.leave_block()
-        self.rep_addr = <uint64_t> -1
+        self.set_rep_addr(<uint64_t> -1)
         self.br_flags = 0
         self.delivering_df = False
         (<uint32_t*> (self.env + OFF_HFLAGS))[0] &= ~<uint32_t>HF_INHIBIT_IRQ
@@ -899,11 +1019,11 @@ cdef class UcVcpu:
         trace records are stamped with its time."""
         if self.tap.ring != NULL:
             self.tap.ring.retired = &self.retired
-            self.tap.ring.clock_offset = &self.clock_offset
+            self.tap.ring.clock_offset = &self.c_clock_offset
 
     def trace_point(self):
         """(virtual ns, linear RIP) as a trace record made now would carry them."""
-        return self.retired + self.clock_offset, self.pc()
+        return self.retired + self.c_clock_offset, self.pc()
 
     # -- running --------------------------------------------------------------------------
     def run(self, double timeout=0.0, uint64_t steps=0):
@@ -937,15 +1057,15 @@ cdef class UcVcpu:
         cdef int err
         while True:
             if self.stop_reason == STOP_NONE and \
-                    (self.work or self.attention or self.deadline <= self.retired + self.clock_offset):
-                self.attention = False
+                    (self.work or self.holds.attention or self.deadline <= self.retired + self.c_clock_offset):
+                self.holds.attention = False
                 self._py_attention()
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
             if timed_out(self):
                 return self._terminal()
             uc_reg_read(self.uc, REG_RIP, &rip)
-            self.cycle_budget = 0       # the host may have changed the PMU between runs
+            self.drop_budget()       # the host may have changed the PMU between runs
             if self.c_cr(0) != self.cr_seen[0] or self.c_cr(3) != self.cr_seen[1] or self.c_cr(4) != self.cr_seen[2]:
                 code_may_have_changed(self, False)  # the host changed the paging state (INIT/SIPI, a debugger)
             self.in_guest = True
@@ -985,7 +1105,7 @@ cdef class UcVcpu:
         """Run queued work and ``on_attention`` while the guest is not running (the machine's HLT
         wait does this instead of run()).  Returns the terminal exit of a stop requested by now,
         or of the instruction limit, else None."""
-        self.attention = False
+        self.holds.attention = False
         self._py_attention()
         check_limit(self)
         return self._terminal() if self.stop_reason != STOP_NONE else None

@@ -18,7 +18,7 @@
 #   the engine's TLB puts it in the same RAM as before and no store has been seen since, or if its
 #   bytes are those there now; else the decode of the bytes there is taken (kept ones are reused:
 #   MAX_VARIANTS per key), the engine's translation is dropped too and the block restarts.  The cost
-#   on the hot path is two compares per block.
+#   on the hot path is one compare per block (UcVcpu.still_current).
 # * Each block remembers the block entered right after it last time (``next``, set by
 #   UcVcpu.on_block_slow) and the other one before that (``alt``: a conditional branch's two ways),
 #   so that the block hook's fast path finds the next block without the table: it checks that one's
@@ -71,11 +71,17 @@ cdef struct Block:
     uint8_t loop_reg      # its counter register (RCX for LOOP, the DEC's register)
     uint8_t loop_bits     # the counter's width: LOOP's address size, DEC's operand size
     uint32_t checked      # the code generation (UcVcpu.code_gen) it was last found current in
-    Block *next           # the block entered right after this one last time (UcVcpu.on_block's fast path)
-    Block *alt            # ... and the other one entered after it before that
+    Block *next           # the block entered right after this one last time (UcVcpu.on_block's fast path;
+    Block *alt            # ... and the other one entered after it before that              NO_LINK: none)
     uint64_t tally        # what its commit adds to UcVcpu.pending: n, its final branch, a conditional one
 # (48 bytes: every block entry probes the table, so what is needed only to compare a block with the
 # code is kept out of it, in its BlockCode.)
+
+# A block's ``next`` and ``alt`` while it has no such link: a key no translation block has (none is
+# 4 GiB long), so that the fast path finds no match without a NULL test.
+cdef Block NO_LINK
+NO_LINK.addr = <uint64_t> -1
+NO_LINK.size = <uint32_t> -1
 
 
 cdef struct BlockCode:
@@ -241,9 +247,9 @@ cdef class BlockTable:
         cdef size_t i
         for i in range(self.cap):
             if self.slots[i].next == b:
-                self.slots[i].next = NULL
+                self.slots[i].next = &NO_LINK
             if self.slots[i].alt == b:
-                self.slots[i].alt = NULL
+                self.slots[i].alt = &NO_LINK
 
     cdef Block* insert(self, uint64_t addr, uint32_t size, const uint16_t *offsets, uint16_t n, uint8_t flags,
                        const uint8_t *code) except NULL:
@@ -267,7 +273,7 @@ cdef class BlockTable:
             free(block_code(b))
         b.n = n
         b.flags = flags
-        b.next = b.alt = NULL       # (links to b stay: the fast path checks what it enters)
+        b.next = b.alt = &NO_LINK   # (links to b stay: the fast path checks what it enters)
         b.tally = b.n
         if flags & ENDS_IN_BRANCH:
             b.tally += PENDING_BRANCH + (PENDING_COND if flags & BRANCH_CONDITIONAL else 0)
@@ -296,7 +302,7 @@ cdef class BlockTable:
                 # Blocks with one key may come out in another order: which one find() gives must
                 # be compared again.
                 self.slots[j].checked = 0
-                self.slots[j].next = self.slots[j].alt = NULL
+                self.slots[j].next = self.slots[j].alt = &NO_LINK
                 block_code(&self.slots[j]).host = NULL
         free(old)
 
@@ -322,8 +328,15 @@ cdef void code_may_have_changed(UcVcpu vcpu, bint written) noexcept:
     vcpu.code_gen += 1
     if vcpu.code_gen == 0:
         vcpu.code_gen = 1       # 0 is "never checked" (BlockTable._grow)
+    sync_gen_bias(vcpu)
     if written:
         vcpu.write_gen += 1
+
+
+cdef inline void sync_gen_bias(UcVcpu vcpu) noexcept:
+    """After code_gen or invalidations_seen moved: UcVcpu.still_current compares a block's
+    generation with code_gen and the engine's count with invalidations_seen in one sum."""
+    vcpu.gen_bias = vcpu.code_gen - <uint32_t> vcpu.invalidations_seen
 
 
 cdef void flush_translations(UcVcpu vcpu) noexcept:
@@ -340,6 +353,7 @@ cdef void drop_translations(UcVcpu vcpu, uint64_t begin, uint64_t end) noexcept:
     uc_ctl(vcpu.uc, ctl_write(CTL_TB_REMOVE_CACHE, 2), begin, end)
     if current:
         vcpu.invalidations_seen = vcpu.engine_invalidations[0]
+        sync_gen_bias(vcpu)
 
 
 cdef uint8_t* code_page(UcVcpu vcpu, uint64_t linear) noexcept:

@@ -68,7 +68,7 @@ cdef bint bulk_retire(UcVcpu vcpu, Block *b) noexcept:
     cdef uint64_t branch = 1 if (b.flags & ENDS_IN_BRANCH) else 0
     cdef uint64_t conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
     cdef int cpl = vcpu.c_cpl(), ring = 1 if cpl else 0, ev
-    if vcpu.trunc_exit or vcpu.attention or vcpu.stop_reason != STOP_NONE or vcpu.br_flags \
+    if vcpu.trunc_exit or vcpu.holds.attention or vcpu.stop_reason != STOP_NONE or vcpu.br_flags \
             or (vcpu.hflags() & HF_INHIBIT_IRQ) or ((<uint64_t*> (vcpu.env + OFF_EFLAGS))[0] & EFLAGS_TF):
         return False
     if b.loop_kind == LOOP_JMP:
@@ -79,7 +79,7 @@ cdef bint bulk_retire(UcVcpu vcpu, Block *b) noexcept:
         k = (c - 1) & mask      # iterations whose branch is taken (the counter is not yet 0)
         if k > BULK_MAX:
             k = BULK_MAX
-    now = vcpu.retired + vcpu.clock_offset
+    now = vcpu.retired + vcpu.c_clock_offset
     if vcpu.deadline != <uint64_t> -1:
         if vcpu.deadline <= now:
             return False
@@ -133,9 +133,9 @@ cdef bint bulk_retire(UcVcpu vcpu, Block *b) noexcept:
     if vcpu.pmu is not None and vcpu.pmu.active_events:
         vcpu.pmu.count_block(k * n, k * branch, cpl, k * conditional)
         if vcpu.pmu.pmi_requested:
-            vcpu.attention = True
-    vcpu.rep_addr = <uint64_t> -1
-    vcpu.cycle_budget = 0
+            vcpu.holds.attention = True
+    vcpu.set_rep_addr(<uint64_t> -1)
+    vcpu.drop_budget()
     vcpu.bulk_iterations += k
     vcpu.restart(b.addr)
     return True
@@ -166,17 +166,18 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
     the last instruction needs nothing: the next block hook commits it before anything runs.
 
     ``cycle_budget`` caches where a budget ends: a retired-instruction count, valid at any CPL,
-    below which no counter of instructions, cycles or branches overflows (a block has at least
-    one instruction and at most one branch) and the instruction limit is not reached, at most
+    below which no counter of instructions, cycles or branches overflows (a block has at least one
+    instruction and at most one branch) and the instruction limit is not reached, at most
     PENDING_MAX ahead.  Anything outside the hook layer that may touch the PMU or the limit (an
     exit, device work, a PMU MSR write, run()) clears it.  The exact distances are computed only
     when a block could reach it.  It also bounds what on_block's fast path may leave pending (so
-    nothing it leaves can overflow, and the limit is seen in time); ``slow_only`` turns the fast
-    path off while the PMU needs each block's counts as the block retires -- a branch-miss counter
-    (the predictor sees each branch), a CMASK/INV/EDGE counter of a block event (the order of a
-    block's cycles matters), a PMI request outstanding (each commit asks for attention) -- while
-    data breakpoints are armed (a hit is trapped at the next block hook), and with ``fast_blocks``
-    off (tests/test_block_fast_path.py runs guests both ways)."""
+    nothing it leaves can overflow, and the limit is seen in time; the fast path reads it folded
+    with the deadline, UcVcpu.fold_fast_until); ``slow_only`` turns the fast path off while the PMU
+    needs each block's counts as the block retires -- a branch-miss counter (the predictor sees each
+    branch), a CMASK/INV/EDGE counter of a block event (the order of a block's cycles matters), a
+    PMI request outstanding (each commit asks for attention) -- while data breakpoints are armed (a
+    hit is trapped at the next block hook), and with ``fast_blocks`` off
+    (tests/test_block_fast_path.py runs guests both ways)."""
     cdef int skip = 1 if ((b.flags & STARTS_WITH_REP) and b.addr == vcpu.rep_addr) else 0
     cdef uint64_t need = b.n - skip, budget = PENDING_MAX, d
     cdef int ring, other
@@ -203,8 +204,9 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
                     | vcpu.pmu.special[EV_REF_CYCLES][ring] | vcpu.pmu.special[EV_BRANCHES][ring] \
                     | vcpu.pmu.special[EV_COND_BRANCHES][ring]:
                 slow = True
-    vcpu.slow_only = slow       # (with the budget: both stand until the budget is cleared)
+    vcpu.holds.slow_only = slow       # (with the budget: both stand until the budget is cleared)
     vcpu.cycle_budget = vcpu.retired + budget
+    vcpu.fold_fast_until()
 
 
 cdef void truncate_after(UcVcpu vcpu, Block *b, int k) noexcept:
@@ -240,7 +242,7 @@ cdef void resolve_branch(UcVcpu vcpu, uint64_t target) noexcept:
     if miss:
         vcpu.pmu.count(EV_BRANCH_MISSES, 1, vcpu.br_cpl)
         if vcpu.pmu.pmi_requested:
-            vcpu.attention = True
+            vcpu.holds.attention = True
 
 
 cdef void switch_memory_hook(UcVcpu vcpu) noexcept:
@@ -263,4 +265,4 @@ cdef void on_mem_access(UcVcpu vcpu, uint64_t address, int size) noexcept:
     if vcpu.cache.misses != misses:
         vcpu.pmu.count(EV_LLC_MISSES, vcpu.cache.misses - misses, cpl)
     if vcpu.pmu.pmi_requested:
-        vcpu.attention = True
+        vcpu.holds.attention = True

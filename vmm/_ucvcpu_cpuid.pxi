@@ -151,7 +151,7 @@ cdef bint vendor_is_amd(UcVcpu vcpu) noexcept:
 cdef int on_rdtsc(UcVcpu vcpu, bint rdtscp) noexcept:
     cdef uint64_t *r = vcpu.regs()
     vcpu.commit_before(vcpu.pc())
-    cdef uint64_t tsc = vcpu.retired + vcpu.clock_offset + vcpu.tsc_offset
+    cdef uint64_t tsc = vcpu.retired + vcpu.c_clock_offset + vcpu.tsc_offset
     r[R_RAX] = tsc & 0xFFFFFFFF
     r[R_RDX] = tsc >> 32
     if rdtscp:

@@ -103,7 +103,7 @@ cdef void on_hooked_insn(UcVcpu vcpu, uint64_t address) noexcept:
         check_sysenter(vcpu, address)
         return
     if op[i] == 0x0F and op[i + 1] == 0x23:
-        vcpu.dr_changed = True      # MOV to a debug register: the engine runs it and ends the block
+        vcpu.holds.dr_changed = True      # MOV to a debug register: the engine runs it and ends the block
         return
     if (op[i] == 0x0F and (op[i + 1] == 0x22 or (op[i + 1] == 0x01 and (op[i + 2] & 0x38) == 0x38
                                                  and (op[i + 2] >> 6) != 3)
@@ -248,7 +248,7 @@ cdef bint uart_io(UcVcpu vcpu, uint32_t port, uint32_t size, bint write) noexcep
         flags = uart.port_read(port - vcpu.uarts[i].base, &value)
         in_result(r, size, value)
     if flags:
-        vcpu.cycle_budget = 0       # the interrupt line reaches the LAPICs (host-side calls)
+        vcpu.drop_budget()       # the interrupt line reaches the LAPICs (host-side calls)
         try:
             uart.settle(flags)
         except BaseException as e:
@@ -264,7 +264,7 @@ cdef uint32_t py_in(UcVcpu vcpu, uint32_t port, int size) noexcept:
 cdef uint32_t backdoor_in(UcVcpu vcpu, uint32_t port, int size) noexcept:
     """Port reads that need the guest's registers (the VMware backdoor)."""
     cdef uint64_t *r = vcpu.regs()
-    vcpu.cycle_budget = 0
+    vcpu.drop_budget()
     try:
         regs = {"rax": r[R_RAX], "rbx": r[R_RBX], "rcx": r[R_RCX], "rdx": r[R_RDX]}
         vcpu.platform.backdoor(port, regs)
@@ -297,7 +297,7 @@ cdef void emulate_cr8(UcVcpu vcpu, uint64_t address, uint64_t next_rip, bint wri
     """MOV to/from CR8 is the LAPIC's TPR[7:4] (the engine keeps a private copy instead)."""
     cdef uint64_t *r = vcpu.regs()
     vcpu.commit_before(address)
-    vcpu.cycle_budget = 0
+    vcpu.drop_budget()
     if write and (r[gpr] >> 4):
         raise_fault(vcpu, EXC_GP)        # CR8 bits 63:4 are reserved
         return

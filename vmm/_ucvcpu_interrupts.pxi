@@ -38,7 +38,7 @@ cdef bint inject_pending(UcVcpu vcpu, bint interrupts) noexcept:
         got = vcpu.intc.next_injection(interrupts) if vcpu.intc is not None else None
         if got is None:
             if interrupts:
-                vcpu.irq_pending = False
+                vcpu.irq_if = 0
             return False
         vector, nmi = got
     except BaseException as e:
@@ -237,7 +237,7 @@ cdef bint emulate_hypercall(UcVcpu vcpu, uint64_t rip) noexcept:
     devices/kvm_pv.py) and the result goes to RAX.  False when the platform offers no hypercalls:
     the caller raises the #UD."""
     cdef uint64_t *r = vcpu.regs()
-    vcpu.cycle_budget = 0       # a hypercall may reach other devices (IPIs)
+    vcpu.drop_budget()       # a hypercall may reach other devices (IPIs)
     try:
         if vcpu.platform is None or not hasattr(vcpu.platform, "hypercall"):
             return False

@@ -23,7 +23,7 @@ cdef int x2apic_access(UcVcpu vcpu, uint32_t index, bint write, uint64_t *value)
     """An x2APIC MSR through the LAPIC's C path: LAPIC_DONE (a read fills ``value``),
     LAPIC_GP, or LAPIC_UNHANDLED (not in x2APIC mode: use the bus).  The status is also kept
     in lapic_status."""
-    cdef uint64_t now = vcpu.retired + vcpu.clock_offset
+    cdef uint64_t now = vcpu.retired + vcpu.c_clock_offset
     cdef int res = vcpu.lapic.x2apic_write(index, value[0], now) if write else \
         vcpu.lapic.x2apic_read(index, value, now)
     vcpu.lapic_status = res
@@ -37,7 +37,7 @@ cdef int x2apic_access(UcVcpu vcpu, uint32_t index, bint write, uint64_t *value)
 cdef void settle_lapic_write(UcVcpu vcpu, what) noexcept:
     """A write the I/O APIC must hear of before the guest goes on (an EOI of a level-triggered
     vector): the LAPIC's Python after-write work, as on the bus path."""
-    vcpu.cycle_budget = 0       # host-side calls, as for an exit
+    vcpu.drop_budget()       # host-side calls, as for an exit
     try:
         vcpu.lapic.settle_write()
     except BaseException as e:
@@ -55,12 +55,13 @@ cdef void lapic_written(UcVcpu vcpu) noexcept:
     cdef uint64_t deadline = vcpu.lapic.c_next_deadline()
     if deadline < vcpu.deadline:
         vcpu.deadline = deadline
+        vcpu.fold_fast_until()
     if vcpu.lapic.c_interrupt_pending() or vcpu.lapic.wake_pending:
         vcpu.lapic.wake_pending = False
-        vcpu.irq_pending = True
-        vcpu.nmi_check = True
+        vcpu.irq_if = EFLAGS_IF
+        vcpu.holds.nmi_check = True
     if vcpu.lapic.bus is not None and vcpu.lapic.bus.remote_events:
-        vcpu.attention = True   # another vCPU has something new: the machine ends this slice
+        vcpu.holds.attention = True   # another vCPU has something new: the machine ends this slice
 
 
 cdef inline bint on_xapic_page(UcVcpu vcpu, uint64_t window, uint64_t offset, unsigned size) noexcept:
@@ -71,7 +72,7 @@ cdef inline bint on_xapic_page(UcVcpu vcpu, uint64_t window, uint64_t offset, un
 
 
 cdef uint64_t xapic_mmio_read(UcVcpu vcpu, uint64_t address, uint32_t offset, unsigned size) noexcept:
-    cdef uint64_t value = vcpu.lapic.xapic_read(offset, size, vcpu.retired + vcpu.clock_offset)
+    cdef uint64_t value = vcpu.lapic.xapic_read(offset, size, vcpu.retired + vcpu.c_clock_offset)
     if vcpu.tap.mask & (1 << TK_MMIO):
         trace_emit(&vcpu.tap, TK_MMIO, 0, address, value, size)
     return value
@@ -79,7 +80,7 @@ cdef uint64_t xapic_mmio_read(UcVcpu vcpu, uint64_t address, uint32_t offset, un
 
 cdef bint xapic_mmio_write(UcVcpu vcpu, uint64_t address, uint32_t offset, unsigned size, uint64_t value) noexcept:
     """An xAPIC page write through the LAPIC's C path; False if it must take the bus path."""
-    cdef int res = vcpu.lapic.xapic_write(offset, size, value, vcpu.retired + vcpu.clock_offset)
+    cdef int res = vcpu.lapic.xapic_write(offset, size, value, vcpu.retired + vcpu.c_clock_offset)
     if res == LAPIC_UNHANDLED:
         return False
     if res == LAPIC_SETTLE:

@@ -70,11 +70,11 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
     if index == MSR_TSC:
         # SDM (IA32_TSC_ADJUST): a write to the TSC that moves it by X adds X to TSC_ADJUST too.
         if write:
-            delta = value - (vcpu.retired + vcpu.clock_offset + vcpu.tsc_offset)
+            delta = value - (vcpu.retired + vcpu.c_clock_offset + vcpu.tsc_offset)
             vcpu.tsc_offset += delta
             vcpu.tsc_adjust += <int64_t> delta
         else:
-            value = vcpu.retired + vcpu.clock_offset + vcpu.tsc_offset
+            value = vcpu.retired + vcpu.c_clock_offset + vcpu.tsc_offset
     elif index == MSR_TSC_ADJUST:
         # ... and a write to TSC_ADJUST that changes it by X moves the TSC by X.
         if not has_feature(vcpu, "tsc_adjust"):
@@ -88,7 +88,7 @@ cdef void on_msr_insn(UcVcpu vcpu, uint64_t address, bint write) noexcept:
         else:
             value = <uint64_t> vcpu.tsc_adjust
     elif vcpu.pmu is not None and vcpu.pmu.owns_msr(index):
-        vcpu.cycle_budget = 0
+        vcpu.drop_budget()
         if (vcpu.pmu.wrmsr(index, value, False) if write else vcpu.pmu.rdmsr(index, &value, False)) != 0:
             trace_msr(vcpu, index, write, value, True)
             raise_fault(vcpu, EXC_GP)

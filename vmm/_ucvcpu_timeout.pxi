@@ -37,7 +37,7 @@ cdef inline double monotonic_s() noexcept nogil:
 cdef void arm_timeout(UcVcpu vcpu, double seconds) noexcept:
     """The run about to start ends ``seconds`` from now (0: no timeout)."""
     vcpu.timeout_end = monotonic_s() + seconds if seconds > 0 else 0.0
-    vcpu.timeout_check = vcpu.retired + vcpu.clock_offset + TIMEOUT_CHECK_NS if seconds > 0 else <uint64_t> -1
+    vcpu.timeout_check = vcpu.retired + vcpu.c_clock_offset + TIMEOUT_CHECK_NS if seconds > 0 else <uint64_t> -1
     fold_deadline(vcpu)
 
 
@@ -50,6 +50,7 @@ cdef void disarm_timeout(UcVcpu vcpu) noexcept:
 cdef inline void fold_deadline(UcVcpu vcpu) noexcept:
     """The vCPU's deadline: the machine's timers' or the next clock check, whichever comes first."""
     vcpu.deadline = min(vcpu.timer_deadline, vcpu.timeout_check)
+    vcpu.fold_fast_until()
 
 
 cdef bint timed_out(UcVcpu vcpu) noexcept:
@@ -66,7 +67,7 @@ cdef bint timed_out(UcVcpu vcpu) noexcept:
 cdef void check_timeout(UcVcpu vcpu) noexcept:
     """At the vCPU's attention, after the machine's on_attention (which set the timers' deadline):
     read the clock if a check is due, and keep the deadline no later than the next one."""
-    cdef uint64_t now = vcpu.retired + vcpu.clock_offset
+    cdef uint64_t now = vcpu.retired + vcpu.c_clock_offset
     if vcpu.timeout_end == 0.0 or now < vcpu.timeout_check:
         return
     timed_out(vcpu)
