@@ -960,6 +960,8 @@ cdef class Lapic:
 
     def take_level_eois(self) -> list:
         """Level-triggered vectors EOIed since the last call (for the IOAPIC's remote IRR), then forget them."""
+        if not self.has_level_eois():
+            return []       # (the machine asks at every timer sync: usually none)
         vectors = [v for v in range(256) if test_bit(self.level_eois, v)]
         for v in vectors:
             clear_bit(self.level_eois, v)

@@ -385,9 +385,18 @@ class Machine:
         return any(self._could_run(other) for other in self.cpus if other is not cpu)
 
     def _next_deadline(self):
-        deadlines = [d for d in (*(c.lapic.next_deadline() for c in self.cpus),
-                                 *(t.next_deadline() for t in self.timers)) if d is not None]
-        return min(deadlines) if deadlines else None
+        """The earliest deadline of the LAPIC timers and the platform timers, None if none is armed.
+        (Plain loops: it runs at every timer sync, twice per SMP time slice.)"""
+        earliest = None
+        for cpu in self.cpus:
+            deadline = cpu.lapic.next_deadline()
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        for device in self.timers:
+            deadline = device.next_deadline()
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
 
     def sync_timers(self) -> None:
         """Something changed timers or interrupt state: pass level EOIs to the devices and re-arm
