@@ -269,7 +269,6 @@ cdef class UcVcpu:
     cdef uint64_t br_fallthrough
     cdef uint8_t br_flags
     cdef int br_cpl
-    cdef uint64_t trunc_exit          # exit address armed to stop right after an overflowing instruction
     cdef uint64_t cycle_budget        # retired count the budget ends at (stop_at_overflow); 0 = unknown
     cdef public bint fast_blocks      # on_block's fast path may run; off: every block the slow way (tests)
     cdef public bint fast_rep         # ... and its case for a REP string instruction's later iterations (tests)
@@ -356,6 +355,10 @@ cdef class UcVcpu:
     # -- CPU state and guest memory, as every unit reads them -----------------------------
     cdef inline uint64_t *regs(self) noexcept nogil:
         return <uint64_t*> (self.env + OFF_REGS)
+
+    cdef inline uint32_t *cflags_next_tb(self) noexcept nogil:
+        """The engine's request for the next translation block it looks up (truncate_after)."""
+        return <uint32_t*> (<char*> self.cpu + CPU_CFLAGS_NEXT_TB)
 
     cdef inline uint64_t eip(self) noexcept nogil:
         return (<uint64_t*> (self.env + OFF_EIP))[0]
@@ -916,8 +919,7 @@ cdef class UcVcpu:
         cdef int seg
         for seg in range(6):        # ES, CS, SS, DS, FS, GS
             x86_load_seg(self.env, seg, cs_selector if seg == SEG_CS else 0)
-        if self.trunc_exit:
-            disarm_truncation(self)
+        self.cflags_next_tb()[0] = NO_CFLAGS_REQUEST     # (a truncation asked for before does not apply)
         self.leave_block()
         self.set_rep_addr(<uint64_t> -1)
         self.br_flags = 0
@@ -1068,6 +1070,9 @@ cdef class UcVcpu:
             self.drop_budget()       # the host may have changed the PMU between runs
             if self.c_cr(0) != self.cr_seen[0] or self.c_cr(3) != self.cr_seen[1] or self.c_cr(4) != self.cr_seen[2]:
                 code_may_have_changed(self, False)  # the host changed the paging state (INIT/SIPI, a debugger)
+            # A truncation asked for in the last run, which ended before the engine took it, is
+            # asked for again by the block hook if it still applies (the budget was just dropped).
+            self.cflags_next_tb()[0] = NO_CFLAGS_REQUEST
             self.in_guest = True
             err = uc_emu_start(self.uc, rip, 0, 0, steps)
             self.in_guest = False
@@ -1082,10 +1087,6 @@ cdef class UcVcpu:
             if self.delivering_df:
                 triple_faulted(self)   # a fault while delivering the #DF: the engine gave up and stopped
             rip = self.pc()
-            if self.trunc_exit and rip == self.trunc_exit:
-                disarm_truncation(self)
-                if self.stop_reason == STOP_NONE and not err and not steps:
-                    continue        # stopped where a counter overflowed or a shadow ended
             if self.stop_reason != STOP_NONE:
                 return self._terminal()
             if err == ERR_FETCH_PROT:     # RAM is executable: this is a jump into an MMIO window
@@ -1094,8 +1095,7 @@ cdef class UcVcpu:
             if err:
                 return Exit(ExitKind.INTERNAL_ERROR, reason=f"engine error: {EngineError(err)}",
                             vcpu_id=self.vcpu_id)
-            # The engine's own halted state says HLT ran (RIP is after it); a stop at an exit
-            # address sets it too, but those were taken above.
+            # The engine's own halted state says HLT ran (RIP is after it).
             if self.engine_halted[0]:
                 return Exit(ExitKind.HLT, address=rip, vcpu_id=self.vcpu_id)
             if steps:

@@ -3,9 +3,11 @@
 # zero-skid overflow stops, the instruction limit, and the event models.
 #
 # * Zero-skid counter overflow: when an instruction/cycle counter would overflow before the block's
-#   last instruction, the block is re-translated to end right after the overflowing instruction (an
-#   engine "exit"), so status and PMI land before the next instruction (stop_at_overflow,
-#   truncate_after; run() disarms the exit when it is reached).
+#   last instruction, the block runs again as a translation of its instructions up to the
+#   overflowing one only, so the next block hook, right after it, commits the overflow and status
+#   and PMI land before the next instruction (stop_at_overflow, truncate_after).  The engine keeps
+#   such a translation beside the whole block's (the instruction count is part of a translation's
+#   key), so nothing is dropped, and a later overflow at the same place needs no translation.
 # * The budget of the block hook's fast path (stop_at_overflow): how many instructions may retire
 #   with their PMU counts left pending before a counter could overflow or the instruction limit
 #   be reached, and whether the fast path may run at all (slow_only).
@@ -61,14 +63,14 @@ cdef bint bulk_retire(UcVcpu vcpu, Block *b) noexcept:
     change; a pending one was taken or is blocked), and no Python code runs.  Refused (0
     iterations) in an interrupt shadow, with RFLAGS.TF or a DR7 breakpoint enabled, while a
     branch-miss counter (predictor state) or a CMASK/INV/EDGE counter (not linear in a block's
-    counts) runs, while a PMI request is outstanding, or with a truncation exit armed.  Returns
+    counts) runs, or while a PMI request is outstanding.  Returns
     True if it retired iterations (the engine restarts at the block)."""
     cdef uint64_t *r = vcpu.regs()
     cdef uint64_t n = b.n, k, c = 0, mask = 0, res = 0, d, now, rflags = 0, dr7 = 0
     cdef uint64_t branch = 1 if (b.flags & ENDS_IN_BRANCH) else 0
     cdef uint64_t conditional = 1 if (b.flags & BRANCH_CONDITIONAL) else 0
     cdef int cpl = vcpu.c_cpl(), ring = 1 if cpl else 0, ev
-    if vcpu.trunc_exit or vcpu.holds.attention or vcpu.stop_reason != STOP_NONE or vcpu.br_flags \
+    if vcpu.holds.attention or vcpu.stop_reason != STOP_NONE or vcpu.br_flags \
             or (vcpu.hflags() & HF_INHIBIT_IRQ) or ((<uint64_t*> (vcpu.env + OFF_EFLAGS))[0] & EFLAGS_TF):
         return False
     if b.loop_kind == LOOP_JMP:
@@ -161,9 +163,10 @@ cdef uint64_t cycle_events_to_overflow(UcVcpu vcpu, int cpl) noexcept:
 
 
 cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
-    """If a counter of instructions/cycles overflows before the block's last instruction,
-    re-translate the block to end right after the overflowing one (zero skid).  An overflow on
-    the last instruction needs nothing: the next block hook commits it before anything runs.
+    """If a counter of instructions/cycles overflows before the block's last instruction, run
+    the block again as its instructions up to the overflowing one (truncate_after: zero skid).  An
+    overflow on the last instruction needs nothing: the next block hook commits it before anything
+    runs.
 
     ``cycle_budget`` caches where a budget ends: a retired-instruction count, valid at any CPL,
     below which no counter of instructions, cycles or branches overflows (a block has at least one
@@ -210,20 +213,14 @@ cdef void stop_at_overflow(UcVcpu vcpu, Block *b) noexcept:
 
 
 cdef void truncate_after(UcVcpu vcpu, Block *b, int k) noexcept:
-    """Re-translate ``b`` so that execution stops (back in run()) after its first k instructions."""
-    vcpu.trunc_exit = b.addr + b.offs[k]
-    uc_ctl(vcpu.uc, ctl_write(CTL_UC_EXITS, 2), &vcpu.trunc_exit, <size_t> 1)
-    drop_translations(vcpu, b.addr, b.addr + b.size)
+    """Run ``b`` again, from its start, as a block of its first k instructions (0 < k < b.n): the
+    next block hook comes right after the k-th (a counter overflow, the end of an interrupt shadow).
+    The engine's request for the instruction count of the next translation block it looks up
+    (CPUState.cflags_next_tb; CPU_CFLAGS_NEXT_TB) gives a translation of its own, found again the
+    next time the same truncation is asked for; the whole block's translation stays."""
+    vcpu.cflags_next_tb()[0] = k
     vcpu.leave_block()
     vcpu.restart(b.addr)
-
-
-cdef void disarm_truncation(UcVcpu vcpu) noexcept:
-    cdef uint64_t none = 0
-    uc_ctl(vcpu.uc, ctl_write(CTL_UC_EXITS, 2), &none, <size_t> 0)
-    # The truncated translation must not be reused once the counter state changes.
-    drop_translations(vcpu, vcpu.trunc_exit - 1, vcpu.trunc_exit)
-    vcpu.trunc_exit = 0
 
 
 cdef void resolve_branch(UcVcpu vcpu, uint64_t target) noexcept:

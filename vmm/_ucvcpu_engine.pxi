@@ -151,6 +151,9 @@ DEF OFF_OLD_EXCEPTION = 5496        # the exception being delivered (-1: none), 
 DEF UC_CPU_SLOT_FROM_REG_READ = 38   # CPUState* is this many pointer slots after reg_read_x86_64
 DEF CPU_ENV_SLOT = 37                # CPUState field holding the CPUX86State* (env_ptr)
 DEF CPU_HALTED_BEFORE_UC = 16        # CPUState.halted lies this many bytes before CPUState.uc
+DEF CPU_CFLAGS_NEXT_TB = 24          # CPUState.cflags_next_tb: the instruction count (CF_COUNT_MASK) of the
+                                     # next translation block the engine looks up; -1 (none) at rest
+DEF NO_CFLAGS_REQUEST = 0xFFFFFFFF
 DEF UC_TCG_SLOT_FROM_REG_READ = 79   # the engine's TCGContext* is this many pointer slots after reg_read_x86_64
 DEF TCG_INVALIDATIONS = 0xD8         # TCGContext.tb_phys_invalidate_count: translations dropped so far
 DEF TCG_UC = 0x9970                  # TCGContext.uc: its engine
@@ -241,17 +244,29 @@ cdef int _locate(void *uc, void **cpu, char **env, uint32_t **halted, size_t **i
 cdef object _scratch_checks = None
 
 
+cdef void _record_block(void *uc, uint64_t address, uint32_t size, void *ud) noexcept:
+    """The scratch engine's block hook: the sizes of the first blocks, after their count in [0]."""
+    cdef uint32_t *sizes = <uint32_t*> ud
+    if sizes[0] < 7:
+        sizes[0] += 1
+        sizes[sizes[0]] = size
+
+
 cdef tuple _engine_behaviour():
     """On a scratch engine, once per process (it costs about a millisecond): (1) the halted flag
     _locate() finds stays clear when a run stops for another reason and is set by HLT; (2) the count
     of dropped translations _locate() finds goes up by one when the guest stores into code that has
-    a translation."""
+    a translation; (3) CPUState.cflags_next_tb is at rest (-1) and a count written there makes the
+    next block that many instructions, once, beside the whole block's translation."""
     global _scratch_checks
     cdef void *cpu
     cdef char *env
     cdef uint32_t *halted
     cdef size_t *invalidations
     cdef size_t before
+    cdef uint32_t *cflags
+    cdef uint32_t sizes[8]
+    cdef size_t h = 0
     if _scratch_checks is None:
         scratch = ucapi.Engine()
         scratch.mem_map(0x1000, PAGE_SIZE)
@@ -265,7 +280,22 @@ cdef tuple _engine_behaviour():
         scratch.emu_start(0x1000, 0x2000)      # translated ...
         before = invalidations[0]
         scratch.emu_start(0x1010, 0x2000)      # ... and stored into
-        _scratch_checks = (hlt, invalidations[0] == before + 1)
+        stores_counted = invalidations[0] == before + 1
+        # inc rbx, three times (3 bytes each); hlt: one block of 10 bytes, or 3 + 7 when the first
+        # is asked to be one instruction long.
+        scratch.mem_write(0x1020, b"\x48\xff\xc3" * 3 + b"\xf4")
+        cflags = <uint32_t*> (<char*> cpu + CPU_CFLAGS_NEXT_TB)
+        at_rest = cflags[0] == NO_CFLAGS_REQUEST
+        sizes[0] = 0
+        uc_hook_add(<void*> <uintptr_t> scratch.handle, &h, HOOK_BLOCK, <void*> _record_block, <void*> sizes, 1, 0)
+        scratch.emu_start(0x1020, 0x2000)
+        cflags[0] = 1
+        scratch.emu_start(0x1020, 0x2000)
+        taken_once = cflags[0] == NO_CFLAGS_REQUEST
+        scratch.emu_start(0x1020, 0x2000)
+        counted = at_rest and taken_once and sizes[0] == 4 and sizes[1] == 10 and sizes[2] == 3 and sizes[3] == 7 \
+            and sizes[4] == 10
+        _scratch_checks = (hlt, stores_counted, counted)
     return _scratch_checks
 
 
@@ -299,6 +329,8 @@ cdef list check_layout(UcVcpu vcpu):
     eng.reg_write(ucapi.UC_X86_REG_RCX, 0)
     checks.append(("CPUState.halted set by HLT, not by other stops", _engine_behaviour()[0]))
     checks.append(("TCGContext.tb_phys_invalidate_count counts a store into translated code", _engine_behaviour()[1]))
+    checks.append(("CPUState.cflags_next_tb at +24 limits the next block's instruction count once",
+                   _engine_behaviour()[2] and vcpu.cflags_next_tb()[0] == NO_CFLAGS_REQUEST))
     checks.append(("struct hook bounds at +24/+32", hook_bounds_where_expected(vcpu)))
     checks.append(("uc_struct.no_exit_request at +0x7f2 drops the stop checks after memory accesses; "
                    "code hooks leave the block through helper_check_exit_request", all(exit_switch_behaviour())))
