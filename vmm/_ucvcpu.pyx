@@ -1071,7 +1071,8 @@ cdef class UcVcpu:
             if self.c_cr(0) != self.cr_seen[0] or self.c_cr(3) != self.cr_seen[1] or self.c_cr(4) != self.cr_seen[2]:
                 code_may_have_changed(self, False)  # the host changed the paging state (INIT/SIPI, a debugger)
             # A truncation asked for in the last run, which ended before the engine took it, is
-            # asked for again by the block hook if it still applies (the budget was just dropped).
+            # asked for again by the block hook if it still applies (the budget was just dropped;
+            # an interrupt shadow is looked at again).
             self.cflags_next_tb()[0] = NO_CFLAGS_REQUEST
             self.in_guest = True
             err = uc_emu_start(self.uc, rip, 0, 0, steps)

@@ -30,7 +30,6 @@ from vmm import engine as ucapi
 from vmm._ucvcpu import UcVcpu
 from vmm.cpuid import CpuidError, CpuidModel
 from vmm.dispatch import Dispatcher
-from vmm.engine import UC_PROT_ALL, Engine
 from vmm.errors import VmmError
 
 MMIO_PAGE = 0x1000
@@ -93,9 +92,9 @@ class Cpu:
         self.machine = machine
         self.index = index
         self.state = CpuState.RUNNABLE if index == 0 else CpuState.WAIT_FOR_SIPI
-        self.uc_engine = Engine()
+        self.uc_engine = ucapi.Engine()
         self._ram_address = ram_address
-        self.uc_engine.mem_map_ptr(0, config.memory, UC_PROT_ALL, ram_address)
+        self.uc_engine.mem_map_ptr(0, config.memory, ucapi.UC_PROT_ALL, ram_address)
         self.vcpu = UcVcpu(self.uc_engine, vcpu_id=index)
         self.vcpu.self_test()
         self.vcpu.forced_emulation = config.forced_emulation
@@ -156,7 +155,7 @@ class Cpu:
         ram_size = self.machine.config.memory
         self.vcpu.unmap_mmio(old, MMIO_PAGE)
         if old < ram_size:
-            self.uc_engine.mem_map_ptr(old, MMIO_PAGE, UC_PROT_ALL, self._ram_address + old)
+            self.uc_engine.mem_map_ptr(old, MMIO_PAGE, ucapi.UC_PROT_ALL, self._ram_address + old)
         if new < ram_size:
             self.uc_engine.mem_unmap(new, MMIO_PAGE)
         self.vcpu.map_mmio(new, MMIO_PAGE)

@@ -114,10 +114,12 @@ class _MemRegion(ctypes.Structure):
 def _library_path() -> str:
     """The libunicorn the binding would load: $LIBUNICORN_PATH's, else the unicorn package's; where
     neither is (a distribution's build elsewhere), the binding says which library it loaded."""
-    for path in (os.path.join(os.environ["LIBUNICORN_PATH"], "libunicorn.so.2") if os.environ.get("LIBUNICORN_PATH")
-                 else None, packaged_library("unicorn", "lib", "libunicorn.so.2")):
-        if path is not None and os.path.exists(path):
-            return path
+    override = os.environ.get("LIBUNICORN_PATH")
+    if override and os.path.exists(os.path.join(override, "libunicorn.so.2")):
+        return os.path.join(override, "libunicorn.so.2")
+    packaged = packaged_library("unicorn", "lib", "libunicorn.so.2")
+    if packaged is not None:
+        return packaged
     from unicorn.unicorn_py3 import unicorn as binding  # the slow import, only for a library elsewhere
 
     return binding.uclib._name
